@@ -1,0 +1,23 @@
+"""hso: Hierarchical Schedule Optimization for diffusion-model samplers (AAAI 2026), fast and general.
+
+    >>> import hso
+    >>> res = hso.optimize("sd21", nfe=5, solver="unipc")
+    >>> res.timesteps            # integer model timesteps, strictly decreasing
+
+Importing `hso` loads no compiled code; `hso.fast` picks and loads an engine on first use.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import fast
+from .inits import INIT_FAMILIES, init_schedule
+from .objectives import dmn, mep, spacing_penalty
+from .optimize import SPACINGS, d_min, optimize
+from .result import ScheduleResult
+from .schedules import PRESETS, NoiseSchedule, betas_for
+from .solvers import SOLVERS, get_solver
+
+__all__ = ["optimize", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
+           "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast",
+           "__version__"]

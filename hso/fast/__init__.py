@@ -1,0 +1,126 @@
+"""`hso.fast`: the engine. Batched entry points over one backend registry.
+
+* `objective_and_grad(lambdas, spec)` - objective value and gradient for a batch of schedules ``[B, N+1]``.
+* `lower_solve(psi, schedule, spec)` - the HSO lower level for a batch of candidates ``psi  # [B, 3]``.
+* `search(...)` - the bi-level search (differential evolution over psi, lower level per generation).
+
+Inputs are validated, converted to contiguous float64 and outputs allocated here, once, not in each backend.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..schedules import NoiseSchedule
+from .reference_lower import LowerResult, LowerSpec
+from .reference_lower import lower_solve as _reference_lower_solve
+from .search_de import PAPER_BOUNDS, SearchOutcome, SearchSpec, differential_evolution
+from .registry import BACKENDS, Backend, available_backends, backend_status, get_backend
+
+__all__ = ["ObjectiveSpec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
+           "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
+
+OBJECTIVES = ("mep", "dmn")
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """Which objective: ``name`` ("mep" | "dmn"), the lambda-space ``kind`` of the noise schedule, the node-weight
+    exponent ``p`` and, for "dmn", ``trunc_num`` (None = spec default from N)."""
+
+    name: str = "mep"
+    kind: int = 0
+    p: float = 2.0
+    trunc_num: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.name!r}; known objectives: {', '.join(OBJECTIVES)}")
+        if not np.isfinite(self.p):
+            raise ValueError(f"p must be finite, got {self.p}")
+        if self.kind not in (0, 1, 2):
+            raise ValueError(f"unknown lambda-space kind {self.kind}; known: 0 (VP), 1 (VE), 2 (flow)")
+
+
+def _checked_lambdas(lambdas: Any) -> np.ndarray:
+    lam = np.ascontiguousarray(lambdas, dtype=np.float64)
+    if lam.ndim != 2 or lam.shape[1] < 2:
+        raise ValueError(f"lambdas must have shape [B, N+1] with N >= 1, got {lam.shape}")
+    if not np.all(np.isfinite(lam)):
+        raise ValueError("lambdas contain NaN or inf")
+    return lam
+
+
+def _objective_fn(spec: ObjectiveSpec, backend: Backend) -> Callable[..., tuple]:
+    """Bind a spec to a backend: ``fn(lambdas, hessian=False) -> (value, grad[, diag, off])``."""
+    if spec.name == "mep":
+        mep = backend.mep()
+        return lambda lam, hessian=False: mep(lam, spec.kind, spec.p, hessian)
+    from .reference_dmn import dmn_and_grad  # one implementation for every backend until it is fused
+    return lambda lam, hessian=False: dmn_and_grad(lam, spec.kind, spec.p, spec.trunc_num)
+
+
+def objective_and_grad(lambdas: Any, spec: ObjectiveSpec = ObjectiveSpec(), *, hessian: bool = False,
+                       backend: str = "auto") -> tuple[np.ndarray, ...]:
+    """Objective value ``[B]`` and gradient ``[B, N+1]`` in lambda for ``lambdas  # [B, N+1]``.
+
+    With ``hessian=True`` (MEP only) also the tridiagonal Hessian as ``diag  # [B, N+1]``, ``off  # [B, N]``.
+
+    Raises:
+        ValueError: wrong shape, non-finite input, unknown objective, Hessian asked for "dmn".
+    """
+    lam = _checked_lambdas(lambdas)
+    if hessian and spec.name != "mep":
+        raise ValueError("the exact Hessian is available for 'mep' only")
+    return _objective_fn(spec, get_backend(backend))(lam, hessian=hessian)
+
+
+def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, *,
+                backend: str = "auto") -> LowerResult:
+    """The HSO lower level for ``psi  # [B, 3] = (rho, t_eps, T_max)``; see `hso.fast.reference_lower`.
+
+    Raises:
+        ValueError: psi of the wrong shape, non-finite, t_eps >= T_max or outside the schedule's domain.
+    """
+    p = np.ascontiguousarray(psi, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"psi must have shape [B, 3] (rho, t_eps, T_max), got {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("psi contains NaN or inf")
+    if np.any(p[:, 1] >= p[:, 2]):
+        raise ValueError("every candidate needs t_eps < T_max")
+    if np.any(p[:, 1] < schedule.t_min) or np.any(p[:, 2] > schedule.t_max):
+        raise ValueError(f"end points must lie in the schedule's domain [{schedule.t_min}, {schedule.t_max}]")
+    if np.any(p[:, 0] <= 0):
+        raise ValueError("rho must be positive")
+    return _reference_lower_solve(p, schedule, lower, _objective_fn(objective, get_backend(backend)))
+
+
+def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, spec: SearchSpec = SearchSpec(), *,
+           backend: str = "auto", callback: Callable[..., Any] | None = None) -> SearchOutcome:
+    """The bi-level search: differential evolution over psi with `lower_solve` once per generation.
+
+    Returns a `SearchOutcome` (best psi, the lower-level result there, fitness, generations, solves).
+    """
+    engine = get_backend(backend)
+    fn = _objective_fn(objective, engine)
+    return differential_evolution(lambda psi: _reference_lower_solve(psi, schedule, lower, fn), spec, callback)
+
+
+def show_config(file: Any = None) -> dict[str, Any]:
+    """Print (and return) versions and which backends loaded, with the reason for each that did not."""
+    from .. import __version__
+    info = {"hso": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            "numpy": np.__version__, "backends": backend_status(), "auto": available_backends()[0]}
+    try:
+        import scipy
+        info["scipy"] = scipy.__version__
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        pass
+    print(json.dumps(info, indent=2), file=file or sys.stdout)
+    return info

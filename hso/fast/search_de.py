@@ -1,0 +1,132 @@
+"""Upper level: differential evolution over psi = (rho, t_eps, T_max), one batched lower-level call per generation.
+
+It follows scipy's ``differential_evolution`` with the reference settings of spec §7 (strategy best1bin, dithered
+mutation drawn once per generation, binomial crossover with one forced coordinate, Latin-hypercube start, deferred
+updating, out-of-box coordinates redrawn uniformly, convergence when ``std(E) <= atol + tol * |mean(E)|``, L-BFGS-B
+polish of the best point). The random stream is numpy's ``default_rng(seed)``, not scipy's, so runs match the
+authors' to within a few training steps rather than bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .reference_lower import LowerResult
+
+__all__ = ["SearchSpec", "SearchOutcome", "differential_evolution", "PAPER_BOUNDS"]
+
+PAPER_BOUNDS = ((3.0, 16.0), (0.01, 0.03), (0.96, 1.0))
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Differential-evolution settings (scipy names). ``popsize`` multiplies the number of parameters (3)."""
+
+    bounds: tuple[tuple[float, float], ...] = PAPER_BOUNDS
+    popsize: int = 20
+    maxiter: int = 60
+    tol: float = 0.01
+    atol: float = 0.0
+    mutation: float | tuple[float, float] = (0.5, 1.0)
+    recombination: float = 0.7
+    init: str = "latinhypercube"
+    polish: bool = True
+    seed: int | None = 66
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    psi: np.ndarray              # [3] best (rho, t_eps, T_max)
+    lower: LowerResult           # the lower-level result at psi (batch of 1)
+    fitness: float
+    nit: int                     # generations run
+    nfev: int                    # lower-level solves (candidates evaluated)
+    success: bool
+    message: str
+    population: np.ndarray = field(repr=False)  # [S, 3] final population
+    energies: np.ndarray = field(repr=False)    # [S]
+
+
+def _latin_hypercube(rng: np.random.Generator, s: int, m: int) -> np.ndarray:
+    seg = 1.0 / s
+    samples = seg * rng.uniform(size=(s, m)) + np.linspace(0.0, 1.0, s, endpoint=False)[:, None]
+    pop = np.empty_like(samples)
+    for j in range(m):
+        pop[:, j] = samples[rng.permutation(s), j]
+    return pop
+
+
+def differential_evolution(evaluate: Callable[[np.ndarray], LowerResult], spec: SearchSpec = SearchSpec(),
+                           callback: Callable[..., Any] | None = None) -> SearchOutcome:
+    """Run the bi-level search; ``evaluate(psi  # [B, 3]) -> LowerResult`` is the bound lower level.
+
+    ``callback(psi_best, fitness_best, nit)`` is called after each generation; returning True stops the search.
+    """
+    rng = np.random.default_rng(spec.seed)
+    lo = np.array([b[0] for b in spec.bounds], dtype=np.float64)
+    hi = np.array([b[1] for b in spec.bounds], dtype=np.float64)
+    m = lo.size
+    s = max(5, int(spec.popsize) * m)
+    nfev = 0
+
+    def fitness(unit: np.ndarray) -> np.ndarray:
+        nonlocal nfev
+        nfev += unit.shape[0]
+        return evaluate(lo + unit * (hi - lo)).fitness
+
+    if spec.init == "latinhypercube":
+        pop = _latin_hypercube(rng, s, m)
+    elif spec.init == "random":
+        pop = rng.uniform(size=(s, m))
+    else:
+        raise ValueError(f"unknown init {spec.init!r}; known: 'latinhypercube', 'random'")
+    energies = fitness(pop)
+
+    def promote_best() -> None:
+        k = int(np.argmin(energies))
+        pop[[0, k]] = pop[[k, 0]]
+        energies[[0, k]] = energies[[k, 0]]
+
+    promote_best()
+    message = f"Maximum number of iterations ({spec.maxiter}) reached."
+    success = False
+    nit = 0
+    others = np.arange(s)
+    for nit in range(1, int(spec.maxiter) + 1):
+        f_scale = (rng.uniform(*spec.mutation) if isinstance(spec.mutation, tuple) else float(spec.mutation))
+        pick = np.empty((s, 2), dtype=np.int64)
+        for i in range(s):
+            pick[i] = rng.choice(np.delete(others, i), 2, replace=False)
+        mutant = pop[0] + f_scale * (pop[pick[:, 0]] - pop[pick[:, 1]])
+        cross = rng.uniform(size=(s, m)) < spec.recombination
+        cross[np.arange(s), rng.integers(m, size=s)] = True
+        trial = np.where(cross, mutant, pop)
+        out = (trial < 0) | (trial > 1)
+        trial[out] = rng.uniform(size=int(out.sum()))
+        e_trial = fitness(trial)
+        better = e_trial < energies
+        pop[better], energies[better] = trial[better], e_trial[better]
+        promote_best()
+        if callback is not None and callback(lo + pop[0] * (hi - lo), float(energies[0]), nit):
+            message = "callback requested stop"
+            success = False
+            break
+        finite = np.isfinite(energies)
+        if np.all(finite) and np.std(energies) <= spec.atol + spec.tol * np.abs(np.mean(energies)):
+            message = "Optimization terminated successfully."
+            success = True
+            break
+
+    best_unit, best_e = pop[0].copy(), float(energies[0])
+    if spec.polish:
+        res = minimize(lambda u: float(fitness(np.clip(u, 0.0, 1.0)[None])[0]), best_unit, method="L-BFGS-B",
+                       bounds=[(0.0, 1.0)] * m)
+        if np.isfinite(res.fun) and res.fun < best_e:
+            best_unit, best_e = np.clip(res.x, 0.0, 1.0), float(res.fun)
+    psi = lo + best_unit * (hi - lo)
+    final = evaluate(psi[None])
+    return SearchOutcome(psi=psi, lower=final, fitness=float(final.fitness[0]), nit=nit, nfev=nfev,
+                         success=success, message=message, population=lo + pop * (hi - lo), energies=energies)

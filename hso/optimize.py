@@ -1,0 +1,156 @@
+"""`hso.optimize`: the HSO bi-level search as one call (spec §3-§7)."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import fast
+from .fast.registry import get_backend
+from .fast.search_de import PAPER_BOUNDS, SearchSpec
+from .inits import INIT_FAMILIES
+from .result import ScheduleResult
+from .schedules import NoiseSchedule, as_schedule
+from .solvers import get_solver
+
+__all__ = ["optimize", "d_min", "SPACINGS"]
+
+SPACINGS = ("rank", "constrain")
+
+
+def d_min(nfe: int) -> float:
+    """The NFE-adaptive minimum gap of the SPF penalty: ``clip(0.15 - 0.00875 (NFE - 4), 0.01, 0.15)``."""
+    return float(np.clip(0.15 - 0.00875 * (nfe - 4), 0.01, 0.15))
+
+
+def _check_int(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return int(v)
+
+
+def _checked_bounds(bounds: Sequence[Sequence[float]] | None, schedule: NoiseSchedule) -> tuple:
+    if bounds is None:
+        # the paper's box, clipped to the schedule's domain (flow and cosine models end below t = 1)
+        (r0, r1), (e0, e1), (m0, m1) = PAPER_BOUNDS
+        bounds = ((r0, r1), (max(e0, schedule.t_min), e1), (min(m0, schedule.t_max), min(m1, schedule.t_max)))
+    try:
+        b = np.asarray(bounds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError("bounds must be three (low, high) pairs for rho, t_eps and T_max") from None
+    if b.shape != (3, 2):
+        raise ValueError(f"bounds must be three (low, high) pairs for rho, t_eps and T_max, got shape {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise ValueError("bounds contain NaN or inf")
+    for name, (lo, hi) in zip(("rho", "t_eps", "T_max"), b):
+        if lo > hi:
+            raise ValueError(f"inverted bounds for {name}: low {lo} > high {hi}")
+    if b[0, 0] <= 0:
+        raise ValueError(f"rho must be positive, got lower bound {b[0, 0]}")
+    if b[1, 1] >= b[2, 0]:
+        raise ValueError(f"t_eps must stay below T_max: t_eps upper bound {b[1, 1]} >= T_max lower bound {b[2, 0]}")
+    if b[1, 0] < schedule.t_min or b[2, 1] > schedule.t_max:
+        raise ValueError(f"t_eps and T_max bounds must lie in the schedule's time domain "
+                         f"[{schedule.t_min}, {schedule.t_max}], got t_eps >= {b[1, 0]}, T_max <= {b[2, 1]}")
+    return tuple(map(tuple, b.tolist()))
+
+
+def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "unipc", objective: str = "mep",
+             *, convention: str | None = None, spacing: str = "rank", p: float = 2.0, trunc_num: int | None = None,
+             init: str = "edm_rho", bounds: Sequence[Sequence[float]] | None = None, popsize: int = 20,
+             maxiter: int = 60, tol: float = 0.01, mutation: float | tuple[float, float] = (0.5, 1.0),
+             recombination: float = 0.7, polish: bool = True, seed: int | None = 66, gamma: float = 1e9,
+             backend: str = "auto", callback: Callable[..., Any] | None = None) -> ScheduleResult:
+    """Find the HSO schedule for a model's noise schedule, a solver and an NFE.
+
+    Args:
+        schedule: a `NoiseSchedule` or a preset name (``"sd21"``, ``"sdxl"``, ``"edm"``, ``"flow"``, ...).
+        nfe: number of network evaluations the sampler may spend.
+        solver: ``"unipc"``, ``"dpmsolver++"``, ``"ddim"``, ``"euler"``, ``"heun"``, ``"deis"``, ``"ipndm"``.
+        objective: ``"mep"`` (the paper's Midpoint Error Proxy) or ``"dmn"`` (the DM-NonUniform solver bound).
+        convention: ``"stop"`` (N = NFE intervals, the sampler stops at t_eps) or ``"jump"`` (NFE evaluation points,
+            then a jump to sigma 0, as diffusers' schedulers do); default: the solver's (stop for UniPC /
+            DPM-Solver++, jump for DDIM / Euler / Heun), as in the paper.
+        spacing: ``"rank"`` (the paper: the SPF penalty only ranks upper-level candidates) or ``"constrain"`` (the
+            lower level keeps every gap >= d_min, so the result is always feasible). Default ``"rank"``.
+        p: node-weight exponent of the objective (eps = sigma^p / alpha; the paper uses 2).
+        trunc_num: DM-NonUniform truncation (None: 3 for NFE <= 7 else 0).
+        init: start family of the lower level (``"edm_rho"`` in the paper).
+        bounds: ((rho), (t_eps), (T_max)) box; default the paper's [3, 16] x [0.01, 0.03] x [0.96, 1.0].
+        popsize, maxiter, tol, mutation, recombination, polish, seed: differential-evolution settings (scipy names;
+            population = 3 * popsize).
+        gamma: SPF penalty weight.
+        backend: engine name or ``"auto"``.
+        callback: ``callback(psi_best, fitness_best, generation)``; return True to stop.
+
+    Returns:
+        A `ScheduleResult`.
+
+    Raises:
+        TypeError: non-integer NFE, wrong argument types.
+        ValueError: NFE < 1 or too large for the model, unknown solver / objective / convention / spacing / init /
+            preset, inverted or out-of-domain bounds.
+    """
+    t_start = time.perf_counter()
+    sched = as_schedule(schedule)
+    nfe = _check_int("nfe", nfe, 1)
+    spec_solver = get_solver(solver)
+    conv = convention or spec_solver.default_convention
+    n_int = spec_solver.n_intervals(nfe, conv)
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; known: {', '.join(SPACINGS)}")
+    if init not in INIT_FAMILIES:
+        raise ValueError(f"unknown init family {init!r}; known: {', '.join(INIT_FAMILIES)}")
+    if not isinstance(p, (int, float, np.floating)) or not math.isfinite(p) or p <= 0:
+        raise ValueError(f"p must be a positive number, got {p!r}")
+    if not math.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"gamma must be a non-negative number, got {gamma!r}")
+    obj = fast.ObjectiveSpec(objective, sched.kind, float(p), trunc_num)
+    box = _checked_bounds(bounds, sched)
+    popsize = _check_int("popsize", popsize, 1)
+    maxiter = _check_int("maxiter", maxiter, 0)
+    engine = get_backend(backend)
+
+    dmin = d_min(nfe)
+    gap = sched.time_resolution
+    if spacing == "constrain":
+        gap = max(gap, dmin * (1 + 1e-12))  # the margin keeps the penalty exactly 0 in spite of rounding
+    widest = box[2][1] - box[1][0]
+    if n_int * gap > widest:
+        what = (f"d_min={dmin:g}" if spacing == "constrain"
+                else f"one training step ({1 / sched.num_train_timesteps:g})" if sched.num_train_timesteps
+                else f"the time resolution {gap:g}")
+        raise ValueError(f"NFE={nfe} is too large: {n_int} intervals of at least {what} do not fit in the widest "
+                         f"range T_max - t_eps = {widest:g} of the box")
+    lower = fast.LowerSpec(n_intervals=n_int, gap=gap, d_min=dmin, gamma=float(gamma), objective=objective,
+                           p=float(p), trunc_num=trunc_num, init=init)
+    de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol), mutation=mutation,
+                    recombination=float(recombination), polish=bool(polish), seed=seed)
+    out = fast.search(sched, lower, obj, de, backend=engine.name, callback=callback)
+
+    t = out.lower.t[0]
+    lam = out.lower.lambdas[0]
+    sig = np.exp(-lam)
+    if conv == "jump":
+        sig = np.append(sig, 0.0)
+    timesteps = None
+    if sched.is_discrete:
+        timesteps = sched.timesteps_of_t(t)
+        if np.any(np.diff(timesteps) >= 0):  # cannot happen with gap >= one step; never return it silently
+            raise RuntimeError(f"internal error: integer timesteps {timesteps.tolist()} are not strictly decreasing")
+    if spacing == "constrain" and out.lower.penalty[0] > 0:
+        raise RuntimeError("internal error: the constrained search returned an infeasible schedule")
+    settings = {"init": init, "p": float(p), "trunc_num": trunc_num, "bounds": [list(b) for b in box],
+                "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
+                "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
+                "n_intervals": n_int, "min_gap": gap}
+    return ScheduleResult(
+        t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, psi=out.psi, fitness=out.fitness,
+        mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit, nfev=out.nfev,
+        success=out.success, message=out.message, wall_time=time.perf_counter() - t_start, backend=engine.name,
+        convention=conv, solver=spec_solver.name, nfe=nfe, objective=objective, spacing=spacing, d_min=dmin,
+        schedule=sched.describe(), settings=settings)

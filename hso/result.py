@@ -1,0 +1,102 @@
+"""`ScheduleResult`: what `hso.optimize` returns, shaped like scipy's ``OptimizeResult`` plus the schedule."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ScheduleResult"]
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    """An optimised sampling schedule.
+
+    Attributes:
+        t: schedule points in normalised time, descending from T_max to t_eps, ``[N+1]``.
+        lambdas: half log-SNR at ``t`` (increasing), ``[N+1]``.
+        sigmas: k-diffusion / EDM sigmas ``sigma_t / alpha_t`` at ``t``; for ``convention="jump"`` a final 0 is
+            appended (the sampler's last step goes to the clean sample), so the list is exactly what a k-diffusion
+            sampler needs for the convention the schedule was optimised for.
+        timesteps: integer model timesteps ``round(T t) - 1`` for discrete models (strictly decreasing, unique),
+            else None.
+        psi: the best upper-level candidate (rho, t_eps, T_max).
+        fitness: SPF fitness = objective + penalty at psi.
+        mep: the lower-level objective value of the schedule (MEP, or the DM-NonUniform bound for ``objective="dmn"``).
+        penalty: the SPF spacing penalty of the schedule.
+        x / fun / nit / nfev / success / message: scipy-style aliases (x = psi, fun = fitness, nit = generations,
+            nfev = lower-level solves).
+        convention: "stop" (the sampler stops at t_eps) or "jump" (evaluates at every point, then jumps to 0).
+    """
+
+    t: np.ndarray
+    lambdas: np.ndarray
+    sigmas: np.ndarray
+    timesteps: np.ndarray | None
+    psi: np.ndarray
+    fitness: float
+    mep: float
+    penalty: float
+    nit: int
+    nfev: int
+    success: bool
+    message: str
+    wall_time: float
+    backend: str
+    convention: str
+    solver: str
+    nfe: int
+    objective: str
+    spacing: str
+    d_min: float
+    schedule: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.psi
+
+    @property
+    def fun(self) -> float:
+        return self.fitness
+
+    @property
+    def feasible(self) -> bool:
+        """True when every gap respects d_min (zero spacing penalty)."""
+        return self.penalty == 0.0
+
+    @property
+    def log_snr(self) -> np.ndarray:
+        """log-SNR = 2 lambda at ``t``."""
+        return 2.0 * self.lambdas
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict (arrays as lists) for JSON."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, np.ndarray):
+                v = v.tolist()
+            elif isinstance(v, np.generic):
+                v = v.item()
+            out[f.name] = v
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def table(self) -> str:
+        """A human-readable table of the schedule."""
+        head = f"{'i':>3} {'t':>10} {'lambda':>10} {'sigma':>12}" + (f" {'timestep':>9}" if self.timesteps is not None
+                                                                      else "")
+        rows = [head]
+        for i, (t, lam) in enumerate(zip(self.t, self.lambdas)):
+            row = f"{i:>3} {t:>10.6f} {lam:>10.5f} {self.sigmas[i]:>12.6g}"
+            if self.timesteps is not None:
+                row += f" {int(self.timesteps[i]):>9d}"
+            rows.append(row)
+        if self.convention == "jump":
+            rows.append(f"{'':>3} {'':>10} {'':>10} {0.0:>12.6g}   (final jump to sigma 0)")
+        return "\n".join(rows)
