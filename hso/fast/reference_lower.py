@@ -44,7 +44,7 @@ class LowerSpec:
 
     n_intervals: N; gap: hard minimum t-gap d; d_min / gamma: SPF penalty; objective: "mep" | "dmn";
     p: node-weight exponent; trunc_num: DM-NonUniform truncation (None = spec default); init: start family;
-    maxiter / ftol: Newton iteration cap and relative decrement tolerance.
+    maxiter / xtol: Newton iteration cap and the step size (in t) below which it stops.
     """
 
     n_intervals: int
@@ -56,7 +56,7 @@ class LowerSpec:
     trunc_num: int | None = None
     init: str = "edm_rho"
     maxiter: int = 100
-    ftol: float = 1e-13
+    xtol: float = 1e-12
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _feasible_start(t: np.ndarray, d: float) -> tuple[np.ndarray, np.ndarray]:
     return out, feasible
 
 
-def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int, ftol: float
+def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int, xtol: float
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise problem over the interior of each row of ``t0  # [B, N+1]`` with gaps >= d. Returns (t, iters)."""
     bsz, n1 = t0.shape
@@ -196,7 +196,8 @@ def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int,
             sol = np.stack([np.linalg.lstsq(k, r, rcond=None)[0] for k, r in zip(kkt, rhs)])
         step, mu = sol[:, :n], sol[:, n:]
         decrement = -np.einsum("bi,bi->b", g, step)
-        small = np.abs(decrement) <= ftol * (1.0 + np.abs(f))
+        # converged on the working set once the Newton step itself is negligible (t is O(1))
+        small = np.abs(step).max(axis=1) <= xtol
 
         # stationary on the working set: release the most negative multiplier, or stop
         mu_w = np.where(w, mu, np.inf)
@@ -226,15 +227,17 @@ def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int,
         alpha = np.minimum(1.0, alpha_max)
         accepted = np.zeros(idx.size, dtype=bool)
         t_new = tt.copy()
-        for _ in range(60):
+        # in the Newton region the decrease is below f's rounding: take the step unless f visibly rises
+        newton_region = decrement <= 1e-10 * (1.0 + np.abs(f))
+        for _ in range(40):
             pending = ~accepted
             if not np.any(pending):
                 break
             trial = tt[pending] + alpha[pending, None] * full_step[pending]
             f_trial = problem.value(trial)
-            ok = np.isfinite(f_trial) & (f_trial <= f[pending] - 1e-4 * alpha[pending] * decrement[pending])
-            # accept a (tiny) step that does not increase f once backtracking has gone far
-            ok |= np.isfinite(f_trial) & (alpha[pending] < 1e-12) & (f_trial <= f[pending])
+            fp, ap, dp = f[pending], alpha[pending], decrement[pending]
+            ok = np.isfinite(f_trial) & ((f_trial <= fp - 1e-4 * ap * dp)
+                                         | (newton_region[pending] & (f_trial <= fp + 4e-16 * (1.0 + np.abs(fp)))))
             rows = np.flatnonzero(pending)
             t_new[rows[ok]] = trial[ok]
             accepted[rows[ok]] = True
@@ -269,7 +272,7 @@ def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec,
     iters = np.zeros(psi.shape[0], dtype=np.int64)
     if np.any(feasible):
         rows = np.flatnonzero(feasible)
-        t_opt, it = newton_active_set(problem, t_start[rows], spec.gap, spec.maxiter, spec.ftol)
+        t_opt, it = newton_active_set(problem, t_start[rows], spec.gap, spec.maxiter, spec.xtol)
         t[rows], iters[rows] = t_opt, it
     lam = schedule.lambda_(t)
     value = objective_fn(lam, hessian=False)[0]

@@ -1,0 +1,131 @@
+// The private extension module hso._C: numpy buffers in, new numpy arrays out, for the kernel contract written in
+// hso/fast/reference.py. Shape and kind checks live here because the kernels trust their buffers.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/objectives.h"
+
+#if defined(HSO_WITH_OPENMP)
+#include <omp.h>
+#endif
+#if defined(HSO_WITH_CUDA)
+#include "cuda/objectives.cuh"
+#endif
+
+namespace py = pybind11;
+
+namespace {
+
+// forcecast + c_style: any array-like input becomes a C-contiguous float64 array (copied only when it is not one).
+using InArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using OutArray = py::array_t<double>;
+
+using Kernel = void (*)(const double*, int64_t, int64_t, int, double, double*, double*, double*, double*);
+
+void check_mep_args(const InArray& lambdas, int kind) {
+  if (lambdas.ndim() != 2) {
+    throw std::invalid_argument("lambdas must be 2-D [B, N+1], got " + std::to_string(lambdas.ndim()) + "-D");
+  }
+  if (lambdas.shape(1) < 2) {
+    throw std::invalid_argument("lambdas needs at least 2 points per row (N >= 1), got " +
+                                std::to_string(lambdas.shape(1)));
+  }
+  if (kind != 0 && kind != 1 && kind != 2) {
+    throw std::invalid_argument("unknown lambda-space kind " + std::to_string(kind) +
+                                "; known: 0 (VP), 1 (VE), 2 (flow)");
+  }
+}
+
+py::tuple mep_and_grad_with(Kernel kernel, const InArray& lambdas, int kind, double p, bool hessian) {
+  check_mep_args(lambdas, kind);
+  const py::ssize_t B = lambdas.shape(0);
+  const py::ssize_t N1 = lambdas.shape(1);
+  OutArray value(B);
+  OutArray grad({B, N1});
+  OutArray diag = hessian ? OutArray({B, N1}) : OutArray();
+  OutArray off = hessian ? OutArray({B, N1 - 1}) : OutArray();
+  const double* lam = lambdas.data();
+  double* v = value.mutable_data();
+  double* g = grad.mutable_data();
+  double* d = hessian ? diag.mutable_data() : nullptr;
+  double* o = hessian ? off.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    kernel(lam, B, N1, kind, p, v, g, d, o);
+  }
+  if (hessian) return py::make_tuple(value, grad, diag, off);
+  return py::make_tuple(value, grad);
+}
+
+std::string compiler_name() {
+#if defined(__clang__)
+  return std::string("Clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("GCC ") + __VERSION__;
+#elif defined(_MSC_VER)
+  return "MSVC " + std::to_string(_MSC_VER);
+#else
+  return "unknown";
+#endif
+}
+
+constexpr const char* kMepDoc = R"doc(MEP value, gradient (and tridiagonal Hessian) for a batch of schedules.
+
+The contract of hso.fast.reference.mep_and_grad: lambdas [B, N+1] float64 (increasing along a row), kind 0/1/2
+(VP/VE/flow), exponent p. Returns (value [B], grad [B, N+1]) or, with hessian=True,
+(value, grad, diag [B, N+1], off [B, N]).
+
+Raises:
+    ValueError: lambdas is not 2-D, has fewer than 2 points per row, or kind is unknown.
+)doc";
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "hso's compiled kernels (private; use hso.fast). The math is documented in hso.fast.reference.";
+
+  m.def(
+      "mep_and_grad",
+      [](const InArray& lambdas, int kind, double p, bool hessian) {
+        return mep_and_grad_with(&hso::mep_forward_cpu, lambdas, kind, p, hessian);
+      },
+      py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false, kMepDoc);
+
+#if defined(HSO_WITH_CUDA)
+  m.def(
+      "mep_and_grad_cuda",
+      [](const InArray& lambdas, int kind, double p, bool hessian) {
+        return mep_and_grad_with(&hso::mep_forward_cuda_from_host, lambdas, kind, p, hessian);
+      },
+      py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false,
+      "mep_and_grad on the current CUDA device, from and to host arrays (copies both ways per call).\n\n"
+      "Raises:\n    ValueError: as mep_and_grad.\n    RuntimeError: any CUDA error, with the runtime's message.");
+  m.def("cuda_device_count", &hso_cuda_device_count,
+        "Number of visible CUDA devices; 0 when the runtime finds none (never raises).");
+#endif
+
+  m.def(
+      "build_info",
+      []() {
+        py::dict info;
+#if defined(HSO_WITH_OPENMP)
+        info["openmp"] = true;
+        info["max_threads"] = omp_get_max_threads();
+#else
+        info["openmp"] = false;
+        info["max_threads"] = 1;
+#endif
+#if defined(HSO_WITH_CUDA)
+        info["cuda"] = true;
+#else
+        info["cuda"] = false;
+#endif
+        info["compiler"] = compiler_name();
+        return info;
+      },
+      "How this module was built: {'openmp': bool, 'cuda': bool, 'max_threads': int, 'compiler': str}.");
+}

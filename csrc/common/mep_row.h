@@ -1,0 +1,76 @@
+// One candidate of the MEP kernel contract (value, gradient, tridiagonal Hessian), shared by the CPU loop and the
+// CUDA kernel so that both backends compile the same arithmetic. The math is written once, in the docstring of
+// hso/fast/reference.py (`mep_and_grad`); the names below follow it (h, m, q, Q1, Q2, S, C, E).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define HSO_HD __host__ __device__ __forceinline__
+#else
+#define HSO_HD inline
+#endif
+
+namespace hso {
+
+// lambda-space kinds, as in hso/schedules.py.
+constexpr int KIND_VP = 0;
+constexpr int KIND_VE = 1;
+constexpr int KIND_FLOW = 2;
+
+// softplus(x) = log(1 + e^x) without overflow for large x and without losing log1p's accuracy for very negative x;
+// the same branches as numpy.logaddexp(0, x), which the reference uses.
+HSO_HD double softplus(double x) { return ::fmax(x, 0.0) + ::log1p(::exp(-::fabs(x))); }
+
+// sigmoid(2y) through tanh: finite for every y (1 / (1 + e^{-2y}) overflows e^{-2y} for y << 0), and the same
+// expression as the reference, so the two agree to rounding.
+HSO_HD double sigmoid_of_twice(double y) { return 0.5 * (1.0 + ::tanh(y)); }
+
+// One row: lam [N1], grad [N1], diag [N1] or null, off [N1-1] or null; returns the value.
+// Each output element is accumulated in the reference's order (the right-end term of interval i-1 first, then the
+// left-end term of interval i), so agreement with the reference is limited by the transcendental functions only.
+HSO_HD double mep_row(const double* lam, int64_t n1, int kind, double p, double* grad, double* diag, double* off) {
+  const double c = p - 1.0;
+  double value = 0.0;
+  grad[0] = 0.0;
+  if (diag) diag[0] = 0.0;
+  for (int64_t i = 0; i + 1 < n1; ++i) {
+    const double a = lam[i];
+    const double b = lam[i + 1];
+    const double h = b - a;
+    const double m = 0.5 * (a + b);
+    double q, q1, q2;
+    if (kind == KIND_VP) {
+      const double s = sigmoid_of_twice(m);  // sigmoid(2m)
+      q = -0.5 * c * softplus(2.0 * m);
+      q1 = -c * s;
+      q2 = -2.0 * c * s * (1.0 - s);
+    } else if (kind == KIND_VE) {
+      q = -c * m;
+      q1 = -c;
+      q2 = 0.0;
+    } else {  // KIND_FLOW; the caller has rejected any other kind
+      const double s = sigmoid_of_twice(0.5 * m);  // sigmoid(m)
+      q = -c * softplus(m);
+      q1 = -c * s;
+      q2 = -c * s * (1.0 - s);
+    }
+    const double e = ::exp(q);
+    // sinh/cosh of h/2 rather than (e^b - e^a) / 2: no cancellation for small gaps and no overflow of e^lambda.
+    const double sh = ::sinh(0.5 * h);
+    const double ch = ::cosh(0.5 * h);
+    value += 2.0 * sh * e;
+    grad[i] += e * (-ch + sh * q1);
+    grad[i + 1] = e * (ch + sh * q1);
+    if (diag) {
+      const double common = 0.5 * sh * (q1 * q1 + q2);
+      diag[i] += e * (0.5 * sh - ch * q1 + common);
+      diag[i + 1] = e * (0.5 * sh + ch * q1 + common);
+      off[i] = e * (-0.5 * sh + common);
+    }
+  }
+  return value;
+}
+
+}  // namespace hso

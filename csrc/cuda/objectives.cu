@@ -1,0 +1,85 @@
+#include "cuda/objectives.cuh"
+
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "common/mep_row.h"
+
+namespace hso {
+namespace {
+
+constexpr int kThreads = 128;
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("hso CUDA: ") + what + ": " + cudaGetErrorString(err));
+  }
+}
+
+// Frees a device buffer on every exit path, including exceptions thrown by `check`.
+struct DeviceBuffer {
+  double* ptr = nullptr;
+  explicit DeviceBuffer(size_t n) {
+    if (n) check(cudaMalloc(&ptr, n * sizeof(double)), "cudaMalloc");
+  }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+}  // namespace
+
+// One candidate per thread: each row's tridiagonal outputs are written by a single thread, so neighbouring
+// intervals can share an output element without atomics. Rows are N1 apart, so a warp's loads are strided; N is
+// small (tens of points) and B large, which keeps the whole batch in L2 for the sizes the optimiser uses.
+__global__ void _mep_forward_kernel(const double* __restrict__ lambdas, int64_t B, int64_t N1, int kind, double p,
+                                    double* __restrict__ value, double* __restrict__ grad, double* __restrict__ diag,
+                                    double* __restrict__ off) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const bool hessian = diag != nullptr && off != nullptr;
+  value[b] = mep_row(lambdas + b * N1, N1, kind, p, grad + b * N1, hessian ? diag + b * N1 : nullptr,
+                     hessian ? off + b * (N1 - 1) : nullptr);
+}
+
+void launch_mep_forward(const double* lambdas, int64_t B, int64_t N1, int kind, double p, double* value, double* grad,
+                        double* diag, double* off, cudaStream_t stream) {
+  if (B <= 0) return;
+  const int64_t blocks = (B + kThreads - 1) / kThreads;
+  _mep_forward_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(lambdas, B, N1, kind, p, value,
+                                                                                   grad, diag, off);
+  check(cudaGetLastError(), "launching _mep_forward_kernel");
+}
+
+void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, int kind, double p, double* value,
+                                double* grad, double* diag, double* off) {
+  if (B <= 0) return;
+  const bool hessian = diag != nullptr && off != nullptr;
+  const size_t n_lam = static_cast<size_t>(B) * N1;
+  const size_t n_off = static_cast<size_t>(B) * (N1 - 1);
+  DeviceBuffer d_lam(n_lam), d_value(B), d_grad(n_lam), d_diag(hessian ? n_lam : 0), d_off(hessian ? n_off : 0);
+  check(cudaMemcpy(d_lam.ptr, lambdas, n_lam * sizeof(double), cudaMemcpyHostToDevice), "copying lambdas");
+  launch_mep_forward(d_lam.ptr, B, N1, kind, p, d_value.ptr, d_grad.ptr, d_diag.ptr, d_off.ptr, nullptr);
+  // The blocking copies on the legacy default stream also wait for the kernel and surface its execution errors.
+  check(cudaMemcpy(value, d_value.ptr, B * sizeof(double), cudaMemcpyDeviceToHost), "copying value");
+  check(cudaMemcpy(grad, d_grad.ptr, n_lam * sizeof(double), cudaMemcpyDeviceToHost), "copying grad");
+  if (hessian) {
+    check(cudaMemcpy(diag, d_diag.ptr, n_lam * sizeof(double), cudaMemcpyDeviceToHost), "copying diag");
+    check(cudaMemcpy(off, d_off.ptr, n_off * sizeof(double), cudaMemcpyDeviceToHost), "copying off");
+  }
+}
+
+}  // namespace hso
+
+int hso_cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // reset the last-error slot so this failure does not surface in a later, unrelated check
+    return 0;
+  }
+  return n;
+}
