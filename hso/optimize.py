@@ -127,7 +127,10 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
         raise ValueError(f"NFE={nfe} is too large: {n_int} intervals of at least {what} do not fit in the widest "
                          f"range T_max - t_eps = {widest:g} of the box")
     lower = fast.LowerSpec(n_intervals=n_int, gap=gap, d_min=dmin, gamma=float(gamma), objective=objective,
-                           p=float(p), trunc_num=trunc_num, init=init)
+                           p=float(p), trunc_num=trunc_num, init=init,
+                           # the DM-NonUniform bound is non-smooth (sums of |.|): quasi-Newton stalls rather than
+                           # converges, so cap it lower than MEP's Newton (which stops in ~6 iterations)
+                           maxiter=100 if objective == "mep" else 40)
     de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol), mutation=mutation,
                     recombination=float(recombination), polish=bool(polish), seed=seed)
     out = fast.search(sched, lower, obj, de, backend=engine.name, callback=callback)

@@ -102,8 +102,8 @@ class NoiseSchedule:
                     prediction_type: str | None = None) -> NoiseSchedule:
         """Discrete VP model from exactly one of `alphas_cumprod`, `betas` or a diffusers `beta_schedule` name.
 
-        A zero terminal `alphas_cumprod` (zero-SNR models) is replaced by 2**-24, as diffusers' samplers do, so that
-        lambda stays finite on the whole table.
+        A zero terminal `alphas_cumprod` (zero-SNR models) is replaced by 2**-24, as diffusers' samplers do (or by
+        half the previous entry if that is smaller), so that lambda stays finite on the whole table.
 
         Raises:
             ValueError: none or several sources given, NaN/inf entries, entries outside (0, 1], or a table that
@@ -126,8 +126,9 @@ class NoiseSchedule:
             abar = _as_1d("alphas_cumprod", alphas_cumprod).copy()
         if abar.size < 2:
             raise ValueError(f"alphas_cumprod needs at least 2 entries, got {abar.size}")
-        if abar[-1] == 0.0:
-            abar[-1] = _ZERO_SNR_TERMINAL
+        if abar[-1] == 0.0 and abar.size >= 2 and abar[-2] > 0:
+            # diffusers' value, kept below the previous entry for extreme tables so the map stays monotone
+            abar[-1] = min(_ZERO_SNR_TERMINAL, 0.5 * abar[-2])
         if np.any(abar <= 0) or np.any(abar > 1):
             bad = int(np.flatnonzero((abar <= 0) | (abar > 1))[0])
             raise ValueError(f"alphas_cumprod must lie in (0, 1]; entry {bad} is {abar[bad]!r}")

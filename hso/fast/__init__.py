@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -109,7 +109,29 @@ def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, 
     """
     engine = get_backend(backend)
     fn = _objective_fn(objective, engine)
-    return differential_evolution(lambda psi: _reference_lower_solve(psi, schedule, lower, fn), spec, callback)
+    lo_eps, hi_max = spec.bounds[1][0], spec.bounds[2][1]
+    repair = lambda psi: repair_end_points(psi, lower.n_intervals * lower.gap, lo_eps, hi_max)  # noqa: E731
+    out = differential_evolution(lambda psi: _reference_lower_solve(repair(psi), schedule, lower, fn), spec, callback)
+    return replace(out, psi=repair(out.psi[None])[0])
+
+
+def repair_end_points(psi: np.ndarray, span: float, lo_eps: float, hi_max: float) -> np.ndarray:
+    """Widen ``T_max - t_eps`` to at least `span` where it is shorter, moving both ends outwards by equal amounts
+    within ``[lo_eps, hi_max]`` (the rest on the side that still has room).
+
+    Candidates whose end points cannot hold N gaps of the minimum size would otherwise have no feasible schedule;
+    this maps them to the nearest end points that do (callers check that ``hi_max - lo_eps >= span``).
+    """
+    out = np.array(psi, dtype=np.float64, copy=True)
+    short = np.maximum(0.0, span - (out[:, 2] - out[:, 1]))
+    if not np.any(short > 0):
+        return out
+    up = np.minimum(0.5 * short, hi_max - out[:, 2])
+    down = np.minimum(short - up, out[:, 1] - lo_eps)
+    up = np.minimum(short - down, hi_max - out[:, 2])
+    out[:, 2] += up
+    out[:, 1] -= down
+    return out
 
 
 def show_config(file: Any = None) -> dict[str, Any]:

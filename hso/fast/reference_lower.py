@@ -176,6 +176,8 @@ def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int,
                            - np.einsum("bi,bj->bij", hs, hs) / np.where(ok, shs, 1)[:, None, None])
                     h = np.where(ok[:, None, None], h + upd, h)
             if g_prev is None:
+                # first iteration: scale the identity so the first step moves no point by more than 0.02 in t
+                h = h * (np.abs(g).max(axis=1) / 0.02)[:, None, None]
                 g_prev = np.zeros((bsz, n))
                 t_prev = t.copy()
             g_prev[idx], t_prev[idx] = g, tt
@@ -229,7 +231,7 @@ def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int,
         t_new = tt.copy()
         # in the Newton region the decrease is below f's rounding: take the step unless f visibly rises
         newton_region = decrement <= 1e-10 * (1.0 + np.abs(f))
-        for _ in range(40):
+        for _ in range(24):
             pending = ~accepted
             if not np.any(pending):
                 break

@@ -1,0 +1,68 @@
+"""CLI (scriptable output, exit codes) and the backend registry."""
+import json
+
+import numpy as np
+import pytest
+
+import hso
+from hso import cli, fast
+from hso.fast import registry
+
+
+def test_cli_default_prints_the_sd21_schedule(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert "sd21" in out and "timesteps: [" in out
+
+
+def test_cli_json_is_parseable_and_matches_python(capsys):
+    assert cli.main(["optimize", "--preset", "sd21", "--solver", "ddim", "--nfe", "4", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["timesteps"] == hso.optimize("sd21", 4, "ddim").timesteps.tolist()
+    assert data["convention"] == "jump"
+
+
+@pytest.mark.parametrize("args", [["optimize", "--nfe", "0"], ["optimize", "--solver", "lms"],
+                                  ["optimize", "--preset", "nope"], ["optimize", "--backend", "tpu"]])
+def test_cli_errors_are_one_line_and_exit_2(args, capsys):
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("hso: error: ") and captured.err.count("\n") == 1
+
+
+def test_cli_info(capsys):
+    assert cli.main(["info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["backends"]["reference"]["available"] is True
+    assert info["auto"] in fast.available_backends()
+
+
+def test_registry_contract(monkeypatch):
+    assert "reference" in fast.available_backends()
+    assert fast.get_backend("reference").name == "reference"
+    with pytest.raises(ValueError, match="unknown backend 'nope'; known backends: 'auto', 'reference'"):
+        fast.get_backend("nope")
+    monkeypatch.setenv("HSO_BACKEND", "reference")
+    assert fast.get_backend("auto").name == "reference"
+    monkeypatch.delenv("HSO_BACKEND")
+    assert fast.get_backend("auto").name == fast.available_backends()[0]
+
+
+def test_failed_extension_load_is_reported(monkeypatch):
+    monkeypatch.setattr(registry, "_MODULES", {})
+    monkeypatch.setattr(registry, "_LOAD_ERRORS", {"_C": "ImportError: simulated"})
+    assert fast.available_backends() == ["reference"]
+    with pytest.raises(RuntimeError, match="simulated.*make install"):
+        fast.get_backend("cpp")
+    assert hso.optimize("sd21", 4, "ddim").backend == "reference"  # auto falls back
+
+
+@pytest.mark.skipif("cpp" not in fast.available_backends(), reason="hso._C did not build/load here")
+def test_backends_agree_through_the_dispatcher():
+    lam = np.sort(np.random.default_rng(0).uniform(-5, 4, (64, 11)), axis=1)
+    spec = fast.ObjectiveSpec("mep", 0, 2.0)
+    a = fast.objective_and_grad(lam, spec, hessian=True, backend="reference")
+    b = fast.objective_and_grad(lam, spec, hessian=True, backend="cpp")
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
