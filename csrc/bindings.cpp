@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "cpu/lower.h"
 #include "cpu/objectives.h"
 
 #if defined(HSO_WITH_OPENMP)
@@ -83,6 +84,53 @@ Raises:
     ValueError: lambdas is not 2-D, has fewer than 2 points per row, or kind is unknown.
 )doc";
 
+constexpr const char* kLowerDoc = R"doc(The HSO lower level for a batch of candidates (MEP objective).
+
+The contract of hso.fast.reference_lower.lower_solve: psi [B, 3] = (rho, t_eps, T_max); the noise schedule as
+family (0 vp table, 1 vp linear, 2 vp cosine, 3 edm, 4 flow), two parameters a, b and the log-alpha table (vp table
+only); N, the hard gap d, d_min, gamma, the lambda-space kind, p, the init family (0 edm_rho, 1 logSNR,
+2 time_uniform, 3 time_quadratic), maxiter and xtol.
+Returns (t [B, N+1], lambdas [B, N+1], objective [B], penalty [B], iters [B] int64, feasible [B] bool).
+
+Raises:
+    ValueError: psi is not [B, 3], N < 1, unknown family / kind / init, or a missing table.
+)doc";
+
+py::tuple lower_solve_py(const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
+                         double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
+                         double xtol) {
+  if (psi.ndim() != 2 || psi.shape(1) != 3) throw std::invalid_argument("psi must be [B, 3]");
+  if (n_int < 1) throw std::invalid_argument("N must be >= 1");
+  if (family < 0 || family > 4) throw std::invalid_argument("unknown schedule family " + std::to_string(family));
+  if (kind < 0 || kind > 2) throw std::invalid_argument("unknown lambda-space kind " + std::to_string(kind));
+  if (init < 0 || init > 3) throw std::invalid_argument("unknown init family " + std::to_string(init));
+  if (family == 0 && (table.ndim() != 1 || table.shape(0) < 2)) {
+    throw std::invalid_argument("the vp table family needs a 1-D log-alpha table with >= 2 entries");
+  }
+  const py::ssize_t B = psi.shape(0);
+  const py::ssize_t n1 = n_int + 1;
+  OutArray t({B, n1});
+  OutArray lam({B, n1});
+  OutArray objective(B);
+  OutArray penalty(B);
+  py::array_t<int64_t> iters(B);
+  py::array_t<bool> feasible(B);
+  hso::ScheduleMap s{family, a, b, family == 0 ? table.data() : nullptr, family == 0 ? table.shape(0) : 0};
+  hso::LowerParams P{n_int, gap, d_min, gamma, kind, p, init, maxiter, xtol};
+  const double* ps = psi.data();
+  double* tp = t.mutable_data();
+  double* lp = lam.mutable_data();
+  double* op = objective.mutable_data();
+  double* pp = penalty.mutable_data();
+  int64_t* ip = iters.mutable_data();
+  bool* fp = feasible.mutable_data();
+  {
+    py::gil_scoped_release release;
+    hso::lower_solve_cpu(ps, B, s, P, tp, lp, op, pp, ip, fp);
+  }
+  return py::make_tuple(t, lam, objective, penalty, iters, feasible);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -94,6 +142,10 @@ PYBIND11_MODULE(_C, m) {
         return mep_and_grad_with(&hso::mep_forward_cpu, lambdas, kind, p, hessian);
       },
       py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false, kMepDoc);
+
+  m.def("lower_solve", &lower_solve_py, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"),
+        py::arg("table"), py::arg("n_int"), py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"),
+        py::arg("p"), py::arg("init"), py::arg("maxiter"), py::arg("xtol"), kLowerDoc);
 
 #if defined(HSO_WITH_CUDA)
   m.def(

@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     op.add_argument("--convention", default=None, choices=("stop", "jump"),
                     help="stop at t_eps (paper's UniPC/DPM-Solver++) or jump to sigma 0 (DDIM, diffusers)")
     op.add_argument("--spacing", default="rank", choices=SPACINGS)
-    op.add_argument("--p", type=float, default=2.0, help="node-weight exponent of the objective")
+    op.add_argument("--p", type=float, default=None,
+                    help="node-weight exponent of the objective (default 2; 1 for EDM/VE schedules)")
     op.add_argument("--seed", type=int, default=66)
     op.add_argument("--popsize", type=int, default=20)
     op.add_argument("--maxiter", type=int, default=60)

@@ -12,7 +12,7 @@ from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
 from .result import ScheduleResult
-from .schedules import NoiseSchedule, as_schedule
+from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
 
 __all__ = ["optimize", "d_min", "SPACINGS"]
@@ -60,7 +60,7 @@ def _checked_bounds(bounds: Sequence[Sequence[float]] | None, schedule: NoiseSch
 
 
 def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "unipc", objective: str = "mep",
-             *, convention: str | None = None, spacing: str = "rank", p: float = 2.0, trunc_num: int | None = None,
+             *, convention: str | None = None, spacing: str = "rank", p: float | None = None, trunc_num: int | None = None,
              init: str = "edm_rho", bounds: Sequence[Sequence[float]] | None = None, popsize: int = 20,
              maxiter: int = 60, tol: float = 0.01, mutation: float | tuple[float, float] = (0.5, 1.0),
              recombination: float = 0.7, polish: bool = True, seed: int | None = 66, gamma: float = 1e9,
@@ -77,7 +77,9 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
             DPM-Solver++, jump for DDIM / Euler / Heun), as in the paper.
         spacing: ``"rank"`` (the paper: the SPF penalty only ranks upper-level candidates) or ``"constrain"`` (the
             lower level keeps every gap >= d_min, so the result is always feasible). Default ``"rank"``.
-        p: node-weight exponent of the objective (eps = sigma^p / alpha; the paper uses 2).
+        p: node-weight exponent of the objective (eps = sigma^p / alpha). Default: the paper's 2, except 1 for
+            VE/EDM schedules, where MEP with p = 2 telescopes to the constant e^{-lambda_0} - e^{-lambda_N} and
+            ranks every schedule equal (so p = 2 with objective "mep" is refused there).
         trunc_num: DM-NonUniform truncation (None: 3 for NFE <= 7 else 0).
         init: start family of the lower level (``"edm_rho"`` in the paper).
         bounds: ((rho), (t_eps), (T_max)) box; default the paper's [3, 16] x [0.01, 0.03] x [0.96, 1.0].
@@ -105,8 +107,14 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
         raise ValueError(f"unknown spacing {spacing!r}; known: {', '.join(SPACINGS)}")
     if init not in INIT_FAMILIES:
         raise ValueError(f"unknown init family {init!r}; known: {', '.join(INIT_FAMILIES)}")
-    if not isinstance(p, (int, float, np.floating)) or not math.isfinite(p) or p <= 0:
+    if p is None:
+        p = 1.0 if sched.kind == KIND_VE else 2.0
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not math.isfinite(p) \
+            or p <= 0:
         raise ValueError(f"p must be a positive number, got {p!r}")
+    if objective == "mep" and sched.kind == KIND_VE and p == 2.0:
+        raise ValueError("MEP with p=2 is constant for VE/EDM schedules (it telescopes to e^-lambda_0 - e^-lambda_N), "
+                         "so it cannot rank schedules; use p=1 (the default there) or objective='dmn'")
     if not math.isfinite(gamma) or gamma < 0:
         raise ValueError(f"gamma must be a non-negative number, got {gamma!r}")
     obj = fast.ObjectiveSpec(objective, sched.kind, float(p), trunc_num)

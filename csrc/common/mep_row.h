@@ -19,6 +19,15 @@ constexpr int KIND_VP = 0;
 constexpr int KIND_VE = 1;
 constexpr int KIND_FLOW = 2;
 
+// isfinite for host and device code alike
+HSO_HD bool is_finite(double x) {
+#if defined(__CUDA_ARCH__)
+  return isfinite(x);
+#else
+  return std::isfinite(x);
+#endif
+}
+
 // softplus(x) = log(1 + e^x) without overflow for large x and without losing log1p's accuracy for very negative x;
 // the same branches as numpy.logaddexp(0, x), which the reference uses.
 HSO_HD double softplus(double x) { return ::fmax(x, 0.0) + ::log1p(::exp(-::fabs(x))); }

@@ -98,7 +98,20 @@ def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: 
         raise ValueError(f"end points must lie in the schedule's domain [{schedule.t_min}, {schedule.t_max}]")
     if np.any(p[:, 0] <= 0):
         raise ValueError("rho must be positive")
-    return _reference_lower_solve(p, schedule, lower, _objective_fn(objective, get_backend(backend)))
+    return _lower_fn(schedule, lower, objective, get_backend(backend))(p)
+
+
+def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec,
+              backend: Backend) -> Callable[[np.ndarray], LowerResult]:
+    """Bind the lower level: the backend's fused kernel for MEP when it has one, else the numpy driver on the
+    backend's objective."""
+    if objective.name == "mep" and backend.lower is not None:
+        if objective.kind != schedule.kind or objective.p != lower.p:
+            raise ValueError("the objective's kind and p must match the schedule and the lower spec")
+        fused = backend.lower()
+        return lambda psi: fused(psi, schedule, lower)
+    fn = _objective_fn(objective, backend)
+    return lambda psi: _reference_lower_solve(psi, schedule, lower, fn)
 
 
 def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, spec: SearchSpec = SearchSpec(), *,
@@ -107,11 +120,10 @@ def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, 
 
     Returns a `SearchOutcome` (best psi, the lower-level result there, fitness, generations, solves).
     """
-    engine = get_backend(backend)
-    fn = _objective_fn(objective, engine)
+    solve = _lower_fn(schedule, lower, objective, get_backend(backend))
     lo_eps, hi_max = spec.bounds[1][0], spec.bounds[2][1]
     repair = lambda psi: repair_end_points(psi, lower.n_intervals * lower.gap, lo_eps, hi_max)  # noqa: E731
-    out = differential_evolution(lambda psi: _reference_lower_solve(repair(psi), schedule, lower, fn), spec, callback)
+    out = differential_evolution(lambda psi: solve(repair(psi)), spec, callback)
     return replace(out, psi=repair(out.psi[None])[0])
 
 

@@ -40,6 +40,8 @@ class Backend:
         priority: `auto` picks the available backend with the highest priority.
         probe: returns None when usable, else the reason it is not.
         mep: ``(lambdas, kind, p, hessian) -> (value, grad[, diag, off])``, loaded lazily.
+        lower: the fused MEP lower level ``(psi, schedule, lower_spec) -> LowerResult``, loaded lazily; None when
+            the backend has none (the numpy driver then runs on the backend's objective).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Backend:
     priority: int
     probe: Callable[[], str | None]
     mep: Callable[[], Callable[..., tuple]]
+    lower: Callable[[], Callable[..., Any]] | None = None
 
     def is_available(self) -> bool:
         return self.probe() is None
@@ -78,9 +81,46 @@ def _cpp_mep() -> Callable[..., tuple]:
     return mep
 
 
+_FAMILY_CODES = {"vp_discrete": 0, "vp_linear": 1, "vp_cosine": 2, "edm": 3, "flow": 4}
+_INIT_CODES = {"edm_rho": 0, "logSNR": 1, "time_uniform": 2, "time_quadratic": 3}
+
+
+def schedule_code(schedule: Any) -> tuple[int, float, float, Any]:
+    """(family code, a, b, table) of a NoiseSchedule, as the compiled kernels take it."""
+    import numpy as np
+    prm = schedule.params
+    fam = schedule.family
+    if fam == "vp_discrete":
+        return 0, 0.0, 0.0, schedule.log_alpha_table
+    empty = np.zeros(0)
+    if fam == "vp_linear":
+        return 1, prm["beta_0"], prm["beta_1"], empty
+    if fam == "vp_cosine":
+        return 2, prm["s"], 0.0, empty
+    if fam == "edm":
+        return 3, float(np.log(prm["sigma_min"])), float(np.log(prm["sigma_max"])), empty
+    return _FAMILY_CODES[fam], prm["shift"], 0.0, empty
+
+
+def _cpp_lower() -> Callable[..., Any]:
+    mod = load_extension()
+    if mod is None:
+        raise RuntimeError(_probe_cpp())
+    from .reference_lower import LowerResult
+
+    def lower(psi, schedule, spec):
+        fam, a, b, table = schedule_code(schedule)
+        t, lam, obj, pen, iters, feas = mod.lower_solve(
+            psi, fam, a, b, table, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
+            _INIT_CODES[spec.init], spec.maxiter, spec.xtol)
+        return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
+                           feasible=feas)
+    return lower
+
+
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
-    "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep),
+    "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _cpp_lower),
 }
 
 

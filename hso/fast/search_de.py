@@ -97,10 +97,14 @@ def differential_evolution(evaluate: Callable[[np.ndarray], LowerResult], spec: 
     others = np.arange(s)
     for nit in range(1, int(spec.maxiter) + 1):
         f_scale = (rng.uniform(*spec.mutation) if isinstance(spec.mutation, tuple) else float(spec.mutation))
-        pick = np.empty((s, 2), dtype=np.int64)
-        for i in range(s):
-            pick[i] = rng.choice(np.delete(others, i), 2, replace=False)
-        mutant = pop[0] + f_scale * (pop[pick[:, 0]] - pop[pick[:, 1]])
+        # two distinct members other than the target itself, for every target at once
+        r0 = rng.integers(0, s - 1, size=s)
+        r0 += r0 >= others
+        r1 = rng.integers(0, s - 2, size=s)
+        lo_x, hi_x = np.minimum(others, r0), np.maximum(others, r0)
+        r1 += r1 >= lo_x
+        r1 += r1 >= hi_x
+        mutant = pop[0] + f_scale * (pop[r0] - pop[r1])
         cross = rng.uniform(size=(s, m)) < spec.recombination
         cross[np.arange(s), rng.integers(m, size=s)] = True
         trial = np.where(cross, mutant, pop)

@@ -1,0 +1,369 @@
+// One candidate of the lower_solve kernel contract (hso/fast/reference_lower.py): start schedule, feasible blend,
+// primal active-set Newton in t on MEP, then the SPF penalty. Shared by the OpenMP loop and the CUDA kernel.
+//
+// The reference solves each working-set Newton system as a dense KKT system. Here the same step is computed in
+// O(N): the active gap constraints glue consecutive points into blocks that move rigidly (a block holding an end
+// point does not move), so the reduced Hessian over the free blocks is tridiagonal and one Thomas solve gives the
+// step; the multipliers of the active constraints follow from cumulative sums of the residual g + H dt inside each
+// block. The eigenvalue shift that makes H positive definite is the reference's (Sturm bisection for the extreme
+// eigenvalues of the tridiagonal H instead of a dense eigensolver).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/mep_row.h"
+#include "common/schedule_map.h"
+
+namespace hso {
+
+constexpr int INIT_EDM_RHO = 0;
+constexpr int INIT_LOGSNR = 1;
+constexpr int INIT_TIME_UNIFORM = 2;
+constexpr int INIT_TIME_QUADRATIC = 3;
+
+struct LowerParams {
+  int64_t n_int;  // N
+  double gap;     // hard minimum t-gap d
+  double d_min;   // SPF penalty threshold
+  double gamma;   // SPF penalty weight
+  int kind;       // lambda-space kind of the objective
+  double p;       // node-weight exponent
+  int init;       // INIT_*
+  int64_t maxiter;
+  double xtol;
+};
+
+// doubles of scratch one candidate needs
+HSO_HD int64_t lower_work_size(int64_t n_int) { return 20 * (n_int + 1) + 8; }
+
+// start schedule t[0..N] of the init family (hso/inits.py)
+HSO_HD void init_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max, double* t) {
+  const int64_t N = P.n_int;
+  const double step = 1.0 / static_cast<double>(N);
+  double lam_hi = 0.0, lam_lo = 0.0;
+  if (P.init == INIT_EDM_RHO || P.init == INIT_LOGSNR) {
+    lam_hi = lambda_of_t(s, t_max);
+    lam_lo = lambda_of_t(s, t_eps);
+  }
+  for (int64_t k = 0; k <= N; ++k) {
+    const double u = (k == N) ? 1.0 : static_cast<double>(k) * step;
+    if (P.init == INIT_EDM_RHO) {
+      const double la = -lam_hi / rho, lb = -lam_lo / rho;
+      const double mx = ::fmax(la, lb);
+      const double log_sig = rho * (mx + ::log((1.0 - u) * ::exp(la - mx) + u * ::exp(lb - mx)));
+      t[k] = t_of_lambda(s, -log_sig);
+    } else if (P.init == INIT_LOGSNR) {
+      t[k] = t_of_lambda(s, lam_hi + u * (lam_lo - lam_hi));
+    } else if (P.init == INIT_TIME_UNIFORM) {
+      t[k] = t_max + u * (t_eps - t_max);
+    } else {
+      const double a = ::sqrt(t_max), b = ::sqrt(t_eps);
+      t[k] = (a + u * (b - a)) * (a + u * (b - a));
+    }
+  }
+  t[0] = t_max;
+  t[N] = t_eps;
+}
+
+// blend with the uniform schedule until every gap is >= d; returns false (and the uniform schedule) when the end
+// points are too close for N gaps of d
+HSO_HD bool feasible_start(double* t, int64_t N, double d) {
+  const double t0 = t[0], tn = t[N];
+  const double u = (t0 - tn) / static_cast<double>(N);
+  const bool feasible = u >= d * (1.0 + 1e-12);
+  const double dd = d * (1.0 + 1e-9);
+  double w = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    const double g = t[i] - t[i + 1];
+    if (g < dd) w = ::fmax(w, (dd - g) / (u - g));
+  }
+  w = feasible ? ::fmin(::fmax(w, 0.0), 1.0) : 1.0;
+  const double step = 1.0 / static_cast<double>(N);
+  for (int64_t k = 1; k < N; ++k) {
+    const double uni = static_cast<double>(k) * step * (tn - t0) + t0;
+    t[k] = (1.0 - w) * t[k] + w * uni;
+  }
+  return feasible;
+}
+
+// MEP of the schedule t[0..N]; lam and grad are scratch [N+1]
+HSO_HD double mep_of_t(const ScheduleMap& s, const LowerParams& P, const double* t, double* lam, double* grad) {
+  for (int64_t k = 0; k <= P.n_int; ++k) lam[k] = lambda_of_t(s, t[k]);
+  return mep_row(lam, P.n_int + 1, P.kind, P.p, grad, nullptr, nullptr);
+}
+
+// number of eigenvalues < x of the symmetric tridiagonal (d[0..n), e[0..n-1)) (Sturm count)
+HSO_HD int64_t sturm_count(const double* d, const double* e, int64_t n, double x) {
+  int64_t count = 0;
+  double q = 1.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e2 = (i > 0) ? e[i - 1] * e[i - 1] : 0.0;
+    q = d[i] - x - ((i > 0) ? e2 / q : 0.0);
+    if (q == 0.0) q = -1e-300;
+    if (q < 0.0) ++count;
+  }
+  return count;
+}
+
+// smallest (which = 0) or largest (which = 1) eigenvalue of the tridiagonal, by bisection to rounding
+HSO_HD double extreme_eigenvalue(const double* d, const double* e, int64_t n, int which) {
+  double lo = d[0], hi = d[0];
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = ((i > 0) ? ::fabs(e[i - 1]) : 0.0) + ((i + 1 < n) ? ::fabs(e[i]) : 0.0);
+    lo = ::fmin(lo, d[i] - r);
+    hi = ::fmax(hi, d[i] + r);
+  }
+  const int64_t target = (which == 0) ? 1 : n;  // count of eigenvalues < x that brackets the wanted one
+  for (int it = 0; it < 200 && hi - lo > 1e-15 * ::fmax(::fabs(lo), ::fabs(hi)); ++it) {
+    const double mid = 0.5 * (lo + hi);
+    if (sturm_count(d, e, n, mid) >= target) hi = mid; else lo = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// The lower level for one candidate. Writes t[0..N], lam[0..N]; returns the number of iterations.
+HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max,
+                         double* t, double* lam, double* objective, double* penalty, bool* feasible_out,
+                         double* work) {
+  const int64_t N = P.n_int, n1 = N + 1;
+  double* ts = work;               // start [n1]
+  double* d1 = ts + n1;            // lambda'(t)
+  double* d2 = d1 + n1;            // lambda''(t)
+  double* gl = d2 + n1;            // dJ/dlambda
+  double* hd = gl + n1;            // d2J/dlambda2 diag
+  double* ho = hd + n1;            // d2J/dlambda2 off
+  double* g = ho + n1;             // dJ/dt (interior used)
+  double* Hd = g + n1;             // t-Hessian diag, shifted (interior)
+  double* Ho = Hd + n1;            // t-Hessian off (j, j+1)
+  double* dt = Ho + n1;            // Newton step, dt[0] = dt[N] = 0
+  double* off = dt + n1;           // block offsets
+  double* c = off + n1;            // constraint slacks [N]
+  double* mu = c + n1;             // multipliers [N]
+  double* wk = mu + n1;            // working set as 0/1 [N]
+  double* trial = wk + n1;         // trial schedule
+  double* r = trial + n1;          // residual g + H dt
+  double* rd = r + n1;             // reduced system diag / Thomas scratch
+  double* ro = rd + n1;            // reduced system off
+  double* rb = ro + n1;            // reduced system rhs / solution
+  double* bid = rb + n1;           // block start point of each point (as double), and 2 more scratch rows
+  const double d = P.gap;
+
+  init_row(s, P, rho, t_eps, t_max, t);
+  const bool feasible = feasible_start(t, N, d);
+  for (int64_t k = 0; k < n1; ++k) ts[k] = t[k];
+  *feasible_out = feasible;
+  int64_t iters = 0;
+  const int64_t n = N - 1;  // interior points 1..N-1
+
+  if (feasible && n > 0) {
+    for (int64_t i = 0; i < N; ++i) wk[i] = 0.0;
+    bool done = false;
+    for (int64_t it = 0; it < P.maxiter && !done; ++it) {
+      // objective, gradient and Hessian in t
+      for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, t[k], lam[k], d1[k], d2[k]);
+      const double f = mep_row(lam, n1, P.kind, P.p, gl, hd, ho);
+      double gmax = 0.0;
+      for (int64_t j = 1; j < N; ++j) {
+        g[j] = gl[j] * d1[j];
+        Hd[j] = hd[j] * d1[j] * d1[j] + gl[j] * d2[j];
+        gmax = ::fmax(gmax, ::fabs(g[j]));
+      }
+      for (int64_t j = 1; j + 1 < N; ++j) Ho[j] = ho[j] * d1[j] * d1[j + 1];
+      // positive-definite shift: max(0, 1e-8 * max|eig| - min eig). Usually H is comfortably positive definite:
+      // one Sturm count at 1e-8 times a Gershgorin bound of max|eig| proves tau = 0 without any bisection.
+      double gersh = 0.0;
+      for (int64_t j = 1; j < N; ++j) {
+        const double rad = ((j > 1) ? ::fabs(Ho[j - 1]) : 0.0) + ((j + 1 < N) ? ::fabs(Ho[j]) : 0.0);
+        gersh = ::fmax(gersh, ::fabs(Hd[j]) + rad);
+      }
+      double tau = 0.0;
+      if (sturm_count(Hd + 1, Ho + 1, n, 1e-8 * gersh) > 0) {
+        const double ev_min = extreme_eigenvalue(Hd + 1, Ho + 1, n, 0);
+        const double ev_max = extreme_eigenvalue(Hd + 1, Ho + 1, n, 1);
+        const double scale = ::fmax(::fmax(::fabs(ev_min), ::fabs(ev_max)), 1e-300);
+        tau = ::fmax(0.0, 1e-8 * scale - ev_min);
+      }
+      for (int64_t j = 1; j < N; ++j) Hd[j] += tau;
+      for (int64_t i = 0; i < N; ++i) c[i] = (t[i] - t[i + 1]) - d;
+
+      // blocks of points glued by active constraints; bid[j] = first point of j's block
+      for (int64_t j = 0; j < n1; ++j) bid[j] = (j > 0 && wk[j - 1] > 0.5) ? bid[j - 1] : static_cast<double>(j);
+      // offsets: dt_{j+1} = dt_j + c_j inside a block; blocks holding point 0 start at 0, blocks holding N end at 0
+      const int64_t bottom = static_cast<int64_t>(bid[N]);
+      for (int64_t j = 0; j < n1; ++j) {
+        off[j] = (static_cast<int64_t>(bid[j]) == j) ? 0.0 : off[j - 1] + c[j - 1];
+      }
+      if (bottom > 0) {  // the block holding N: shift so that dt_N = 0
+        const double sh = off[N];
+        for (int64_t j = bottom; j < n1; ++j) off[j] -= sh;
+      }
+      // free blocks are those holding neither end point; number them in order
+      // reduced system R u = -Z^T (g + H off), tridiagonal over free blocks
+      int64_t nb = 0;
+      for (int64_t j = 1; j < N; ++j) {
+        const int64_t a = static_cast<int64_t>(bid[j]);
+        const bool fixed = (a == 0) || (a == bottom);
+        if (fixed) continue;
+        if (a == j) {  // a new free block
+          rd[nb] = 0.0;
+          ro[nb] = 0.0;
+          rb[nb] = 0.0;
+          ++nb;
+        }
+      }
+      // v = g + H off over interior points, accumulated into the blocks
+      {
+        int64_t b = -1;
+        for (int64_t j = 1; j < N; ++j) {
+          const int64_t a = static_cast<int64_t>(bid[j]);
+          const bool fixed = (a == 0) || (a == bottom);
+          double v = g[j] + Hd[j] * off[j];
+          if (j > 1) v += Ho[j - 1] * off[j - 1];
+          if (j + 1 < N) v += Ho[j] * off[j + 1];
+          r[j] = v;
+          if (fixed) continue;
+          if (a == j) ++b;
+          rb[b] -= v;
+          rd[b] += Hd[j];
+          if (j + 1 < N && static_cast<int64_t>(bid[j + 1]) == a) rd[b] += 2.0 * Ho[j];
+          else if (j + 1 < N) {
+            const int64_t a2 = static_cast<int64_t>(bid[j + 1]);
+            if (a2 != 0 && a2 != bottom) ro[b] = Ho[j];  // coupling to the next free block
+          }
+        }
+      }
+      // Thomas solve (R is positive definite: a compression of the shifted H)
+      for (int64_t b = 1; b < nb; ++b) {
+        const double m = ro[b - 1] / rd[b - 1];
+        rd[b] -= m * ro[b - 1];
+        rb[b] -= m * rb[b - 1];
+      }
+      for (int64_t b = nb - 1; b >= 0; --b) {
+        rb[b] = (rb[b] - ((b + 1 < nb) ? ro[b] * rb[b + 1] : 0.0)) / rd[b];
+      }
+      // step
+      dt[0] = 0.0;
+      dt[N] = 0.0;
+      {
+        int64_t b = -1;
+        for (int64_t j = 1; j < N; ++j) {
+          const int64_t a = static_cast<int64_t>(bid[j]);
+          const bool fixed = (a == 0) || (a == bottom);
+          if (!fixed && a == j) ++b;
+          dt[j] = off[j] + (fixed ? 0.0 : rb[b]);
+        }
+      }
+      double smax = 0.0, dec = 0.0;
+      for (int64_t j = 1; j < N; ++j) {
+        smax = ::fmax(smax, ::fabs(dt[j]));
+        dec -= g[j] * dt[j];
+      }
+      // multipliers of the active constraints from r = g + H dt
+      for (int64_t j = 1; j < N; ++j) {
+        double v = g[j] + Hd[j] * dt[j];
+        if (j > 1) v += Ho[j - 1] * dt[j - 1];
+        if (j + 1 < N) v += Ho[j] * dt[j + 1];
+        r[j] = v;
+      }
+      for (int64_t i = 0; i < N; ++i) mu[i] = 0.0;
+      for (int64_t j = 0; j < n1;) {  // walk the blocks
+        const int64_t a = j;
+        int64_t e = a;
+        while (e + 1 < n1 && static_cast<int64_t>(bid[e + 1]) == a) ++e;
+        if (a == 0) {
+          double m = 0.0;  // constraint e is inactive: mu_e = 0, then mu_{j-1} = mu_j - r_j upwards
+          for (int64_t q = e; q >= 1; --q) {
+            m -= r[q];
+            mu[q - 1] = m;
+          }
+        } else {
+          double m = 0.0;  // constraint a-1 is inactive: mu_j = mu_{j-1} + r_j downwards
+          for (int64_t q = a; q < e; ++q) {
+            m += r[q];
+            mu[q] = m;
+          }
+        }
+        j = e + 1;
+      }
+      const double mu_tol = 1e-10 * (1.0 + gmax);
+      int64_t worst = -1;
+      double mu_min = INFINITY;
+      for (int64_t i = 0; i < N; ++i) {
+        if (wk[i] > 0.5 && mu[i] < mu_min) {
+          mu_min = mu[i];
+          worst = i;
+        }
+      }
+      if (smax <= P.xtol) {
+        if (worst >= 0 && mu_min < -mu_tol) {
+          wk[worst] = 0.0;
+        } else {
+          done = true;
+        }
+        iters = it + 1;
+        continue;
+      }
+      // ratio test over inactive constraints
+      double alpha_max = INFINITY;
+      int64_t block = -1;
+      for (int64_t i = 0; i < N; ++i) {
+        if (wk[i] > 0.5) continue;
+        const double dc = dt[i] - dt[i + 1];
+        if (dc < 0.0) {
+          const double ratio = ::fmax(c[i], 0.0) / -dc;
+          if (ratio < alpha_max) {
+            alpha_max = ratio;
+            block = i;
+          }
+        }
+      }
+      double alpha = ::fmin(1.0, alpha_max);
+      const bool newton_region = dec <= 1e-10 * (1.0 + ::fabs(f));
+      bool accepted = false;
+      for (int ls = 0; ls < 24; ++ls) {
+        for (int64_t k = 0; k < n1; ++k) trial[k] = t[k] + alpha * dt[k];
+        const double ft = mep_of_t(s, P, trial, lam, gl);
+        const bool ok = is_finite(ft) &&
+                        ((ft <= f - 1e-4 * alpha * dec) ||
+                         (newton_region && ft <= f + 4e-16 * (1.0 + ::fabs(f))));
+        if (ok) {
+          accepted = true;
+          break;
+        }
+        alpha *= 0.5;
+      }
+      if (accepted) {
+        if (alpha == alpha_max && is_finite(alpha_max) && block >= 0) wk[block] = 1.0;
+        for (int64_t k = 0; k < n1; ++k) t[k] = trial[k];
+      } else {
+        // no acceptable step: the working-set problem is solved to rounding
+        if (worst >= 0 && mu_min < -mu_tol) {
+          wk[worst] = 0.0;
+        } else {
+          done = true;
+          iters = it + 1;
+        }
+      }
+    }
+    if (!done) iters = P.maxiter;
+  }
+
+  double value = mep_of_t(s, P, t, lam, gl);
+  bool finite = is_finite(value);
+  for (int64_t k = 0; k < n1; ++k) finite = finite && is_finite(t[k]);
+  if (!finite) {  // a failed optimisation keeps the start (spec section 5)
+    for (int64_t k = 0; k < n1; ++k) t[k] = ts[k];
+    value = mep_of_t(s, P, t, lam, gl);
+  }
+  double pen = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    const double sh = ::fmax(0.0, P.d_min - ::fabs(t[i] - t[i + 1]));
+    pen += sh * sh;
+  }
+  *objective = value;
+  *penalty = P.gamma * pen;
+  return iters;
+}
+
+}  // namespace hso

@@ -1,0 +1,27 @@
+#include "cpu/lower.h"
+
+#include <vector>
+
+namespace hso {
+
+void lower_solve_cpu(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
+                     double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible) {
+  const int64_t n1 = P.n_int + 1;
+  // One candidate per iteration with a per-thread scratch row; dynamic scheduling because candidates that start
+  // infeasible or far from their optimum take more Newton iterations than the rest.
+#if defined(HSO_WITH_OPENMP)
+#pragma omp parallel if (B >= 16)
+#endif
+  {
+    std::vector<double> work(static_cast<size_t>(lower_work_size(P.n_int)));
+#if defined(HSO_WITH_OPENMP)
+#pragma omp for schedule(dynamic, 4)
+#endif
+    for (int64_t b = 0; b < B; ++b) {
+      iters[b] = lower_row(s, P, psi[3 * b], psi[3 * b + 1], psi[3 * b + 2], t + b * n1, lam + b * n1,
+                           objective + b, penalty + b, feasible + b, work.data());
+    }
+  }
+}
+
+}  // namespace hso
