@@ -96,7 +96,10 @@ Raises:
     ValueError: psi is not [B, 3], N < 1, unknown family / kind / init, or a missing table.
 )doc";
 
-py::tuple lower_solve_py(const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
+using LowerKernel = void (*)(const double*, int64_t, const hso::ScheduleMap&, const hso::LowerParams&, double*,
+                            double*, double*, double*, int64_t*, bool*);
+
+py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
                          double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
                          double xtol) {
   if (psi.ndim() != 2 || psi.shape(1) != 3) throw std::invalid_argument("psi must be [B, 3]");
@@ -126,7 +129,7 @@ py::tuple lower_solve_py(const InArray& psi, int family, double a, double b, con
   bool* fp = feasible.mutable_data();
   {
     py::gil_scoped_release release;
-    hso::lower_solve_cpu(ps, B, s, P, tp, lp, op, pp, ip, fp);
+    kernel(ps, B, s, P, tp, lp, op, pp, ip, fp);
   }
   return py::make_tuple(t, lam, objective, penalty, iters, feasible);
 }
@@ -143,7 +146,12 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false, kMepDoc);
 
-  m.def("lower_solve", &lower_solve_py, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"),
+  m.def("lower_solve", [](const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
+                          double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
+                          double xtol) {
+          return lower_solve_with(&hso::lower_solve_cpu, psi, family, a, b, table, n_int, gap, d_min, gamma, kind, p,
+                                  init, maxiter, xtol);
+        }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"),
         py::arg("table"), py::arg("n_int"), py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"),
         py::arg("p"), py::arg("init"), py::arg("maxiter"), py::arg("xtol"), kLowerDoc);
 
@@ -156,6 +164,16 @@ PYBIND11_MODULE(_C, m) {
       py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false,
       "mep_and_grad on the current CUDA device, from and to host arrays (copies both ways per call).\n\n"
       "Raises:\n    ValueError: as mep_and_grad.\n    RuntimeError: any CUDA error, with the runtime's message.");
+  m.def("lower_solve_cuda", [](const InArray& psi, int family, double a, double b, const InArray& table,
+                               int64_t n_int, double gap, double d_min, double gamma, int kind, double p, int init,
+                               int64_t maxiter, double xtol) {
+          return lower_solve_with(&hso::lower_solve_cuda_from_host, psi, family, a, b, table, n_int, gap, d_min, gamma,
+                                  kind, p, init, maxiter, xtol);
+        }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"), py::arg("table"), py::arg("n_int"),
+        py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"), py::arg("p"), py::arg("init"),
+        py::arg("maxiter"), py::arg("xtol"),
+        "lower_solve on the current CUDA device, from and to host arrays.\n\nRaises:\n    ValueError: as "
+        "lower_solve.\n    RuntimeError: any CUDA error, with the runtime's message.");
   m.def("cuda_device_count", &hso_cuda_device_count,
         "Number of visible CUDA devices; 0 when the runtime finds none (never raises).");
 #endif

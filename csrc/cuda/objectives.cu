@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/lower_row.h"
 #include "common/mep_row.h"
 
 namespace hso {
@@ -19,10 +20,11 @@ void check(cudaError_t err, const char* what) {
 }
 
 // Frees a device buffer on every exit path, including exceptions thrown by `check`.
+template <typename T = double>
 struct DeviceBuffer {
-  double* ptr = nullptr;
+  T* ptr = nullptr;
   explicit DeviceBuffer(size_t n) {
-    if (n) check(cudaMalloc(&ptr, n * sizeof(double)), "cudaMalloc");
+    if (n) check(cudaMalloc(&ptr, n * sizeof(T)), "cudaMalloc");
   }
   ~DeviceBuffer() {
     if (ptr) cudaFree(ptr);
@@ -61,7 +63,7 @@ void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, in
   const bool hessian = diag != nullptr && off != nullptr;
   const size_t n_lam = static_cast<size_t>(B) * N1;
   const size_t n_off = static_cast<size_t>(B) * (N1 - 1);
-  DeviceBuffer d_lam(n_lam), d_value(B), d_grad(n_lam), d_diag(hessian ? n_lam : 0), d_off(hessian ? n_off : 0);
+  DeviceBuffer<> d_lam(n_lam), d_value(B), d_grad(n_lam), d_diag(hessian ? n_lam : 0), d_off(hessian ? n_off : 0);
   check(cudaMemcpy(d_lam.ptr, lambdas, n_lam * sizeof(double), cudaMemcpyHostToDevice), "copying lambdas");
   launch_mep_forward(d_lam.ptr, B, N1, kind, p, d_value.ptr, d_grad.ptr, d_diag.ptr, d_off.ptr, nullptr);
   // The blocking copies on the legacy default stream also wait for the kernel and surface its execution errors.
@@ -71,6 +73,49 @@ void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, in
     check(cudaMemcpy(diag, d_diag.ptr, n_lam * sizeof(double), cudaMemcpyDeviceToHost), "copying diag");
     check(cudaMemcpy(off, d_off.ptr, n_off * sizeof(double), cudaMemcpyDeviceToHost), "copying off");
   }
+}
+
+// One candidate per thread, the whole lower level (start, Newton, penalty) in registers and a private scratch row
+// in global memory; candidates differ in iteration count, but a generation's population converges in a similar
+// handful of Newton steps, so warps stay mostly converged.
+__global__ void _lower_solve_kernel(const double* __restrict__ psi, int64_t B, ScheduleMap s, LowerParams P,
+                                    double* __restrict__ t, double* __restrict__ lam, double* __restrict__ objective,
+                                    double* __restrict__ penalty, int64_t* __restrict__ iters,
+                                    bool* __restrict__ feasible, double* __restrict__ work) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const int64_t n1 = P.n_int + 1;
+  iters[b] = lower_row(s, P, psi[3 * b], psi[3 * b + 1], psi[3 * b + 2], t + b * n1, lam + b * n1, objective + b,
+                       penalty + b, feasible + b, work + b * lower_work_size(P.n_int));
+}
+
+void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
+                                double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible) {
+  if (B <= 0) return;
+  const size_t n1 = static_cast<size_t>(P.n_int + 1);
+  const size_t nb = static_cast<size_t>(B);
+  DeviceBuffer<> d_psi(3 * nb), d_t(nb * n1), d_lam(nb * n1), d_obj(nb), d_pen(nb);
+  DeviceBuffer<> d_work(nb * static_cast<size_t>(lower_work_size(P.n_int)));
+  DeviceBuffer<> d_table(s.family == FAMILY_VP_TABLE ? static_cast<size_t>(s.n) : 0);
+  DeviceBuffer<int64_t> d_iters(nb);
+  DeviceBuffer<bool> d_feas(nb);
+  check(cudaMemcpy(d_psi.ptr, psi, 3 * nb * sizeof(double), cudaMemcpyHostToDevice), "copying psi");
+  ScheduleMap sd = s;
+  if (s.family == FAMILY_VP_TABLE) {
+    check(cudaMemcpy(d_table.ptr, s.table, s.n * sizeof(double), cudaMemcpyHostToDevice), "copying the table");
+    sd.table = d_table.ptr;
+  }
+  const int64_t blocks = (B + kThreads - 1) / kThreads;
+  _lower_solve_kernel<<<static_cast<unsigned int>(blocks), kThreads>>>(d_psi.ptr, B, sd, P, d_t.ptr, d_lam.ptr,
+                                                                        d_obj.ptr, d_pen.ptr, d_iters.ptr,
+                                                                        d_feas.ptr, d_work.ptr);
+  check(cudaGetLastError(), "launching _lower_solve_kernel");
+  check(cudaMemcpy(t, d_t.ptr, nb * n1 * sizeof(double), cudaMemcpyDeviceToHost), "copying t");
+  check(cudaMemcpy(lam, d_lam.ptr, nb * n1 * sizeof(double), cudaMemcpyDeviceToHost), "copying lambdas");
+  check(cudaMemcpy(objective, d_obj.ptr, nb * sizeof(double), cudaMemcpyDeviceToHost), "copying objective");
+  check(cudaMemcpy(penalty, d_pen.ptr, nb * sizeof(double), cudaMemcpyDeviceToHost), "copying penalty");
+  check(cudaMemcpy(iters, d_iters.ptr, nb * sizeof(int64_t), cudaMemcpyDeviceToHost), "copying iters");
+  check(cudaMemcpy(feasible, d_feas.ptr, nb * sizeof(bool), cudaMemcpyDeviceToHost), "copying feasible");
 }
 
 }  // namespace hso

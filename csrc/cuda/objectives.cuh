@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "common/lower_row.h"
+
 typedef struct CUstream_st* cudaStream_t;  // the CUDA runtime's own declaration, repeated verbatim
 
 namespace hso {
@@ -18,6 +20,11 @@ void launch_mep_forward(const double* lambdas, int64_t B, int64_t N1, int kind, 
 // and frees everything. Throws std::runtime_error with the CUDA error string on failure.
 void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, int kind, double p, double* value,
                                 double* grad, double* diag /*nullable*/, double* off /*nullable*/);
+
+// Host-buffer lower_solve (the contract of lower_solve_cpu): copies psi and the schedule's table to the device, runs
+// `_lower_solve_kernel` (one candidate per thread, scratch rows in global memory) and copies the results back.
+void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
+                                double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible);
 
 }  // namespace hso
 

@@ -102,15 +102,42 @@ def schedule_code(schedule: Any) -> tuple[int, float, float, Any]:
     return _FAMILY_CODES[fam], prm["shift"], 0.0, empty
 
 
-def _cpp_lower() -> Callable[..., Any]:
+def _probe_cuda() -> str | None:
+    reason = _probe_cpp()
+    if reason is not None:
+        return reason
     mod = load_extension()
-    if mod is None:
-        raise RuntimeError(_probe_cpp())
+    if not mod.build_info()["cuda"]:
+        return ("hso._C was built without CUDA (no CUDA compiler found at build time); rebuild with a CUDA toolkit "
+                "and HSO_CUDA=ON")
+    if mod.cuda_device_count() < 1:
+        return "no CUDA device is visible (hso._C has CUDA kernels, but the runtime finds no GPU)"
+    return None
+
+
+def _cuda_mep() -> Callable[..., tuple]:
+    mod = load_extension()
+
+    def mep(lambdas, kind, p=2.0, hessian=False):
+        return mod.mep_and_grad_cuda(lambdas, int(kind), float(p), bool(hessian))
+    return mep
+
+
+def _compiled_lower(entry: str) -> Callable[[], Callable[..., Any]]:
+    def load() -> Callable[..., Any]:
+        mod = load_extension()
+        if mod is None:
+            raise RuntimeError(_probe_cpp())
+        return _bind_lower(getattr(mod, entry))
+    return load
+
+
+def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
     from .reference_lower import LowerResult
 
     def lower(psi, schedule, spec):
         fam, a, b, table = schedule_code(schedule)
-        t, lam, obj, pen, iters, feas = mod.lower_solve(
+        t, lam, obj, pen, iters, feas = kernel(
             psi, fam, a, b, table, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
             _INIT_CODES[spec.init], spec.maxiter, spec.xtol)
         return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
@@ -118,9 +145,12 @@ def _cpp_lower() -> Callable[..., Any]:
     return lower
 
 
+# auto prefers cpp: the optimiser's inputs live on the host and a generation is tens of candidates, where copying
+# to a GPU costs more than solving; ask for "cuda" by name for very large batches.
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
-    "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _cpp_lower),
+    "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve")),
+    "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda")),
 }
 
 
@@ -159,7 +189,7 @@ def backend_status() -> dict[str, dict[str, Any]]:
         entry: dict[str, Any] = {"available": reason is None, "devices": list(b.devices)}
         if reason is not None:
             entry["reason"] = reason
-        if b.name == "cpp" and reason is None:
+        if b.name in ("cpp", "cuda") and load_extension() is not None:
             entry["build"] = dict(load_extension().build_info())
         out[b.name] = entry
     return out
