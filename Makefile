@@ -25,11 +25,13 @@ install: $(STAMP)
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned, in its own command: an unpinned torch resolves to a multi-GB CUDA build (Triton needs it)
+	$(BIN)/python -m pip install -q $(if $(wildcard /opt/wheels),--find-links /opt/wheels) torch==2.13.0
 	# a failed CUDA build retries without CUDA, a failed C++ build installs the pure-Python reference engine
-	$(BIN)/python -m pip install -q -e '.[test]' \
-	  || (echo "hso: build failed; retrying with HSO_CUDA=OFF" >&2 && HSO_CUDA=OFF $(BIN)/python -m pip install -q -e '.[test]') \
+	$(BIN)/python -m pip install -q -e '.[test,triton]' \
+	  || (echo "hso: build failed; retrying with HSO_CUDA=OFF" >&2 && HSO_CUDA=OFF $(BIN)/python -m pip install -q -e '.[test,triton]') \
 	  || (echo "hso: C++ build failed; installing without hso._C (reference backend only)" >&2 \
-	      && HSO_EXTENSION=OFF $(BIN)/python -m pip install -q -e '.[test]')
+	      && HSO_EXTENSION=OFF $(BIN)/python -m pip install -q -e '.[test,triton]')
 	touch $@
 
 clean:

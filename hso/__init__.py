@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 from . import fast
 from .inits import INIT_FAMILIES, init_schedule
 from .objectives import dmn, mep, spacing_penalty
-from .optimize import SPACINGS, d_min, optimize
+from .optimize import SPACINGS, d_min, optimize, optimize_many
 from .result import ScheduleResult
 from .schedules import PRESETS, NoiseSchedule, betas_for
 from .solvers import SOLVERS, get_solver
 
-__all__ = ["optimize", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
+__all__ = ["optimize", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
            "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast",
            "__version__"]

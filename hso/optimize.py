@@ -1,9 +1,12 @@
 """`hso.optimize`: the HSO bi-level search as one call (spec §3-§7)."""
 from __future__ import annotations
 
+import inspect
 import math
+import sys
 import time
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -15,7 +18,7 @@ from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
 
-__all__ = ["optimize", "d_min", "SPACINGS"]
+__all__ = ["optimize", "optimize_many", "d_min", "SPACINGS"]
 
 SPACINGS = ("rank", "constrain")
 
@@ -98,6 +101,35 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
             preset, inverted or out-of-domain bounds.
     """
     t_start = time.perf_counter()
+    job = _prepare(schedule, nfe, solver, objective, convention=convention, spacing=spacing, p=p,
+                   trunc_num=trunc_num, init=init, bounds=bounds, popsize=popsize, maxiter=maxiter, tol=tol,
+                   mutation=mutation, recombination=recombination, polish=polish, seed=seed, gamma=gamma,
+                   backend=backend)
+    out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend, callback=callback)
+    return _result(job, out, time.perf_counter() - t_start)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One validated search: what the engine needs, plus what the result reports."""
+
+    schedule: NoiseSchedule
+    lower: fast.LowerSpec
+    objective: fast.ObjectiveSpec
+    search: SearchSpec
+    backend: str
+    solver: str
+    convention: str
+    nfe: int
+    spacing: str
+    settings: dict[str, Any]
+
+
+def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: str, *, convention: str | None,
+             spacing: str, p: float | None, trunc_num: int | None, init: str, bounds: Any, popsize: int,
+             maxiter: int, tol: float, mutation: Any, recombination: float, polish: bool, seed: int | None,
+             gamma: float, backend: str) -> _Job:
+    """Validate every argument (raising before any kernel runs) and build the engine's specs."""
     sched = as_schedule(schedule)
     nfe = _check_int("nfe", nfe, 1)
     spec_solver = get_solver(solver)
@@ -141,8 +173,16 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
                            maxiter=100 if objective == "mep" else 40)
     de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol), mutation=mutation,
                     recombination=float(recombination), polish=bool(polish), seed=seed)
-    out = fast.search(sched, lower, obj, de, backend=engine.name, callback=callback)
+    settings = {"init": init, "p": float(p), "trunc_num": trunc_num, "bounds": [list(b) for b in box],
+                "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
+                "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
+                "n_intervals": n_int, "min_gap": gap}
+    return _Job(sched, lower, obj, de, engine.name, spec_solver.name, conv, nfe, spacing, settings)
 
+
+def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:
+    """Turn a search outcome into the public result, checking the guarantees it promises."""
+    sched, conv = job.schedule, job.convention
     t = out.lower.t[0]
     lam = out.lower.lambdas[0]
     sig = np.exp(-lam)
@@ -153,15 +193,52 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
         timesteps = sched.timesteps_of_t(t)
         if np.any(np.diff(timesteps) >= 0):  # cannot happen with gap >= one step; never return it silently
             raise RuntimeError(f"internal error: integer timesteps {timesteps.tolist()} are not strictly decreasing")
-    if spacing == "constrain" and out.lower.penalty[0] > 0:
+    if job.spacing == "constrain" and out.lower.penalty[0] > 0:
         raise RuntimeError("internal error: the constrained search returned an infeasible schedule")
-    settings = {"init": init, "p": float(p), "trunc_num": trunc_num, "bounds": [list(b) for b in box],
-                "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
-                "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
-                "n_intervals": n_int, "min_gap": gap}
     return ScheduleResult(
         t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, psi=out.psi, fitness=out.fitness,
         mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit, nfev=out.nfev,
-        success=out.success, message=out.message, wall_time=time.perf_counter() - t_start, backend=engine.name,
-        convention=conv, solver=spec_solver.name, nfe=nfe, objective=objective, spacing=spacing, d_min=dmin,
-        schedule=sched.describe(), settings=settings)
+        success=out.success, message=out.message, wall_time=wall_time, backend=job.backend,
+        convention=conv, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
+        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings))
+
+
+def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = False, backend: str = "auto",
+                  **defaults: Any) -> list[ScheduleResult]:
+    """Many `optimize` calls in one batched pass (e.g. every NFE 3-20 x solver for a model).
+
+    The searches run in lockstep: each round, the populations of all searches that share a noise schedule and a
+    lower-level spec are solved in one lower-level call. Results equal those of `optimize` called one by one
+    with the same arguments (same seeds, same bytes).
+
+    Args:
+        configs: one mapping of `optimize` keyword arguments per search (``schedule``, ``nfe``, ``solver``, ...).
+        progress: print a progress line to stderr.
+        backend: engine for every search.
+        **defaults: `optimize` keyword arguments shared by every config (a config's own value wins).
+
+    Returns:
+        One `ScheduleResult` per config, in order; each ``wall_time`` is the whole batch's.
+
+    Raises:
+        ValueError / TypeError: as `optimize`, for the first bad config, before any search runs.
+    """
+    t_start = time.perf_counter()
+    base = {k: v.default for k, v in inspect.signature(optimize).parameters.items() if k != "callback"}
+    jobs = []
+    for i, cfg in enumerate(configs):
+        unknown = set(cfg) - set(base)
+        if unknown:
+            raise TypeError(f"config {i}: unknown argument(s) {sorted(unknown)}")
+        try:
+            jobs.append(_prepare(**{**base, **defaults, **cfg, "backend": backend}))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"config {i} ({dict(cfg)}): {e}") from None
+
+    def report(done: int, total: int) -> None:
+        print(f"\rhso: {done}/{total} searches", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+    outs = fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in jobs], backend=backend,
+                            progress=report if progress else None)
+    wall = time.perf_counter() - t_start
+    return [_result(j, o, wall) for j, o in zip(jobs, outs)]

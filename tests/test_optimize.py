@@ -148,3 +148,21 @@ def test_bad_input_raises_clear_errors(kwargs, exc, msg):
     args = {"schedule": "sd21", "nfe": 5, **kwargs}
     with pytest.raises(exc, match=msg):
         hso.optimize(**args)
+
+
+def test_optimize_many_equals_one_by_one(capsys):
+    cfgs = [dict(schedule="sd21", nfe=n, solver=s) for s in ("unipc", "dpmsolver++", "ddim") for n in (3, 5, 9)]
+    cfgs.append(dict(schedule="edm", nfe=5, solver="euler", spacing="constrain"))
+    many = hso.optimize_many(cfgs, progress=True)
+    assert "hso: 10/10 searches" in capsys.readouterr().err
+    for cfg, res in zip(cfgs, many):
+        one = hso.optimize(**cfg)
+        np.testing.assert_array_equal(res.t, one.t)
+        assert res.fitness == one.fitness and res.nfev == one.nfev and res.nfe == cfg["nfe"]
+
+
+def test_optimize_many_rejects_bad_configs_before_running():
+    with pytest.raises(ValueError, match=r"config 1 .*unknown solver"):
+        hso.optimize_many([dict(nfe=4), dict(nfe=4, solver="nope")])
+    with pytest.raises(TypeError, match=r"config 0: unknown argument\(s\) \['steps'\]"):
+        hso.optimize_many([dict(steps=4)])

@@ -8,9 +8,11 @@ void lower_solve_cpu(const double* psi, int64_t B, const ScheduleMap& s, const L
                      double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible) {
   const int64_t n1 = P.n_int + 1;
   // One candidate per iteration with a per-thread scratch row; dynamic scheduling because candidates that start
-  // infeasible or far from their optimum take more Newton iterations than the rest.
+  // infeasible or far from their optimum take more Newton iterations than the rest. A DE generation (~60
+  // candidates, ~0.2 ms) stays on the calling thread: waking a team costs more than that, and on a busy 2-core
+  // machine one descheduled worker stalls the whole region.
 #if defined(HSO_WITH_OPENMP)
-#pragma omp parallel if (B >= 16)
+#pragma omp parallel if (B >= 256)
 #endif
   {
     std::vector<double> work(static_cast<size_t>(lower_work_size(P.n_int)));

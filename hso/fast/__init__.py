@@ -19,11 +19,12 @@ import numpy as np
 from ..schedules import NoiseSchedule
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
-from .search_de import PAPER_BOUNDS, SearchOutcome, SearchSpec, differential_evolution
+from .search_de import (PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution,
+                        finish_search)
 from .registry import BACKENDS, Backend, available_backends, backend_status, get_backend
 
 __all__ = ["ObjectiveSpec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
-           "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
+           "search_many", "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
 
 OBJECTIVES = ("mep", "dmn")
 
@@ -120,11 +121,63 @@ def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, 
 
     Returns a `SearchOutcome` (best psi, the lower-level result there, fitness, generations, solves).
     """
-    solve = _lower_fn(schedule, lower, objective, get_backend(backend))
-    lo_eps, hi_max = spec.bounds[1][0], spec.bounds[2][1]
-    repair = lambda psi: repair_end_points(psi, lower.n_intervals * lower.gap, lo_eps, hi_max)  # noqa: E731
+    solve, repair = _evaluator(schedule, lower, objective, spec, get_backend(backend))
     out = differential_evolution(lambda psi: solve(repair(psi)), spec, callback)
     return replace(out, psi=repair(out.psi[None])[0])
+
+
+def _evaluator(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, spec: SearchSpec,
+               backend: Backend) -> tuple[Callable[[np.ndarray], LowerResult], Callable[[np.ndarray], np.ndarray]]:
+    """(solve, repair): the bound lower level, and the map that widens end points where N gaps of the minimum
+    size do not fit (the lower level is always called on repaired candidates)."""
+    lo_eps, hi_max = spec.bounds[1][0], spec.bounds[2][1]
+
+    def repair(psi: np.ndarray) -> np.ndarray:
+        return repair_end_points(psi, lower.n_intervals * lower.gap, lo_eps, hi_max)
+
+    return _lower_fn(schedule, lower, objective, backend), repair
+
+
+def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, SearchSpec]], *, backend: str = "auto",
+                progress: Callable[[int, int], None] | None = None) -> list[SearchOutcome]:
+    """Many bi-level searches in lockstep: every round, the populations of all searches that share a schedule and
+    a lower-level spec go to the lower level in one batched call. Same results as `search` one by one.
+
+    ``progress(done, total)`` is called whenever a search finishes its generations.
+    """
+    engine = get_backend(backend)
+    evals = [_evaluator(sched, low, obj, de, engine) for sched, low, obj, de in jobs]
+    gens = [de_generations(de) for *_, de in jobs]
+    pending: dict[int, np.ndarray] = {i: next(g) for i, g in enumerate(gens)}
+    nfev = [0] * len(jobs)
+    states: dict[int, Any] = {}
+    while pending:
+        groups: dict[tuple, list[int]] = {}
+        for i in pending:
+            sched, low, obj, _ = jobs[i]
+            groups.setdefault((id(sched), low, obj), []).append(i)
+        results: dict[int, np.ndarray] = {}
+        for members in groups.values():
+            repaired = [evals[i][1](pending[i]) for i in members]
+            fit = evals[members[0]][0](np.concatenate(repaired)).fitness
+            offsets = np.cumsum([0] + [r.shape[0] for r in repaired])
+            for k, i in enumerate(members):
+                results[i] = fit[offsets[k]:offsets[k + 1]]
+        for i, fit in results.items():
+            nfev[i] += fit.shape[0]
+            try:
+                pending[i] = gens[i].send(fit)
+            except StopIteration as stop:
+                states[i] = stop.value
+                del pending[i]
+                if progress is not None:
+                    progress(len(states), len(jobs))
+    out = []
+    for i, (*_, de) in enumerate(jobs):
+        solve, repair = evals[i]
+        res = finish_search(states[i], lambda psi, solve=solve, repair=repair: solve(repair(psi)), de, nfev[i])
+        out.append(replace(res, psi=repair(res.psi[None])[0]))
+    return out
 
 
 def repair_end_points(psi: np.ndarray, span: float, lo_eps: float, hi_max: float) -> np.ndarray:

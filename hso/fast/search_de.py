@@ -9,14 +9,14 @@ authors' to within a few training steps rather than bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 from scipy.optimize import minimize
 
 from .reference_lower import LowerResult
 
-__all__ = ["SearchSpec", "SearchOutcome", "differential_evolution", "PAPER_BOUNDS"]
+__all__ = ["SearchSpec", "SearchOutcome", "differential_evolution", "de_generations", "finish_search", "PAPER_BOUNDS"]
 
 PAPER_BOUNDS = ((3.0, 16.0), (0.01, 0.03), (0.96, 1.0))
 
@@ -59,31 +59,33 @@ def _latin_hypercube(rng: np.random.Generator, s: int, m: int) -> np.ndarray:
     return pop
 
 
-def differential_evolution(evaluate: Callable[[np.ndarray], LowerResult], spec: SearchSpec = SearchSpec(),
-                           callback: Callable[..., Any] | None = None) -> SearchOutcome:
-    """Run the bi-level search; ``evaluate(psi  # [B, 3]) -> LowerResult`` is the bound lower level.
+@dataclass
+class _DEState:
+    """What the generation loop hands to the polish: population in unit coordinates and its energies."""
 
-    ``callback(psi_best, fitness_best, nit)`` is called after each generation; returning True stops the search.
-    """
+    pop: np.ndarray
+    energies: np.ndarray
+    nit: int
+    success: bool
+    message: str
+
+
+def de_generations(spec: SearchSpec, callback: Callable[..., Any] | None = None
+                   ) -> Generator[np.ndarray, np.ndarray, _DEState]:
+    """The generation loop as a generator: it yields populations in box units ``psi  # [S, 3]`` and is sent their
+    fitness ``[S]``; it returns the final state. Several searches can so share one lower-level call per round."""
     rng = np.random.default_rng(spec.seed)
     lo = np.array([b[0] for b in spec.bounds], dtype=np.float64)
     hi = np.array([b[1] for b in spec.bounds], dtype=np.float64)
     m = lo.size
     s = max(5, int(spec.popsize) * m)
-    nfev = 0
-
-    def fitness(unit: np.ndarray) -> np.ndarray:
-        nonlocal nfev
-        nfev += unit.shape[0]
-        return evaluate(lo + unit * (hi - lo)).fitness
-
     if spec.init == "latinhypercube":
         pop = _latin_hypercube(rng, s, m)
     elif spec.init == "random":
         pop = rng.uniform(size=(s, m))
     else:
         raise ValueError(f"unknown init {spec.init!r}; known: 'latinhypercube', 'random'")
-    energies = fitness(pop)
+    energies = np.array((yield lo + pop * (hi - lo)), dtype=np.float64)
 
     def promote_best() -> None:
         k = int(np.argmin(energies))
@@ -110,7 +112,7 @@ def differential_evolution(evaluate: Callable[[np.ndarray], LowerResult], spec: 
         trial = np.where(cross, mutant, pop)
         out = (trial < 0) | (trial > 1)
         trial[out] = rng.uniform(size=int(out.sum()))
-        e_trial = fitness(trial)
+        e_trial = np.array((yield lo + trial * (hi - lo)), dtype=np.float64)
         better = e_trial < energies
         pop[better], energies[better] = trial[better], e_trial[better]
         promote_best()
@@ -123,14 +125,47 @@ def differential_evolution(evaluate: Callable[[np.ndarray], LowerResult], spec: 
             message = "Optimization terminated successfully."
             success = True
             break
+    return _DEState(pop=pop, energies=energies, nit=nit, success=success, message=message)
 
-    best_unit, best_e = pop[0].copy(), float(energies[0])
+
+def finish_search(state: _DEState, evaluate: Callable[[np.ndarray], LowerResult], spec: SearchSpec,
+                  nfev: int) -> SearchOutcome:
+    """Polish the best member (L-BFGS-B on the fitness, as scipy does) and solve the lower level at the result."""
+    lo = np.array([b[0] for b in spec.bounds], dtype=np.float64)
+    hi = np.array([b[1] for b in spec.bounds], dtype=np.float64)
+    best_unit, best_e = state.pop[0].copy(), float(state.energies[0])
     if spec.polish:
-        res = minimize(lambda u: float(fitness(np.clip(u, 0.0, 1.0)[None])[0]), best_unit, method="L-BFGS-B",
-                       bounds=[(0.0, 1.0)] * m)
+        calls = 0
+
+        def fitness(u: np.ndarray) -> float:
+            nonlocal calls
+            calls += 1
+            return float(evaluate((lo + np.clip(u, 0.0, 1.0) * (hi - lo))[None]).fitness[0])
+
+        res = minimize(fitness, best_unit, method="L-BFGS-B", bounds=[(0.0, 1.0)] * lo.size)
+        nfev += calls
         if np.isfinite(res.fun) and res.fun < best_e:
             best_unit, best_e = np.clip(res.x, 0.0, 1.0), float(res.fun)
     psi = lo + best_unit * (hi - lo)
     final = evaluate(psi[None])
-    return SearchOutcome(psi=psi, lower=final, fitness=float(final.fitness[0]), nit=nit, nfev=nfev,
-                         success=success, message=message, population=lo + pop * (hi - lo), energies=energies)
+    return SearchOutcome(psi=psi, lower=final, fitness=float(final.fitness[0]), nit=state.nit, nfev=nfev,
+                         success=state.success, message=state.message, population=lo + state.pop * (hi - lo),
+                         energies=state.energies)
+
+
+def differential_evolution(evaluate: Callable[[np.ndarray], LowerResult], spec: SearchSpec = SearchSpec(),
+                           callback: Callable[..., Any] | None = None) -> SearchOutcome:
+    """Run the bi-level search; ``evaluate(psi  # [B, 3]) -> LowerResult`` is the bound lower level.
+
+    ``callback(psi_best, fitness_best, nit)`` is called after each generation; returning True stops the search.
+    """
+    gen = de_generations(spec, callback)
+    nfev = 0
+    try:
+        request = next(gen)
+        while True:
+            nfev += request.shape[0]
+            request = gen.send(evaluate(request).fitness)
+    except StopIteration as stop:
+        state = stop.value
+    return finish_search(state, evaluate, spec, nfev)
