@@ -1,0 +1,57 @@
+"""pytest-benchmark suites: the full HSO search and the batched objective, per available backend.
+
+    .venv/bin/python -m pytest benchmarks --benchmark-enable --benchmark-only
+
+Without ``--benchmark-enable`` (the project's pytest default is ``--benchmark-disable``) every case runs once, as a
+smoke test. `make test` runs ``pytest tests`` and never collects this folder. Rounds are kept small: the numbers are
+for comparing backends on one machine, `benchmarks.report` measures the ratios against the paper's procedure.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hso
+from hso import fast
+
+BACKENDS = fast.available_backends()
+SOLVERS = ("unipc", "ddim")
+NFES = (4, 5, 6, 8, 10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("nfe", NFES)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_search_sd21(benchmark, solver: str, nfe: int, backend: str) -> None:
+    """Full `hso.optimize` (DE upper level + lower level, paper settings) for SD 2.1."""
+    benchmark.group = f"search sd21 {solver} nfe={nfe}"
+    benchmark.extra_info.update(solver=solver, nfe=nfe, backend=backend)
+    res = benchmark.pedantic(hso.optimize, args=("sd21", nfe, solver), kwargs={"backend": backend},
+                             rounds=3, iterations=1, warmup_rounds=1)
+    assert res.backend == backend
+    assert np.all(np.diff(res.timesteps) < 0)
+    benchmark.extra_info.update(fitness=res.fitness, timesteps=res.timesteps.tolist(), nfev=res.nfev)
+
+
+def _lambdas(batch: int, n_intervals: int, seed: int = 0) -> np.ndarray:
+    """Random increasing lambdas ``[B, N+1]`` inside SD 2.1's range (t from 1.0 down to 0.01)."""
+    sched = hso.NoiseSchedule.preset("sd21")
+    lo, hi = float(sched.lambda_(1.0)), float(sched.lambda_(0.01))
+    rng = np.random.default_rng(seed)
+    inner = np.sort(rng.uniform(lo, hi, size=(batch, n_intervals - 1)), axis=1)
+    return np.concatenate([np.full((batch, 1), lo), inner, np.full((batch, 1), hi)], axis=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_intervals", (5, 10, 20))
+@pytest.mark.parametrize("batch", (64, 4096))
+def test_objective_and_grad(benchmark, batch: int, n_intervals: int, backend: str) -> None:
+    """Throughput of the batched MEP value + gradient (one launch for the whole batch)."""
+    benchmark.group = f"mep+grad B={batch} N={n_intervals}"
+    benchmark.extra_info.update(batch=batch, n_intervals=n_intervals, backend=backend)
+    lam = _lambdas(batch, n_intervals)
+    spec = fast.ObjectiveSpec("mep", hso.NoiseSchedule.preset("sd21").kind)
+    value, grad = benchmark.pedantic(fast.objective_and_grad, args=(lam, spec), kwargs={"backend": backend},
+                                     rounds=20, iterations=5, warmup_rounds=1)
+    assert value.shape == (batch,) and grad.shape == (batch, n_intervals + 1)
+    assert np.all(np.isfinite(value))
