@@ -15,7 +15,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only
-	$(BIN)/python -m benchmarks.report
+	$(BIN)/python -m benchmarks.report --with-paper
+	$(BIN)/python -m benchmarks.throughput
 
 info: $(STAMP)
 	$(BIN)/hso info

@@ -1,0 +1,167 @@
+"""Kernel throughput per backend, measured in one run: ``lower_solve`` and ``objective_and_grad``.
+
+    .venv/bin/python -m benchmarks.throughput [--quick] [--repeats 5]
+
+* ``lower_solve`` (SD 2.1, paper box, spacing "rank"): candidate solves per second for B in 64 ... 65536 and
+  N in 5, 10, 20, every available backend (the numpy reference up to B = 4096: it is the slow baseline).
+* ``objective_and_grad`` (MEP with Hessian): candidate-intervals per second, same grid.
+* OpenMP scaling: the cpp lower_solve at B = 65536, N = 10 with OMP_NUM_THREADS = 1 and 2 (fresh processes).
+* ``optimize_many`` over NFE 3-20 x {unipc, dpmsolver++, ddim} for SD 2.1 (one pass, seconds).
+* Peak resident memory of the largest lower_solve case (ru_maxrss of a fresh process).
+
+Ratios are against the reference backend in the same run. Results: ``benchmarks/results/throughput.md`` and a JSON
+record appended to ``benchmarks/results/throughput.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import hso
+from hso import fast
+
+from .report import RESULTS, machine_info
+
+BATCHES = (64, 1024, 4096, 16384, 65536)
+QUICK_BATCHES = (64, 4096)
+NS = (5, 10, 20)
+REFERENCE_MAX_B = 4096
+
+
+def _psi(b: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.uniform(3, 16, b), rng.uniform(0.01, 0.03, b), rng.uniform(0.96, 1.0, b)], axis=1)
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (lazy loads, caches)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def lower_cell(backend: str, b: int, n: int, repeats: int) -> float:
+    s = hso.NoiseSchedule.preset("sd21")
+    spec = fast.LowerSpec(n_intervals=n, gap=s.time_resolution, d_min=hso.d_min(n))
+    obj = fast.ObjectiveSpec("mep", s.kind)
+    psi = _psi(b)
+    return _median_time(lambda: fast.lower_solve(psi, s, spec, obj, backend=backend), repeats)
+
+
+def objective_cell(backend: str, b: int, n: int, repeats: int) -> float:
+    lam = np.sort(np.random.default_rng(1).uniform(-6, 5, (b, n + 1)), axis=1)
+    spec = fast.ObjectiveSpec("mep", 0)
+    return _median_time(lambda: fast.objective_and_grad(lam, spec, hessian=True, backend=backend), repeats)
+
+
+def _child(code: str, threads: int) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_SCALING = """
+import json, resource, time, numpy as np, hso
+from hso import fast
+s = hso.NoiseSchedule.preset("sd21")
+spec = fast.LowerSpec(n_intervals=10, gap=s.time_resolution, d_min=hso.d_min(10))
+rng = np.random.default_rng(0)
+b = 65536
+psi = np.stack([rng.uniform(3, 16, b), rng.uniform(0.01, 0.03, b), rng.uniform(0.96, 1.0, b)], axis=1)
+obj = fast.ObjectiveSpec("mep", s.kind)
+fast.lower_solve(psi[:64], s, spec, obj, backend="cpp")
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+ts = []
+for _ in range(3):
+    t0 = time.perf_counter(); fast.lower_solve(psi, s, spec, obj, backend="cpp"); ts.append(time.perf_counter() - t0)
+rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": float(np.median(ts)), "maxrss_kib_before": rss0, "maxrss_kib_after": rss1}))
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="B in 64 and 4096 only, no scaling run")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    backends = fast.available_backends()
+    batches = QUICK_BATCHES if args.quick else BATCHES
+    rows: list[dict[str, Any]] = []
+    for kind, cell in (("lower_solve", lower_cell), ("objective_and_grad", objective_cell)):
+        for n in NS:
+            for b in batches:
+                for backend in backends:
+                    if backend == "reference" and b > REFERENCE_MAX_B:
+                        continue
+                    if backend == "triton" and b > REFERENCE_MAX_B and os.environ.get("TRITON_INTERPRET") == "1":
+                        continue  # the CPU interpreter measures Python, not a kernel
+                    sec = cell(backend, b, n, args.repeats)
+                    rows.append({"kernel": kind, "backend": backend, "B": b, "N": n, "seconds": sec})
+                    print(f"{kind:18s} {backend:9s} B={b:6d} N={n:3d} {sec * 1e3:9.3f} ms", file=sys.stderr)
+    ref = {(r["kernel"], r["B"], r["N"]): r["seconds"] for r in rows if r["backend"] == "reference"}
+    for r in rows:
+        base = ref.get((r["kernel"], r["B"], r["N"]))
+        r["vs_reference"] = None if base is None else base / r["seconds"]
+        r["per_second"] = (r["B"] if r["kernel"] == "lower_solve" else r["B"] * r["N"]) / r["seconds"]
+
+    cfgs = [dict(nfe=n, solver=s) for s in ("unipc", "dpmsolver++", "ddim") for n in range(3, 21)]
+    t0 = time.perf_counter()
+    hso.optimize_many(cfgs, schedule="sd21")
+    many = time.perf_counter() - t0
+    scaling = {}
+    if not args.quick and "cpp" in backends:
+        scaling = {str(k): _child(_SCALING, k) for k in (1, 2)}
+
+    record = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats,
+              "rows": rows, "optimize_many_54_seconds": many, "openmp_scaling_b65536_n10": scaling}
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "throughput.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    md = _markdown(record)
+    (args.out / "throughput.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _markdown(rec: dict[str, Any]) -> str:
+    m = rec["machine"]
+    lines = [f"# Kernel throughput ({rec['date']}, commit {(m.get('git_commit') or '')[:7]}, {m.get('cpu_count')} CPUs, "
+             f"{m.get('platform')})", "",
+             "Command: `.venv/bin/python -m benchmarks.throughput`. Median of "
+             f"{rec['repeats']} runs after a warm-up; ratios against the numpy reference in the same run.", ""]
+    for kernel, unit in (("lower_solve", "solves/s"), ("objective_and_grad", "candidate-intervals/s")):
+        lines += [f"## {kernel} ({unit})", "", "| N | B | backend | ms | " + unit + " | x reference |",
+                  "|---|---|---|---|---|---|"]
+        for r in rec["rows"]:
+            if r["kernel"] != kernel:
+                continue
+            ratio = "" if r["vs_reference"] is None else f"{r['vs_reference']:.1f}"
+            lines.append(f"| {r['N']} | {r['B']} | {r['backend']} | {r['seconds'] * 1e3:.3f} | "
+                         f"{r['per_second']:.3g} | {ratio} |")
+        lines.append("")
+    lines.append(f"`optimize_many`, NFE 3-20 x (unipc, dpmsolver++, ddim), SD 2.1: "
+                 f"{rec['optimize_many_54_seconds']:.3f} s for 54 searches.")
+    sc = rec["openmp_scaling_b65536_n10"]
+    if sc:
+        one, two = sc["1"]["seconds"], sc["2"]["seconds"]
+        lines += ["", f"OpenMP scaling, cpp lower_solve B = 65536, N = 10: 1 thread {one * 1e3:.1f} ms, 2 threads "
+                  f"{two * 1e3:.1f} ms (x{one / two:.2f}); peak RSS of that process "
+                  f"{sc['2']['maxrss_kib_after'] / 1024:.0f} MiB."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
