@@ -9,7 +9,7 @@ def _backend_params():
     """Every registered backend but the reference; those that cannot run here are skipped with the reason."""
     out = []
     for name, backend in fast.BACKENDS.items():
-        if name == "reference":
+        if name in ("reference", "triton"):  # triton: tests/test_triton.py (its CPU interpreter is slow)
             continue
         reason = backend.probe()
         out.append(pytest.param(name, marks=pytest.mark.skipif(reason is not None, reason=f"{name}: {reason}")))

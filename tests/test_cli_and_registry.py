@@ -1,4 +1,5 @@
 """CLI (scriptable output, exit codes) and the backend registry."""
+import dataclasses
 import json
 
 import numpy as np
@@ -52,6 +53,9 @@ def test_registry_contract(monkeypatch):
 def test_failed_extension_load_is_reported(monkeypatch):
     monkeypatch.setattr(registry, "_MODULES", {})
     monkeypatch.setattr(registry, "_LOAD_ERRORS", {"_C": "ImportError: simulated"})
+    # and no Triton either, so that the reference is what is left
+    monkeypatch.setitem(registry.BACKENDS, "triton",
+                        dataclasses.replace(registry.BACKENDS["triton"], probe=lambda: "simulated"))
     assert fast.available_backends() == ["reference"]
     with pytest.raises(RuntimeError, match="simulated.*make install"):
         fast.get_backend("cpp")

@@ -145,12 +145,45 @@ def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
     return lower
 
 
+def _probe_triton() -> str | None:
+    """Triton and torch import (once; a failure is remembered); on a machine without a CUDA device the kernels
+    need Triton's CPU interpreter, which TRITON_INTERPRET=1 turns on."""
+    for name in ("triton", "torch"):
+        if name not in _MODULES and name not in _LOAD_ERRORS:
+            try:
+                _MODULES[name] = importlib.import_module(name)
+            except Exception as e:  # ImportError, or anything a broken install raises
+                _LOAD_ERRORS[name] = f"{type(e).__name__}: {e}"
+        if name in _LOAD_ERRORS:
+            return (f"{name} did not import ({_LOAD_ERRORS[name]}); install the Triton extra with "
+                    "`pip install -e .[triton]` (torch first, as the Makefile does)")
+    if _MODULES["torch"].cuda.is_available():
+        return None
+    knobs = getattr(_MODULES["triton"], "knobs", None)
+    interpret = knobs.runtime.interpret if knobs is not None else os.environ.get("TRITON_INTERPRET") == "1"
+    if not interpret:
+        return ("no CUDA device is visible, and Triton's CPU interpreter is off; set TRITON_INTERPRET=1 in the "
+                "environment before Python starts to run the Triton kernels on the CPU (slow: meant for tests)")
+    return None
+
+
+def _triton_mep() -> Callable[..., tuple]:
+    from .triton_backend import mep_and_grad
+    return mep_and_grad
+
+
+def _triton_lower() -> Callable[..., Any]:
+    from .triton_backend import lower_solve
+    return lower_solve
+
+
 # auto prefers cpp: the optimiser's inputs live on the host and a generation is tens of candidates, where copying
 # to a GPU costs more than solving; ask for "cuda" by name for very large batches.
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
     "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve")),
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda")),
+    "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower),
 }
 
 
@@ -171,7 +204,10 @@ def get_backend(name: str | None = "auto") -> Backend:
     if name is None or name == "auto":
         name = os.environ.get("HSO_BACKEND", "auto") or "auto"
         if name == "auto":
-            return BACKENDS[available_backends()[0]]
+            # probe best first and stop at the first that runs: lower-priority probes may import heavy packages
+            for backend in sorted(BACKENDS.values(), key=lambda b: -b.priority):
+                if backend.is_available():
+                    return backend
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; known backends: 'auto', {', '.join(map(repr, BACKENDS))}")
     backend = BACKENDS[name]

@@ -1,0 +1,773 @@
+"""The ``triton`` backend: the MEP objective and the fused lower level as Triton kernels.
+
+Runs on a CUDA GPU, or on the CPU through Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is
+imported). Only `hso.fast.registry` imports this module, lazily: importing `hso` never imports torch or Triton.
+
+Kernels, each the twin of a contract documented in the reference (the math is written there, not here):
+
+* `_mep_fwd_kernel` - `hso.fast.reference.mep_and_grad`: BLOCK_B candidates per program, one per vector lane, and
+  a loop over the N intervals with each output element accumulated in the reference's order (the C++ `mep_row`).
+* `_lower_solve_kernel` - `hso.fast.reference_lower.lower_solve` for MEP, as ported to one candidate in
+  csrc/common/lower_row.h: init family, feasible blend, active-set Newton in t with the block-reduced Thomas solve,
+  the Sturm-count positive-definiteness check (bisection shift when it fails), ratio test, backtracking line search,
+  multipliers from sums within blocks, start fallback and SPF penalty. Each lane is one candidate; lanes that are
+  done are masked while the others iterate.
+
+Numerics. Triton's core language has exp, log, sqrt, sin and cos only (libdevice is unavailable to the
+interpreter), so sinh/cosh/tanh/expm1/log1p/acos are built from them with the classic accurate forms (Kahan's
+expm1, Higham's log1p, Newton on sin for asin): each is within a few ulps of numpy's, which keeps the kernels at
+rounding distance from the reference. Scalars reach the kernels in a float64 buffer because Triton passes Python
+floats as float32.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+
+from ..schedules import NoiseSchedule
+from .reference_lower import LowerResult, LowerSpec
+from .registry import _INIT_CODES, schedule_code
+
+__all__ = ["mep_and_grad", "lower_solve"]
+
+# lambda-space kinds (hso/schedules.py); family and init codes are registry.schedule_code's and _INIT_CODES
+_KINDS = (0, 1, 2)
+
+# Triton decides at decoration time whether it compiles or interprets (TRITON_INTERPRET).
+_KNOBS = getattr(triton, "knobs", None)  # Triton >= 3.3; before that the flag was read from the environment
+_INTERPRETED = bool(_KNOBS.runtime.interpret if _KNOBS is not None else os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def _device_fn(fn):
+    """``@triton.jit`` for a device helper; the plain function under the interpreter.
+
+    The interpreter re-patches ``triton.language`` on every call of a jitted helper (~0.7 ms, whatever the tile):
+    with the Newton loop calling helpers thousands of times per launch that would be most of the run time. A plain
+    function called from an interpreted kernel runs on the kernel's patched ``triton.language`` with the same
+    semantics (the interpreter's only source rewrite, of chained comparisons, is not needed by these helpers), so
+    nothing but the overhead changes; compiled, the helpers are ordinary ``@triton.jit`` functions.
+    """
+    return fn if _INTERPRETED else triton.jit(fn)
+
+
+# ------------------------------------------------------------------------------------------------- reductions
+# tl.sum / tl.max / tl.min / tl.cumsum are tl.reduce / tl.associative_scan with these combine functions (no dtype
+# promotion is involved for float64, int32). Calling the reductions directly skips a jitted wrapper that costs the
+# interpreter ~0.8 ms per call, and the interpreter still recognises the combine functions and runs numpy's
+# reductions: inside the per-column loops of the lower level that wrapper would otherwise be most of the run time.
+_SUM = tl.standard._sum_combine
+_MAX = tl.standard._elementwise_max
+_MIN = tl.standard._elementwise_min
+
+
+@_device_fn
+def _rsum(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, _SUM)
+
+
+@_device_fn
+def _rmax(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, _MAX)
+
+
+@_device_fn
+def _rmin(x, axis: tl.constexpr):
+    return tl.reduce(x, axis, _MIN)
+
+
+@_device_fn
+def _rcumsum(x, axis: tl.constexpr):
+    return tl.associative_scan(x, axis, _SUM)
+
+
+# ----------------------------------------------------------------------------------------------- elementwise math
+@_device_fn
+def _expm1(x):
+    # Kahan: expm1(x) = (u - 1) x / log(u) with u = fl(e^x); the rounding of u cancels to first order, so this is
+    # accurate to a few ulps where e^x - 1 would lose all digits (x -> 0).
+    u = tl.exp(x)
+    one = u == 1.0
+    r = (u - 1.0) * (x / tl.log(tl.where(one, 2.0, u)))
+    r = tl.where(x > 709.0, u, r)     # e^x overflows: inf, as numpy
+    r = tl.where(x < -40.0, -1.0, r)  # e^x - 1 rounds to -1
+    return tl.where(one, x, r)
+
+
+@_device_fn
+def _log1p(y):
+    # Higham: log1p(y) = log(w) y / (w - 1) with w = fl(1 + y), accurate to a few ulps for y > -1.
+    w = 1.0 + y
+    one = w == 1.0
+    r = tl.log(w) * (y / tl.where(one, 1.0, w - 1.0))
+    return tl.where(one, y, r)
+
+
+@_device_fn
+def _softplus(x):
+    # log(1 + e^x) in numpy.logaddexp(0, x)'s branches: no overflow for large x, log1p's accuracy for x << 0
+    return tl.maximum(x, 0.0) + _log1p(tl.exp(-tl.abs(x)))
+
+
+@_device_fn
+def _tanh(x):
+    # E / (E + 2) with E = expm1(2|x|): relative accuracy everywhere; tanh(20) already rounds to 1
+    e = _expm1(2.0 * tl.minimum(tl.abs(x), 20.0))
+    th = e / (e + 2.0)
+    return tl.where(x < 0.0, -th, th)
+
+
+@_device_fn
+def _sinh_cosh(x):
+    # from E = expm1(|x|): sinh = (E + E / (E + 1)) / 2 (two positive terms, no cancellation for small gaps),
+    # cosh = (E + 1 + 1 / (E + 1)) / 2
+    e = _expm1(tl.abs(x))
+    ec = tl.minimum(e, 1e300)  # keeps inf / inf out of sinh when e^|x| overflows
+    sh = 0.5 * (e + ec / (ec + 1.0))
+    ch = 0.5 * ((e + 1.0) + 1.0 / (e + 1.0))
+    return tl.where(x < 0.0, -sh, sh), ch
+
+
+@_device_fn
+def _acos01(y):
+    # acos(y) for y in [0, 1] as 2 asin(z), z = sqrt((1 - y) / 2) <= 1/sqrt(2) (1 - y is exact for y >= 1/2):
+    # a 4-term series start, then Newton on sin(phi) = z (error 1.5e-3 -> 1e-6 -> 5e-13 -> rounding)
+    z = tl.sqrt(0.5 * (1.0 - y))
+    z2 = z * z
+    phi = z * (1.0 + z2 * (1.0 / 6.0 + z2 * (3.0 / 40.0 + z2 * (5.0 / 112.0))))
+    for _ in tl.static_range(3):
+        phi = phi - (tl.sin(phi) - z) / tl.cos(phi)
+    return 2.0 * phi
+
+
+@_device_fn
+def _q_derivs(m, c, KIND: tl.constexpr):
+    # q = (p - 1) log sigma(lambda) and its first two derivatives at m (reference.q_derivs; c = p - 1)
+    if KIND == 0:
+        s = 0.5 * (1.0 + _tanh(m))  # sigmoid(2m)
+        q = -0.5 * c * _softplus(2.0 * m)
+        q1 = -c * s
+        q2 = -2.0 * c * s * (1.0 - s)
+    elif KIND == 1:
+        q = -c * m
+        q1 = tl.full(m.shape, 0.0, tl.float64) - c
+        q2 = tl.full(m.shape, 0.0, tl.float64)
+    else:
+        s = 0.5 * (1.0 + _tanh(0.5 * m))  # sigmoid(m)
+        q = -c * _softplus(m)
+        q1 = -c * s
+        q2 = -c * s * (1.0 - s)
+    return q, q1, q2
+
+
+@_device_fn
+def _interval(a, b, c, KIND: tl.constexpr):
+    # the shared factors of one MEP term (reference docstring: S, C, E, Q1, Q2)
+    q, q1, q2 = _q_derivs(0.5 * (a + b), c, KIND)
+    sh, ch = _sinh_cosh(0.5 * (b - a))
+    return sh, ch, tl.exp(q), q1, q2
+
+
+# ------------------------------------------------------------------------------------------------ MEP objective
+@triton.jit
+def _mep_fwd_kernel(lam_ptr,    # [B, N+1]
+                    prm_ptr,    # [1]: p
+                    value_ptr,  # [B]
+                    grad_ptr,   # [B, N+1]
+                    diag_ptr,   # [B, N+1] (HESSIAN)
+                    off_ptr,    # [B, N] (HESSIAN)
+                    B, N1,
+                    KIND: tl.constexpr, HESSIAN: tl.constexpr, BLOCK_B: tl.constexpr):
+    lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    ok = lanes < B
+    row = lanes.to(tl.int64) * N1
+    c = tl.load(prm_ptr + tl.zeros([BLOCK_B], dtype=tl.int32), mask=ok, other=2.0) - 1.0
+    a = tl.load(lam_ptr + row, mask=ok, other=0.0)
+    value = tl.zeros([BLOCK_B], dtype=tl.float64)
+    # the right-end terms of interval i-1 wait in registers for the left-end terms of interval i, so every element
+    # is summed in the reference's order: (0 + right term of i-1) + left term of i
+    g_carry = tl.zeros([BLOCK_B], dtype=tl.float64)
+    h_carry = tl.zeros([BLOCK_B], dtype=tl.float64)
+    for i in range(0, N1 - 1):
+        b = tl.load(lam_ptr + row + i + 1, mask=ok, other=0.0)
+        sh, ch, e, q1, q2 = _interval(a, b, c, KIND)
+        value += 2.0 * sh * e
+        tl.store(grad_ptr + row + i, g_carry + e * (-ch + sh * q1), mask=ok)
+        g_carry = e * (ch + sh * q1)
+        if HESSIAN:
+            common = 0.5 * sh * (q1 * q1 + q2)
+            tl.store(diag_ptr + row + i, h_carry + e * (0.5 * sh - ch * q1 + common), mask=ok)
+            h_carry = e * (0.5 * sh + ch * q1 + common)
+            tl.store(off_ptr + lanes.to(tl.int64) * (N1 - 1) + i, e * (-0.5 * sh + common), mask=ok)
+        a = b
+    tl.store(grad_ptr + row + N1 - 1, g_carry, mask=ok)
+    if HESSIAN:
+        tl.store(diag_ptr + row + N1 - 1, h_carry, mask=ok)
+    tl.store(value_ptr + lanes, value, mask=ok)
+
+
+# -------------------------------------------------------------------------------------------- noise-schedule maps
+@_device_fn
+def _grid(k, n_f):
+    # grid point k of the discrete table, exactly numpy's (arange(n) + 1.0) / n
+    return (k.to(tl.float64) + 1.0) / n_f
+
+
+@_device_fn
+def _table_log_alpha(t, tab_ptr, n_tab, first, last):
+    # numpy.interp(t, grid, table) and the slope of the cell holding t (schedule_map.h, vp_log_alpha); first/last
+    # are table[0] and table[n-1]. Counts are kept as floats: grid point k is (k + 1.0) / n exactly as numpy's.
+    n_f = n_tab.to(tl.float64)
+    cf = tl.floor(t * n_f)
+    cf = tl.minimum(tl.where(cf >= 0.0, cf, 0.0), n_f)  # also maps NaN to 0
+    # |fl(t n) - t n| <= n 2^-53 << 1, so that guess is the count of grid points <= t or one off: one step each way
+    cf = tl.where((cf < n_f) & ((cf + 1.0) / n_f <= t), cf + 1.0, cf)
+    cf = tl.where((cf > 0.0) & (cf / n_f > t), cf - 1.0, cf)
+    kf = tl.minimum(tl.maximum(cf - 1.0, 0.0), n_f - 2.0)  # the interpolation cell, also the slope's cell
+    k = kf.to(tl.int32)
+    ok = k >= 0  # in [0, n - 2] by construction
+    tb0 = tl.load(tab_ptr + k, mask=ok, other=0.0)
+    dtb = tl.load(tab_ptr + k + 1, mask=ok, other=0.0) - tb0
+    x0 = (kf + 1.0) / n_f
+    la = dtb / ((kf + 2.0) / n_f - x0) * (t - x0) + tb0
+    la = tl.where(cf == 0.0, first, tl.where(cf >= n_f, last, la))
+    return la, dtb * n_f
+
+
+@_device_fn
+def _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY: tl.constexpr, NEED_D: tl.constexpr):
+    # (lambda, dlambda/dt, d2lambda/dt2) of hso.schedules.NoiseSchedule.lambda_derivs; fa/fb as schedule_code gives
+    # them. Without NEED_D the derivatives are not computed (the second and third results are then lambda).
+    if FAMILY == 3:  # EDM: fa = log sigma_min, fb = log sigma_max
+        lam = -(fa + t * (fb - fa))
+        d1 = tl.full(t.shape, 0.0, tl.float64) - (fb - fa)
+        d2 = tl.full(t.shape, 0.0, tl.float64)
+    elif FAMILY == 4:  # flow: fa = shift
+        lam = _log1p(-t) - tl.log(fa * t)
+        d1 = lam
+        d2 = lam
+        if NEED_D:
+            d1 = -1.0 / (1.0 - t) - 1.0 / t
+            d2 = 1.0 / (t * t) - 1.0 / ((1.0 - t) * (1.0 - t))
+    else:
+        if FAMILY == 0:  # discrete table of 0.5 log(alphas_cumprod)
+            la, l1 = _table_log_alpha(t, tab_ptr, n_tab, fa, fb)  # fa, fb: table[0], table[n-1]
+            l2 = tl.full(t.shape, 0.0, tl.float64)
+        elif FAMILY == 1:  # linear beta: fa = beta_0, fb = beta_1
+            la = -0.25 * (t * t) * (fb - fa) - 0.5 * t * fa
+            l1 = -0.5 * t * (fb - fa) - 0.5 * fa
+            l2 = tl.full(t.shape, 0.0, tl.float64) - 0.5 * (fb - fa)
+        else:  # cosine: fa = s
+            cc = 3.141592653589793 / (2.0 * (1.0 + fa))
+            u = (t + fa) * cc
+            cu = tl.cos(u)
+            la = tl.log(cu) - tl.log(tl.cos(fa * cc))
+            l1 = -(tl.sin(u) / cu) * cc
+            sec = cc / cu
+            l2 = -(sec * sec)
+        sig2 = -_expm1(2.0 * la)  # sigma^2 = 1 - alpha^2
+        lam = la - 0.5 * tl.log(sig2)
+        d1 = lam
+        d2 = lam
+        if NEED_D:
+            # dlambda/dL = 1/sigma^2, d2lambda/dL2 = 2 alpha^2 / sigma^4
+            a2 = tl.exp(2.0 * la)
+            d1 = l1 / sig2
+            d2 = l2 / sig2 + l1 * l1 * 2.0 * a2 / (sig2 * sig2)
+    return lam, d1, d2
+
+
+@_device_fn
+def _t_of_lambda(lam, fa, fb, tab_ptr, n_tab, n_bits, FAMILY: tl.constexpr):
+    # inverse map, hso.schedules.NoiseSchedule.t_of_lambda
+    if FAMILY == 3:
+        t = (-lam - fa) / (fb - fa)
+    elif FAMILY == 4:
+        t = 1.0 / (1.0 + fa * tl.exp(lam))
+    else:
+        la = -0.5 * _softplus(-2.0 * lam)  # log alpha(lambda)
+        if FAMILY == 0:
+            # numpy.interp(la, table[::-1], grid[::-1]); the table decreases: binary search for the first entry
+            # <= la (n_bits = bit length of n iterations close any interval of [0, n])
+            n_f = n_tab.to(tl.float64)
+            lo = tl.full(la.shape, 0, tl.int32)
+            hi = lo + n_tab
+            for _ in range(n_bits):
+                go = lo < hi
+                mid = (lo + hi) // 2
+                tm = tl.load(tab_ptr + mid, mask=go & (mid < n_tab), other=0.0)
+                down = go & (tm <= la)
+                hi = tl.where(down, mid, hi)
+                lo = tl.where(go & ~down, mid + 1, lo)
+            cnt = n_tab - lo
+            k = tl.minimum(tl.maximum(lo, 1), n_tab - 1)
+            ok = (k >= 1) & (k < n_tab)
+            x0 = tl.load(tab_ptr + k, mask=ok, other=0.0)
+            x1 = tl.load(tab_ptr + k - 1, mask=ok, other=1.0)
+            y0 = _grid(k, n_f)
+            y1 = _grid(k - 1, n_f)
+            t = (y1 - y0) / (x1 - x0) * (la - x0) + y0
+            t = tl.where(cnt == 0, _grid(n_tab - 1, n_f), tl.where(cnt >= n_tab, _grid(lo * 0, n_f), t))
+        elif FAMILY == 1:
+            m = -la
+            t = 2.0 * m / (0.5 * fa + tl.sqrt(0.25 * fa * fa + (fb - fa) * m))
+        else:
+            cc = 3.141592653589793 / (2.0 * (1.0 + fa))
+            t = _acos01(tl.exp(la + tl.log(tl.cos(fa * cc)))) / cc - fa
+    return t
+
+
+# ------------------------------------------------------------------------------------------ lower level: helpers
+@_device_fn
+def _col(x, sel):
+    # per-lane element at the one-hot column sel [BLOCK_B, NP] (x float or int)
+    return _rsum(tl.where(sel, x, 0), 1)
+
+
+@_device_fn
+def _mep_tile(lam, c, C, N, nxt, prv, KIND: tl.constexpr, DERIVS: tl.constexpr):
+    # MEP of the schedules lam [BLOCK_B, NP] (points 0..N valid): value [BLOCK_B] and, with DERIVS, the gradient
+    # and the Hessian's diagonal and off-diagonal as tiles (interval i lives at column i)
+    iv = C < N
+    sh, ch, e, q1, q2 = _interval(lam, tl.gather(lam, nxt, 1), c, KIND)
+    value = _rsum(tl.where(iv, 2.0 * sh * e, 0.0), 1)
+    grad = lam
+    diag = lam
+    off = lam
+    if DERIVS:
+        common = 0.5 * sh * (q1 * q1 + q2)
+        right = tl.where(iv, e * (ch + sh * q1), 0.0)
+        left = tl.where(iv, e * (-ch + sh * q1), 0.0)
+        h_right = tl.where(iv, e * (0.5 * sh + ch * q1 + common), 0.0)
+        h_left = tl.where(iv, e * (0.5 * sh - ch * q1 + common), 0.0)
+        # each point: (0 + right-end term of interval j-1) + left-end term of interval j, the reference's order
+        grad = tl.where(C >= 1, tl.gather(right, prv, 1), 0.0) + left
+        diag = tl.where(C >= 1, tl.gather(h_right, prv, 1), 0.0) + h_left
+        off = tl.where(iv, e * (-0.5 * sh + common), 0.0)
+    return value, grad, diag, off
+
+
+@_device_fn
+def _mep_value_of_t(t, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv,
+                    FAMILY: tl.constexpr, KIND: tl.constexpr):
+    lam, _d1, _d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, False)
+    value, _g, _d, _o = _mep_tile(lam, c, C, N, nxt, prv, KIND, False)
+    return value, lam
+
+
+@_device_fn
+def _sturm_step(q, cnt, d, e2, x):
+    # one step of the Sturm count of the tridiagonal (number of eigenvalues < x; lower_row.h sturm_count); e2 is
+    # the squared off-diagonal entry coupling this point to the previous one
+    q = d - x - e2 / q
+    q = tl.where(q == 0.0, -1e-300, q)
+    return q, cnt + (q < 0.0).to(tl.int32)
+
+
+@_device_fn
+def _reduced_forward(Hd, E2, VF, HG, ENF, CPL, xs, C, N,
+                     BLOCK_B: tl.constexpr, NP: tl.constexpr, STURM: tl.constexpr):
+    # One sweep over the interior points: the reduced system of the free blocks (lower_row.h: rb = -sum v,
+    # rd = sum of Hd + 2 Ho over a block; VF, HG hold the free points' terms, zero elsewhere) accumulated along each
+    # block and eliminated (Thomas forward) at its last point (ENF); with STURM the same sweep counts the eigenvalues
+    # of H below xs. Returns the eliminated pivot and rhs of the latest free block at every point (read back at
+    # the blocks' last points only), and the count.
+    q = tl.full([BLOCK_B], 1.0, tl.float64)
+    cnt = tl.zeros([BLOCK_B], dtype=tl.int32)
+    acc_rd = tl.zeros([BLOCK_B], dtype=tl.float64)
+    acc_rb = tl.zeros([BLOCK_B], dtype=tl.float64)
+    prv_rd = tl.full([BLOCK_B], 1.0, tl.float64)  # previous free block: eliminated pivot, rhs and coupling
+    prv_rb = tl.zeros([BLOCK_B], dtype=tl.float64)  # (coupling 0 before the first block: no elimination)
+    prv_ro = tl.zeros([BLOCK_B], dtype=tl.float64)
+    RDP = tl.full([BLOCK_B, NP], 1.0, tl.float64)
+    RBP = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    for j in range(1, N):
+        sel = C == j
+        if STURM:
+            q, cnt = _sturm_step(q, cnt, _col(Hd, sel), _col(E2, sel), xs)
+        acc_rb = acc_rb - _col(VF, sel)
+        acc_rd = acc_rd + _col(HG, sel)
+        end = _col(ENF, sel) != 0
+        m = prv_ro / prv_rd
+        prv_rd = tl.where(end, acc_rd - m * prv_ro, prv_rd)
+        prv_rb = tl.where(end, acc_rb - m * prv_rb, prv_rb)
+        prv_ro = tl.where(end, _col(CPL, sel), prv_ro)
+        acc_rd = tl.where(end, 0.0, acc_rd)  # the next free block starts from zero (fixed points add zeros)
+        acc_rb = tl.where(end, 0.0, acc_rb)
+        RDP = tl.where(sel, prv_rd[:, None], RDP)
+        RBP = tl.where(sel, prv_rb[:, None], RBP)
+    return RDP, RBP, cnt
+
+
+@_device_fn
+def _shift_of(Hd, HoP, Ho, E2, interior, need, nm1, C, N, BLOCK_B: tl.constexpr):
+    # tau = max(0, 1e-8 max|eig| - min eig) for the lanes in need, both extreme eigenvalues by Sturm bisection
+    # inside the Gershgorin bounds, to rounding (lower_row.h extreme_eigenvalue, both bisections in one sweep)
+    rad = tl.abs(HoP) + tl.abs(Ho)
+    lo1 = _rmin(tl.where(interior, Hd - rad, float("inf")), 1)
+    hi2 = _rmax(tl.where(interior, Hd + rad, -float("inf")), 1)
+    hi1 = hi2
+    lo2 = lo1
+    run1 = need & (hi1 - lo1 > 1e-15 * tl.maximum(tl.abs(lo1), tl.abs(hi1)))
+    run2 = need & (hi2 - lo2 > 1e-15 * tl.maximum(tl.abs(lo2), tl.abs(hi2)))
+    it = 0
+    while (it < 200) & (_rmax((run1 | run2).to(tl.int32), 0) > 0):
+        mid1 = 0.5 * (lo1 + hi1)
+        mid2 = 0.5 * (lo2 + hi2)
+        q1 = tl.full([BLOCK_B], 1.0, tl.float64)
+        q2 = tl.full([BLOCK_B], 1.0, tl.float64)
+        c1 = tl.zeros([BLOCK_B], dtype=tl.int32)
+        c2 = tl.zeros([BLOCK_B], dtype=tl.int32)
+        for j in range(1, N):
+            sel = C == j
+            d = _col(Hd, sel)
+            e2 = _col(E2, sel)
+            q1, c1 = _sturm_step(q1, c1, d, e2, mid1)
+            q2, c2 = _sturm_step(q2, c2, d, e2, mid2)
+        up1 = c1 >= 1     # the smallest eigenvalue is below mid1
+        up2 = c2 >= nm1   # the largest eigenvalue is below mid2
+        hi1 = tl.where(run1 & up1, mid1, hi1)
+        lo1 = tl.where(run1 & ~up1, mid1, lo1)
+        hi2 = tl.where(run2 & up2, mid2, hi2)
+        lo2 = tl.where(run2 & ~up2, mid2, lo2)
+        run1 = run1 & (hi1 - lo1 > 1e-15 * tl.maximum(tl.abs(lo1), tl.abs(hi1)))
+        run2 = run2 & (hi2 - lo2 > 1e-15 * tl.maximum(tl.abs(lo2), tl.abs(hi2)))
+        it += 1
+    ev_min = 0.5 * (lo1 + hi1)
+    ev_max = 0.5 * (lo2 + hi2)
+    scale = tl.maximum(tl.maximum(tl.abs(ev_min), tl.abs(ev_max)), 1e-300)
+    return tl.where(need, tl.maximum(0.0, 1e-8 * scale - ev_min), 0.0)
+
+
+# ------------------------------------------------------------------------------------------ lower level: kernel
+@triton.jit
+def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
+                        prm_ptr,    # [7] fa, fb, gap d, d_min, gamma, p, xtol (fa, fb: schedule_code's a, b;
+                                    #     for FAMILY 0 the table's first and last entries)
+                        tab_ptr,    # [n_tab] 0.5 log(alphas_cumprod) (FAMILY 0), else a dummy [1]
+                        t_ptr,      # [B, N+1] out, descending
+                        lam_ptr,    # [B, N+1] out
+                        obj_ptr,    # [B] out
+                        pen_ptr,    # [B] out
+                        iters_ptr,  # [B] int64 out
+                        feas_ptr,   # [B] int8 out
+                        B, N, n_tab, n_bits, maxiter,
+                        FAMILY: tl.constexpr, KIND: tl.constexpr, INIT: tl.constexpr,
+                        BLOCK_B: tl.constexpr, NP: tl.constexpr):
+    # State layout: every per-candidate row lives in registers as a [BLOCK_B, NP] tile (lane = candidate, column =
+    # point, NP >= N + 1). No global scratch: N is at most a few dozen here, so a row fits in registers, and the
+    # elementwise work (schedule map, MEP and its derivatives, trial points of the line search) runs on whole tiles.
+    # The working set is kept as each point's block start (bid) and block end (eid): adding or dropping one
+    # constraint updates them with two masked selects, and the offsets and multipliers (sums within blocks) become
+    # differences of row prefix sums gathered at the block ends, equal to lower_row.h's running sums up to
+    # rounding. Only the genuinely sequential recurrences (Sturm count, Thomas sweeps) walk the columns, one
+    # column per step.
+    lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    lane_ok = lanes < B
+    cols = tl.arange(0, NP)
+    C = cols[None, :]
+    nxt = tl.broadcast_to(tl.minimum(C + 1, NP - 1), [BLOCK_B, NP])
+    prv = tl.broadcast_to(tl.maximum(C - 1, 0), [BLOCK_B, NP])
+    Cb = tl.broadcast_to(C, [BLOCK_B, NP])
+    N_f = N.to(tl.float64)
+    valid = C <= N
+    interior = (C >= 1) & (C < N)
+    # the float64 scalars, one masked load
+    k8 = tl.arange(0, 8)
+    prm = tl.load(prm_ptr + k8, mask=k8 < 7, other=0.0)
+    fa = _rsum(tl.where(k8 == 0, prm, 0.0), 0)
+    fb = _rsum(tl.where(k8 == 1, prm, 0.0), 0)
+    d = _rsum(tl.where(k8 == 2, prm, 0.0), 0)
+    d_min = _rsum(tl.where(k8 == 3, prm, 0.0), 0)
+    gamma = _rsum(tl.where(k8 == 4, prm, 0.0), 0)
+    c = _rsum(tl.where(k8 == 5, prm, 0.0), 0) - 1.0
+    xtol = _rsum(tl.where(k8 == 6, prm, 0.0), 0)
+    # lanes past B get a harmless candidate (never iterated, never stored)
+    rho = tl.load(psi_ptr + lanes * 3, mask=lane_ok, other=7.0)
+    t_eps = tl.load(psi_ptr + lanes * 3 + 1, mask=lane_ok, other=0.4)
+    t_max = tl.load(psi_ptr + lanes * 3 + 2, mask=lane_ok, other=0.6)
+
+    # ---- start schedule of the init family (hso/inits.py; u = linspace(0, 1, N + 1))
+    u = tl.where(C >= N, 1.0, C.to(tl.float64) * (1.0 / N_f))  # padding columns clamped to the end
+    if INIT <= 1:  # edm_rho, logSNR: between the end points' lambdas
+        lam_hi, _a, _b = _lambda_derivs(t_max, fa, fb, tab_ptr, n_tab, FAMILY, False)
+        lam_lo, _a, _b = _lambda_derivs(t_eps, fa, fb, tab_ptr, n_tab, FAMILY, False)
+        if INIT == 0:  # edm_rho, in log space
+            rh = rho[:, None]
+            la = -lam_hi[:, None] / rh
+            lb = -lam_lo[:, None] / rh
+            mx = tl.maximum(la, lb)
+            log_sig = rh * (mx + tl.log((1.0 - u) * tl.exp(la - mx) + u * tl.exp(lb - mx)))
+            t = _t_of_lambda(-log_sig, fa, fb, tab_ptr, n_tab, n_bits, FAMILY)
+        else:  # logSNR
+            t = _t_of_lambda(lam_hi[:, None] + u * (lam_lo - lam_hi)[:, None], fa, fb, tab_ptr, n_tab, n_bits,
+                             FAMILY)
+    elif INIT == 2:  # time_uniform
+        t = t_max[:, None] + u * (t_eps - t_max)[:, None]
+    else:  # time_quadratic
+        sa = tl.sqrt(t_max)[:, None]
+        sb = tl.sqrt(t_eps)[:, None]
+        t = (sa + u * (sb - sa)) * (sa + u * (sb - sa))
+    t = tl.where(C == 0, t_max[:, None], tl.where(C >= N, t_eps[:, None], t))  # exact ends; padding = t_eps
+
+    # ---- feasible start: blend with the uniform schedule until every gap is >= d
+    t_next = tl.gather(t, nxt, 1)
+    gaps = t - t_next
+    ug = (t_max - t_eps) / N_f
+    feasible = ug >= d * (1.0 + 1e-12)
+    dd = d * (1.0 + 1e-9)
+    short = (C < N) & (gaps < dd)
+    need = tl.where(short, (dd - gaps) / tl.where(short, ug[:, None] - gaps, 1.0), 0.0)
+    w = _rmax(need, 1)
+    w = tl.where(feasible, tl.minimum(tl.maximum(w, 0.0), 1.0), 1.0)
+    uni = C.to(tl.float64) * (1.0 / N_f) * (t_eps - t_max)[:, None] + t_max[:, None]
+    t = tl.where(interior, (1.0 - w[:, None]) * t + w[:, None] * uni, t)
+    t_start = t
+
+    # ---- active-set Newton in t
+    active = lane_ok & feasible & (N > 1)
+    iters = tl.zeros([BLOCK_B], dtype=tl.int32)
+    bid = Cb  # first point of each point's block (a block = points glued by active constraints)
+    eid = Cb  # last point of each point's block
+    it = 0
+    while (it < maxiter) & (_rmax(active.to(tl.int32), 0) > 0):
+        # objective, gradient and Hessian in t (reference_lower._Problem.full)
+        lam, d1, d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, True)
+        f, gl, hd, ho = _mep_tile(lam, c, C, N, nxt, prv, KIND, True)
+        g = tl.where(interior, gl * d1, 0.0)
+        Hd = tl.where(interior, hd * d1 * d1 + gl * d2, 0.0)
+        Ho = tl.where((C >= 1) & (C < N - 1), ho * d1 * tl.gather(d1, nxt, 1), 0.0)  # couples j and j+1
+        HoP = tl.gather(Ho, prv, 1)                                                 # couples j-1 and j
+        gmax = _rmax(tl.abs(g), 1)
+        gersh = _rmax(tl.where(interior, tl.abs(Hd) + (tl.abs(HoP) + tl.abs(Ho)), 0.0), 1)
+        slack = tl.where(C < N, (t - tl.gather(t, nxt, 1)) - d, 0.0)
+
+        # blocks: wk[i] = constraint i (points i, i+1) is in the working set
+        wk = (C < N) & (tl.gather(bid, nxt, 1) == bid)
+        bottom = _col(bid, C == N)  # first point of the block holding N
+        bot = bottom[:, None]
+        free = interior & (bid != 0) & (bid != bot)
+        # offsets: dt_{j+1} = dt_j + c_j inside a block; blocks holding 0 start at 0, the block holding N ends at 0
+        csum = _rcumsum(tl.where(wk, slack, 0.0), 1)
+        cex = tl.where(C >= 1, tl.gather(csum, prv, 1), 0.0)
+        off = cex - tl.gather(cex, bid, 1)
+        off = tl.where((bot > 0) & (C >= bot), off - _col(off, C == N)[:, None], off)
+        # reduced system over the free blocks: v = g + H off, contributions of the free points
+        v = g + Hd * off + HoP * tl.gather(off, prv, 1) + Ho * tl.gather(off, nxt, 1)
+        E2 = HoP * HoP
+        ENF = free & (eid == C)
+        free_next = tl.gather(free.to(tl.int32), nxt, 1) != 0
+        VF = tl.where(free, v, 0.0)
+        # Hd + 2 Ho where the next point is in the same block (lower_row.h adds the two in turn)
+        HG = tl.where(free, Hd + tl.where(wk & (C + 1 < N), 2.0 * Ho, 0.0), 0.0)
+        CPL = tl.where(free & (C + 1 < N) & ~wk & free_next, Ho, 0.0)  # coupling to the next free block
+        ENFi = ENF.to(tl.int32)
+        RDP, RBP, nneg = _reduced_forward(Hd, E2, VF, HG, ENFi, CPL, 1e-8 * gersh, C, N, BLOCK_B, NP, True)
+        # H not safely positive definite (an eigenvalue below 1e-8 x a bound of max|eig|): shift it, redo the sweep
+        shift = active & (nneg > 0)
+        if _rmax(shift.to(tl.int32), 0) > 0:
+            tau = _shift_of(Hd, HoP, Ho, E2, interior, shift, N - 1, C, N, BLOCK_B)
+            Hd = tl.where(interior, Hd + tau[:, None], Hd)
+            v = g + Hd * off + HoP * tl.gather(off, prv, 1) + Ho * tl.gather(off, nxt, 1)
+            VF = tl.where(free, v, 0.0)
+            HG = tl.where(free, Hd + tl.where(wk & (C + 1 < N), 2.0 * Ho, 0.0), 0.0)
+            RDP2, RBP2, _n = _reduced_forward(Hd, E2, VF, HG, ENFi, CPL, 0.0 * gersh, C, N, BLOCK_B, NP, False)
+            RDP = tl.where(shift[:, None], RDP2, RDP)
+            RBP = tl.where(shift[:, None], RBP2, RBP)
+        # Thomas back substitution, walking the points upwards. Away from the blocks' last points the coefficients
+        # are (rhs 0, coupling -1, pivot 1), which hand the solution on unchanged, (0 + u) / 1 = u: every free point
+        # gets its block's solution
+        RBPb = tl.where(ENF, RBP, 0.0)
+        CPLb = tl.where(ENF, CPL, -1.0)
+        RDPb = tl.where(ENF, RDP, 1.0)
+        u_next = tl.zeros([BLOCK_B], dtype=tl.float64)
+        U = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+        for jj in range(1, N):
+            sel = C == (N - jj)
+            u_next = (_col(RBPb, sel) - _col(CPLb, sel) * u_next) / _col(RDPb, sel)
+            U = tl.where(sel, u_next[:, None], U)
+        dt = tl.where(interior, off + tl.where(free, U, 0.0), 0.0)
+        dt_next = tl.gather(dt, nxt, 1)
+        smax = _rmax(tl.abs(dt), 1)
+        dec = -_rsum(g * dt, 1)
+
+        # multipliers of the working constraints from r = g + H dt, summed within blocks: downwards from the
+        # block start, or (block holding 0) upwards from the block end
+        r = tl.where(interior, g + Hd * dt + HoP * tl.gather(dt, prv, 1) + Ho * dt_next, 0.0)
+        rs = _rcumsum(r, 1)
+        mu = tl.where(bid == 0, rs - tl.gather(rs, eid, 1), rs - tl.gather(rs, tl.maximum(bid - 1, 0), 1))
+        mu_w = tl.where(wk, mu, float("inf"))
+        mu_min = _rmin(mu_w, 1)
+        worst = _rmin(tl.where(wk & (mu_w == mu_min[:, None]), C, NP), 1)
+        mu_tol = 1e-10 * (1.0 + gmax)
+        release_ok = mu_min < -mu_tol
+
+        # stationary on the working set: release the most negative multiplier, or stop
+        small = active & (smax <= xtol)
+        iters = tl.where(small, it + 1, iters)
+        release = small & release_ok
+        done = small & ~release_ok
+        move = active & ~small
+
+        # ratio test over the inactive constraints
+        dc = dt - dt_next
+        cand = (C < N) & ~wk & (dc < 0.0)
+        ratio = tl.where(cand, tl.maximum(slack, 0.0) / tl.where(cand, -dc, 1.0), float("inf"))
+        alpha_max = _rmin(ratio, 1)
+        blk = _rmin(tl.where(cand & (ratio == alpha_max[:, None]), C, NP), 1)
+        alpha = tl.minimum(1.0, alpha_max)
+        # in the Newton region the decrease is below f's rounding: take the step unless f visibly rises
+        newton = dec <= 1e-10 * (1.0 + tl.abs(f))
+        pending = move
+        accepted = lanes < 0
+        t_new = t
+        ls = 0
+        while (ls < 24) & (_rmax(pending.to(tl.int32), 0) > 0):
+            trial = t + alpha[:, None] * dt
+            ft, _l = _mep_value_of_t(trial, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv, FAMILY, KIND)
+            finite = (ft == ft) & (tl.abs(ft) < float("inf"))
+            ok = pending & finite & ((ft <= f - 1e-4 * alpha * dec)
+                                     | (newton & (ft <= f + 4e-16 * (1.0 + tl.abs(f)))))
+            t_new = tl.where(ok[:, None], trial, t_new)
+            accepted = accepted | ok
+            alpha = tl.where(pending & ~ok, alpha * 0.5, alpha)
+            pending = pending & ~ok
+            ls += 1
+        hit = accepted & (alpha == alpha_max) & (alpha_max < float("inf")) & (blk < NP)
+        t = tl.where(accepted[:, None], t_new, t)
+        # no acceptable step: the working-set problem is solved to rounding, like a negligible step
+        stuck = move & ~accepted
+        release = release | (stuck & release_ok)
+        done = done | (stuck & ~release_ok)
+        iters = tl.where(stuck & ~release_ok, it + 1, iters)
+        active = active & ~done
+
+        # working-set updates: drop constraint `worst` (split its block) or add constraint `blk` (merge two blocks);
+        # a lane does at most one of the two
+        if _rmax((release | hit).to(tl.int32), 0) > 0:
+            wi = worst[:, None]
+            sel_w = C == wi
+            s0 = _col(bid, sel_w)[:, None]
+            e0 = _col(eid, sel_w)[:, None]
+            rel = release[:, None]
+            eid = tl.where(rel & (C >= s0) & (C <= wi), wi, eid)
+            bid = tl.where(rel & (C > wi) & (C <= e0), wi + 1, bid)
+            bi = blk[:, None]
+            a0 = _col(bid, C == bi)[:, None]
+            e1 = _col(eid, C == bi + 1)[:, None]
+            mrg = hit[:, None]
+            bid = tl.where(mrg & (C > bi) & (C <= e1), a0, bid)
+            eid = tl.where(mrg & (C >= a0) & (C <= bi), e1, eid)
+        it += 1
+    iters = tl.where(active, maxiter, iters)
+
+    # ---- a failed optimisation keeps the start (spec section 5); SPF penalty
+    value, lam = _mep_value_of_t(t, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv, FAMILY, KIND)
+    t_ok = ((t == t) & (tl.abs(t) < float("inf"))) | ~valid
+    t_fin = _rmin(t_ok.to(tl.int32), 1) != 0
+    bad = ~((value == value) & (tl.abs(value) < float("inf")) & t_fin)
+    if _rmax((bad & lane_ok).to(tl.int32), 0) > 0:
+        t = tl.where(bad[:, None], t_start, t)
+        value2, lam2 = _mep_value_of_t(t, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv, FAMILY, KIND)
+        value = tl.where(bad, value2, value)
+        lam = tl.where(bad[:, None], lam2, lam)
+    sh = tl.maximum(0.0, d_min - tl.abs(t - tl.gather(t, nxt, 1)))
+    penalty = gamma * _rsum(tl.where(C < N, sh * sh, 0.0), 1)
+
+    out = lanes.to(tl.int64)[:, None] * (N + 1) + C
+    keep = lane_ok[:, None] & valid
+    tl.store(t_ptr + out, t, mask=keep)
+    tl.store(lam_ptr + out, lam, mask=keep)
+    tl.store(obj_ptr + lanes, value, mask=lane_ok)
+    tl.store(pen_ptr + lanes, penalty, mask=lane_ok)
+    tl.store(iters_ptr + lanes, iters.to(tl.int64), mask=lane_ok)
+    tl.store(feas_ptr + lanes, feasible.to(tl.int8), mask=lane_ok)
+
+
+# ------------------------------------------------------------------------------------------------ host wrappers
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _mep_block(b: int) -> int:
+    # The interpreter costs tens of microseconds per operation whatever the tile, so it wants one or two huge
+    # programs; on a GPU one lane per thread of a 4-warp program.
+    if _INTERPRETED:
+        return min(4096, max(16, triton.next_power_of_2(max(b, 1))))
+    return 128
+
+
+def _lower_block(b: int, np_: int) -> int:
+    if _INTERPRETED:
+        return min(max(16, triton.next_power_of_2(max(b, 1))), max(64, 16384 // np_))
+    # some thirty [BLOCK_B, NP] float64 tiles are live in the Newton loop. Compiled for sm_90 (ptxas -v, 4 warps),
+    # 2 elements of each per thread fit in registers (16 x 16: 235 registers, no spills) and 4 spill: keep
+    # BLOCK_B * NP <= 256. Not timed on hardware.
+    return max(1, min(16, 256 // np_))
+
+
+def mep_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, hessian: bool = False):
+    """MEP value, gradient (and tridiagonal Hessian) for ``lambdas  # [B, N+1]``; the contract of
+    `hso.fast.reference.mep_and_grad`, float64 numpy in and out.
+
+    Raises:
+        ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
+    """
+    lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])  # torch wants writable memory
+    if lam.ndim != 2:
+        raise ValueError(f"lambdas must be 2-D [B, N+1], got shape {lam.shape}")
+    if lam.shape[1] < 2:
+        raise ValueError(f"lambdas need at least 2 points per row, got {lam.shape[1]}")
+    if int(kind) not in _KINDS:
+        raise ValueError(f"unknown lambda-space kind {kind}")
+    bsz, n1 = lam.shape
+    dev = _device()
+    x = torch.from_numpy(lam).to(dev)
+    value = torch.empty(bsz, dtype=torch.float64, device=dev)
+    grad = torch.empty_like(x)
+    diag = torch.empty_like(x) if hessian else grad
+    off = torch.empty((bsz, n1 - 1), dtype=torch.float64, device=dev) if hessian else grad
+    if bsz > 0:
+        prm = torch.tensor([float(p)], dtype=torch.float64, device=dev)
+        block = _mep_block(bsz)
+        _mep_fwd_kernel[(triton.cdiv(bsz, block),)](x, prm, value, grad, diag, off, bsz, n1, KIND=int(kind),
+                                                     HESSIAN=bool(hessian), BLOCK_B=block, num_warps=4)
+    if not hessian:
+        return value.cpu().numpy(), grad.cpu().numpy()
+    return value.cpu().numpy(), grad.cpu().numpy(), diag.cpu().numpy(), off.cpu().numpy()
+
+
+def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
+    """The fused MEP lower level for ``psi  # [B, 3]``; the contract of `hso.fast.reference_lower.lower_solve`
+    (validated by `hso.fast.lower_solve`)."""
+    if spec.init not in _INIT_CODES:
+        raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(_INIT_CODES)}")
+    fam, fa, fb, table = schedule_code(schedule)
+    if fam == 0:  # the discrete table's end values, which interpolation clamps to
+        fa, fb = float(table[0]), float(table[-1])
+    n_int = int(spec.n_intervals)
+    p = np.require(psi, dtype=np.float64, requirements=["C", "W"])
+    bsz = p.shape[0]
+    dev = _device()
+    tab = np.array(table, dtype=np.float64) if fam == 0 else np.zeros(1)  # a writable copy for torch
+    prm = np.array([fa, fb, spec.gap, spec.d_min, spec.gamma, spec.p, spec.xtol], dtype=np.float64)
+    t = torch.empty((bsz, n_int + 1), dtype=torch.float64, device=dev)
+    lam = torch.empty_like(t)
+    obj = torch.empty(bsz, dtype=torch.float64, device=dev)
+    pen = torch.empty_like(obj)
+    iters = torch.empty(bsz, dtype=torch.int64, device=dev)
+    feas = torch.empty(bsz, dtype=torch.int8, device=dev)
+    if bsz > 0:
+        np_ = triton.next_power_of_2(n_int + 1)
+        block = _lower_block(bsz, np_)
+        _lower_solve_kernel[(triton.cdiv(bsz, block),)](
+            torch.from_numpy(p).to(dev), torch.from_numpy(prm).to(dev), torch.from_numpy(tab).to(dev),
+            t, lam, obj, pen, iters, feas, bsz, n_int, tab.size, int(tab.size).bit_length(), int(spec.maxiter),
+            FAMILY=int(fam), KIND=int(schedule.kind), INIT=_INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
+            num_warps=4)
+    obj_np, pen_np = obj.cpu().numpy(), pen.cpu().numpy()
+    return LowerResult(t=t.cpu().numpy(), lambdas=lam.cpu().numpy(), objective=obj_np, penalty=pen_np,
+                       fitness=obj_np + pen_np, iters=iters.cpu().numpy(), feasible=feas.cpu().numpy() != 0)
