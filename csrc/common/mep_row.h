@@ -50,9 +50,13 @@ HSO_HD double mep_row(const double* lam, int64_t n1, int kind, double p, double*
     const double h = b - a;
     const double m = 0.5 * (a + b);
     double q, q1, q2;
+    // Four transcendental calls per interval instead of seven: softplus and sigmoid share one exp(-|x|), and sinh
+    // and cosh of h/2 come from one expm1 (accurate for small gaps, where (e^x - e^-x)/2 would cancel).
     if (kind == KIND_VP) {
-      const double s = sigmoid_of_twice(m);  // sigmoid(2m)
-      q = -0.5 * c * softplus(2.0 * m);
+      const double x = 2.0 * m;
+      const double ex = ::exp(-::fabs(x));
+      const double s = (x >= 0.0) ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);  // sigmoid(2m)
+      q = -0.5 * c * (::fmax(x, 0.0) + ::log1p(ex));
       q1 = -c * s;
       q2 = -2.0 * c * s * (1.0 - s);
     } else if (kind == KIND_VE) {
@@ -60,15 +64,16 @@ HSO_HD double mep_row(const double* lam, int64_t n1, int kind, double p, double*
       q1 = -c;
       q2 = 0.0;
     } else {  // KIND_FLOW; the caller has rejected any other kind
-      const double s = sigmoid_of_twice(0.5 * m);  // sigmoid(m)
-      q = -c * softplus(m);
+      const double ex = ::exp(-::fabs(m));
+      const double s = (m >= 0.0) ? 1.0 / (1.0 + ex) : ex / (1.0 + ex);  // sigmoid(m)
+      q = -c * (::fmax(m, 0.0) + ::log1p(ex));
       q1 = -c * s;
       q2 = -c * s * (1.0 - s);
     }
     const double e = ::exp(q);
-    // sinh/cosh of h/2 rather than (e^b - e^a) / 2: no cancellation for small gaps and no overflow of e^lambda.
-    const double sh = ::sinh(0.5 * h);
-    const double ch = ::cosh(0.5 * h);
+    const double em = ::expm1(0.5 * h);
+    const double sh = em * (em + 2.0) / (2.0 * (em + 1.0));
+    const double ch = 1.0 + em * em / (2.0 * (em + 1.0));
     value += 2.0 * sh * e;
     grad[i] += e * (-ch + sh * q1);
     grad[i + 1] = e * (ch + sh * q1);
