@@ -32,10 +32,6 @@ HSO_HD bool is_finite(double x) {
 // the same branches as numpy.logaddexp(0, x), which the reference uses.
 HSO_HD double softplus(double x) { return ::fmax(x, 0.0) + ::log1p(::exp(-::fabs(x))); }
 
-// sigmoid(2y) through tanh: finite for every y (1 / (1 + e^{-2y}) overflows e^{-2y} for y << 0), and the same
-// expression as the reference, so the two agree to rounding.
-HSO_HD double sigmoid_of_twice(double y) { return 0.5 * (1.0 + ::tanh(y)); }
-
 // One row: lam [N1], grad [N1], diag [N1] or null, off [N1-1] or null; returns the value.
 // Each output element is accumulated in the reference's order (the right-end term of interval i-1 first, then the
 // left-end term of interval i), so agreement with the reference is limited by the transcendental functions only.
