@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import hso
+from agreement import FAMILIES, assert_lower_agree, random_psi, solve_both
 from hso import fast
 
 def _backend_params():
@@ -18,31 +19,6 @@ def _backend_params():
 
 BACKENDS = _backend_params()
 
-# (preset, p): MEP with p = 2 is constant for VE/EDM, so that family is exercised with p = 1
-FAMILIES = [("sd21", 2.0), ("ddpm", 2.0), ("vp_linear", 2.0), ("vp_cosine", 2.0), ("flow", 2.0), ("edm", 1.0)]
-
-
-def _psi(schedule, b, seed):
-    rng = np.random.default_rng(seed)
-    return np.stack([rng.uniform(3, 16, b), rng.uniform(0.01, 0.03, b),
-                     rng.uniform(0.96, min(1.0, schedule.t_max), b)], axis=1)
-
-
-def _both(backend, schedule, spec, psi, p):
-    obj = fast.ObjectiveSpec("mep", schedule.kind, p)
-    return (fast.lower_solve(psi, schedule, spec, obj, backend="reference"),
-            fast.lower_solve(psi, schedule, spec, obj, backend=backend))
-
-
-def _assert_agree(ref, got):
-    # float64 both sides, same algorithm and iterates: values agree to 1e-9 relative, schedules to 1e-7 in lambda
-    np.testing.assert_array_equal(ref.feasible, got.feasible)
-    np.testing.assert_allclose(got.objective, ref.objective, rtol=1e-9)
-    np.testing.assert_allclose(got.lambdas, ref.lambdas, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(got.t, ref.t, rtol=0, atol=1e-7)
-    np.testing.assert_allclose(got.penalty, ref.penalty, rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n_int", [1, 2, 3, 7, 10, 17, 50])
 @pytest.mark.parametrize("b", [1, 3, 64])
@@ -51,7 +27,7 @@ def test_lower_solve_agrees_with_reference(backend, n_int, b, spacing):
     s = hso.NoiseSchedule.preset("sd21")
     gap = s.time_resolution if spacing == "rank" else max(hso.d_min(n_int), s.time_resolution) * (1 + 1e-12)
     spec = fast.LowerSpec(n_intervals=n_int, gap=gap, d_min=hso.d_min(n_int))
-    _assert_agree(*_both(backend, s, spec, _psi(s, b, 7 * n_int + b), 2.0))
+    assert_lower_agree(*solve_both(backend, s, spec, random_psi(s, b, 7 * n_int + b), 2.0))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -60,14 +36,14 @@ def test_lower_solve_agrees_with_reference(backend, n_int, b, spacing):
 def test_every_family_and_init(backend, preset, p, init):
     s = hso.NoiseSchedule.preset(preset)
     spec = fast.LowerSpec(n_intervals=8, gap=s.time_resolution, d_min=hso.d_min(8), p=p, init=init)
-    _assert_agree(*_both(backend, s, spec, _psi(s, 16, 3), p))
+    assert_lower_agree(*solve_both(backend, s, spec, random_psi(s, 16, 3), p))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_large_batch(backend):
     s = hso.NoiseSchedule.preset("sd15")
     spec = fast.LowerSpec(n_intervals=6, gap=s.time_resolution, d_min=hso.d_min(6))
-    _assert_agree(*_both(backend, s, spec, _psi(s, 4097, 11), 2.0))
+    assert_lower_agree(*solve_both(backend, s, spec, random_psi(s, 4097, 11), 2.0))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
