@@ -24,6 +24,7 @@ if _REASON is not None:
 
 from hso.fast import triton_backend  # noqa: E402  (imports torch and triton: only once the probe passed)
 
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 17, 50])
 @pytest.mark.parametrize("b", [1, 3, 64, 4097])
