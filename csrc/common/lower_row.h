@@ -35,7 +35,7 @@ struct LowerParams {
 };
 
 // doubles of scratch one candidate needs
-HSO_HD int64_t lower_work_size(int64_t n_int) { return 20 * (n_int + 1) + 8; }
+HSO_HD int64_t lower_work_size(int64_t n_int) { return 26 * (n_int + 1) + 8; }
 
 // start schedule t[0..N] of the init family (hso/inits.py)
 HSO_HD void init_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max, double* t) {
@@ -124,9 +124,10 @@ HSO_HD double extreme_eigenvalue(const double* d, const double* e, int64_t n, in
 
 // The lower level for one candidate. Writes t[0..N], lam[0..N]; returns the number of iterations.
 HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max,
-                         double* t, double* lam, double* objective, double* penalty, bool* feasible_out,
+                         double* t, double* lam_out, double* objective, double* penalty, bool* feasible_out,
                          double* work) {
   const int64_t N = P.n_int, n1 = N + 1;
+  double* lam = lam_out;           // lambda at the current point; swapped with the trial rows during the search
   double* ts = work;               // start [n1]
   double* d1 = ts + n1;            // lambda'(t)
   double* d2 = d1 + n1;            // lambda''(t)
@@ -146,7 +147,15 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
   double* rd = r + n1;             // reduced system diag / Thomas scratch
   double* ro = rd + n1;            // reduced system off
   double* rb = ro + n1;            // reduced system rhs / solution
-  double* bid = rb + n1;           // block start point of each point (as double), and 2 more scratch rows
+  double* bid = rb + n1;           // block start point of each point (as double)
+  // the line search's trial point is evaluated with derivatives and Hessian, so an accepted step needs no second
+  // evaluation at the top of the next iteration: the trial rows simply become the current ones (pointer swap)
+  double* tlam = bid + n1;
+  double* td1 = tlam + n1;
+  double* td2 = td1 + n1;
+  double* tgl = td2 + n1;
+  double* thd = tgl + n1;
+  double* tho = thd + n1;
   const double d = P.gap;
 
   init_row(s, P, rho, t_eps, t_max, t);
@@ -159,10 +168,10 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
   if (feasible && n > 0) {
     for (int64_t i = 0; i < N; ++i) wk[i] = 0.0;
     bool done = false;
+    // current point: lambda, its t-derivatives, and MEP with gradient and Hessian in lambda
+    for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, t[k], lam[k], d1[k], d2[k]);
+    double f = mep_row(lam, n1, P.kind, P.p, gl, hd, ho);
     for (int64_t it = 0; it < P.maxiter && !done; ++it) {
-      // objective, gradient and Hessian in t
-      for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, t[k], lam[k], d1[k], d2[k]);
-      const double f = mep_row(lam, n1, P.kind, P.p, gl, hd, ho);
       double gmax = 0.0;
       for (int64_t j = 1; j < N; ++j) {
         g[j] = gl[j] * d1[j];
@@ -321,14 +330,17 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
       double alpha = ::fmin(1.0, alpha_max);
       const bool newton_region = dec <= 1e-10 * (1.0 + ::fabs(f));
       bool accepted = false;
+      double ft_accepted = f;
       for (int ls = 0; ls < 24; ++ls) {
         for (int64_t k = 0; k < n1; ++k) trial[k] = t[k] + alpha * dt[k];
-        const double ft = mep_of_t(s, P, trial, lam, gl);
+        for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, trial[k], tlam[k], td1[k], td2[k]);
+        const double ft = mep_row(tlam, n1, P.kind, P.p, tgl, thd, tho);
         const bool ok = is_finite(ft) &&
                         ((ft <= f - 1e-4 * alpha * dec) ||
                          (newton_region && ft <= f + 4e-16 * (1.0 + ::fabs(f))));
         if (ok) {
           accepted = true;
+          ft_accepted = ft;
           break;
         }
         alpha *= 0.5;
@@ -336,6 +348,14 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
       if (accepted) {
         if (alpha == alpha_max && is_finite(alpha_max) && block >= 0) wk[block] = 1.0;
         for (int64_t k = 0; k < n1; ++k) t[k] = trial[k];
+        f = ft_accepted;
+        double* tmp;
+        tmp = lam; lam = tlam; tlam = tmp;
+        tmp = d1; d1 = td1; td1 = tmp;
+        tmp = d2; d2 = td2; td2 = tmp;
+        tmp = gl; gl = tgl; tgl = tmp;
+        tmp = hd; hd = thd; thd = tmp;
+        tmp = ho; ho = tho; tho = tmp;
       } else {
         // no acceptable step: the working-set problem is solved to rounding
         if (worst >= 0 && mu_min < -mu_tol) {
@@ -349,12 +369,12 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
     if (!done) iters = P.maxiter;
   }
 
-  double value = mep_of_t(s, P, t, lam, gl);
+  double value = mep_of_t(s, P, t, lam_out, gl);
   bool finite = is_finite(value);
   for (int64_t k = 0; k < n1; ++k) finite = finite && is_finite(t[k]);
   if (!finite) {  // a failed optimisation keeps the start (spec section 5)
     for (int64_t k = 0; k < n1; ++k) t[k] = ts[k];
-    value = mep_of_t(s, P, t, lam, gl);
+    value = mep_of_t(s, P, t, lam_out, gl);
   }
   double pen = 0.0;
   for (int64_t i = 0; i < N; ++i) {
