@@ -119,3 +119,15 @@ def test_other_families_converge(objective, preset):
         assert np.abs(g).max() <= 1e-6 * max(1.0, abs(res.objective[0]))
     else:
         assert res.objective[0] < 0.9 * v0
+
+
+def test_mismatched_specs_are_refused():
+    lower = fast.LowerSpec(n_intervals=4, gap=SD21.time_resolution, d_min=0.15, p=2.0)
+    psi = np.array([[7.0, 0.02, 0.98]])
+    for obj in (fast.ObjectiveSpec("mep", 0, 1.0), fast.ObjectiveSpec("dmn", 0, 2.0), fast.ObjectiveSpec("mep", 2)):
+        with pytest.raises(ValueError, match="must match"):
+            fast.lower_solve(psi, SD21, lower, obj, backend="reference")
+    with pytest.raises(ValueError, match=r"psi must have shape \[B, 3\]"):
+        fast.lower_solve(psi[:, :2], SD21, lower, fast.ObjectiveSpec("mep", 0))
+    with pytest.raises(ValueError, match="t_eps < T_max"):
+        fast.lower_solve(np.array([[7.0, 0.99, 0.98]]), SD21, lower, fast.ObjectiveSpec("mep", 0))

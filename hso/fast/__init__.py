@@ -106,9 +106,10 @@ def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpe
               backend: Backend) -> Callable[[np.ndarray], LowerResult]:
     """Bind the lower level: the backend's fused kernel for MEP when it has one, else the numpy driver on the
     backend's objective."""
+    if objective.kind != schedule.kind or objective.p != lower.p or objective.name != lower.objective:
+        raise ValueError(f"the objective spec ({objective.name}, kind {objective.kind}, p {objective.p}) must match "
+                         f"the schedule (kind {schedule.kind}) and the lower spec ({lower.objective}, p {lower.p})")
     if objective.name == "mep" and backend.lower is not None:
-        if objective.kind != schedule.kind or objective.p != lower.p:
-            raise ValueError("the objective's kind and p must match the schedule and the lower spec")
         fused = backend.lower()
         return lambda psi: fused(psi, schedule, lower)
     fn = _objective_fn(objective, backend)
