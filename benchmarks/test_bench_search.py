@@ -1,4 +1,4 @@
-"""pytest-benchmark suites: the full HSO search and the batched objective, per available backend.
+"""pytest-benchmark suites: the full HSO search, the batched objective and the fused lower level, per backend.
 
     .venv/bin/python -m pytest benchmarks --benchmark-enable --benchmark-only
 
@@ -55,3 +55,19 @@ def test_objective_and_grad(benchmark, batch: int, n_intervals: int, backend: st
                                      rounds=20, iterations=5, warmup_rounds=1)
     assert value.shape == (batch,) and grad.shape == (batch, n_intervals + 1)
     assert np.all(np.isfinite(value))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_intervals", (5, 10, 20))
+@pytest.mark.parametrize("batch", (64, 4096))
+def test_lower_solve(benchmark, batch: int, n_intervals: int, backend: str) -> None:
+    """Throughput of the fused lower level (candidate solves per launch), paper box, spacing "rank"."""
+    benchmark.group = f"lower_solve B={batch} N={n_intervals}"
+    benchmark.extra_info.update(batch=batch, n_intervals=n_intervals, backend=backend)
+    sched = hso.NoiseSchedule.preset("sd21")
+    spec = fast.LowerSpec(n_intervals=n_intervals, gap=sched.time_resolution, d_min=hso.d_min(n_intervals))
+    rng = np.random.default_rng(0)
+    psi = np.stack([rng.uniform(3, 16, batch), rng.uniform(0.01, 0.03, batch), rng.uniform(0.96, 1.0, batch)], 1)
+    res = benchmark.pedantic(fast.lower_solve, args=(psi, sched, spec, fast.ObjectiveSpec("mep", sched.kind)),
+                             kwargs={"backend": backend}, rounds=5, iterations=1, warmup_rounds=1)
+    assert res.t.shape == (batch, n_intervals + 1) and np.all(res.feasible)
