@@ -153,6 +153,16 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     box = _checked_bounds(bounds, sched)
     popsize = _check_int("popsize", popsize, 1)
     maxiter = _check_int("maxiter", maxiter, 0)
+    mut = np.atleast_1d(np.asarray(mutation, dtype=np.float64)) if not isinstance(mutation, str) else np.array([])
+    if mut.size not in (1, 2) or not np.all((mut >= 0) & (mut <= 2)) or (mut.size == 2 and mut[0] > mut[1]):
+        raise ValueError(f"mutation must be a number in [0, 2] or a (low, high) dithering range inside it, "
+                         f"got {mutation!r}")
+    if not 0 <= recombination <= 1:
+        raise ValueError(f"recombination must lie in [0, 1], got {recombination!r}")
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+    if seed is not None:
+        seed = _check_int("seed", seed, 0)
     engine = get_backend(backend)
 
     dmin = d_min(nfe)
@@ -171,6 +181,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
                            # the DM-NonUniform bound is non-smooth (sums of |.|): quasi-Newton stalls rather than
                            # converges, so cap it lower than MEP's Newton (which stops in ~6 iterations)
                            maxiter=100 if objective == "mep" else 40)
+    mutation = tuple(float(m) for m in mut) if mut.size == 2 else float(mut[0])
     de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol), mutation=mutation,
                     recombination=float(recombination), polish=bool(polish), seed=seed)
     settings = {"init": init, "p": float(p), "trunc_num": trunc_num, "bounds": [list(b) for b in box],

@@ -147,6 +147,12 @@ def test_callback_can_stop():
     (dict(p=float("nan")), ValueError, "p must be a positive number"),
     (dict(schedule="edm", p=2.0), ValueError, "constant for VE/EDM"),
     (dict(backend="tpu"), ValueError, "unknown backend 'tpu'"),
+    (dict(mutation=(1.0, 0.5)), ValueError, "mutation must be"),
+    (dict(mutation=3.0), ValueError, "mutation must be"),
+    (dict(recombination=1.5), ValueError, "recombination must lie in"),
+    (dict(tol=-1.0), ValueError, "tol must be"),
+    (dict(seed=-3), ValueError, "seed must be >= 0"),
+    (dict(seed=1.5), TypeError, "seed must be an integer"),
 ])
 def test_bad_input_raises_clear_errors(kwargs, exc, msg):
     args = {"schedule": "sd21", "nfe": 5, **kwargs}
