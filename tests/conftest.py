@@ -2,3 +2,10 @@ import os
 
 # Triton kernels (when present) run on the CPU interpreter in CI; must be set before any @triton.jit runs.
 os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from hypothesis import settings  # noqa: E402
+
+# CI runs a fixed, reproducible set of examples; locally hypothesis explores new ones each run
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
