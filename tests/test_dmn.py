@@ -83,6 +83,18 @@ def _dmn_scalar(lams, kind, p, trunc_num):
 
 
 # ------------------------------------------------------------------ (1) gradient vs central differences
+def _central_differences(lam, kind, p, trunc_num, rel_step):
+    """Central finite differences of the DM-NonUniform value, one coordinate at a time (relative step)."""
+    fd = np.zeros_like(lam)
+    for i in range(lam.shape[1]):
+        step = rel_step * np.maximum(1.0, np.abs(lam[:, i]))
+        up, dn = lam.copy(), lam.copy()
+        up[:, i] += step
+        dn[:, i] -= step
+        fd[:, i] = (dmn_and_grad(up, kind, p, trunc_num)[0] - dmn_and_grad(dn, kind, p, trunc_num)[0]) / (2 * step)
+    return fd
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("p", (1.0, 2.0))
 @pytest.mark.parametrize("n", NS)
@@ -91,13 +103,7 @@ def test_gradient_matches_central_differences(kind, p, n, trunc_num):
     rng = np.random.default_rng(1000 * n + 10 * kind + trunc_num + int(p))
     lam = _random_lambdas(rng, 4, n)
     _, grad = dmn_and_grad(lam, kind, p, trunc_num)
-    fd = np.zeros_like(lam)
-    for i in range(n + 1):
-        step = 1e-6 * np.maximum(1.0, np.abs(lam[:, i]))
-        up, dn = lam.copy(), lam.copy()
-        up[:, i] += step
-        dn[:, i] -= step
-        fd[:, i] = (dmn_and_grad(up, kind, p, trunc_num)[0] - dmn_and_grad(dn, kind, p, trunc_num)[0]) / (2 * step)
+    fd = _central_differences(lam, kind, p, trunc_num, 1e-6)
     scale = np.max(np.abs(fd), axis=1, keepdims=True)
     np.testing.assert_array_less(np.abs(grad - fd), 1e-6 * (np.abs(fd) + 1e-3 * scale))
 
@@ -110,14 +116,7 @@ def test_gradient_small_steps_series_branch(kind):
         lam = _random_lambdas(rng, 3, n, lo=0.01, hi=0.45)
         for trunc_num in (0, 3):
             _, grad = dmn_and_grad(lam, kind, 2.0, trunc_num)
-            fd = np.zeros_like(lam)
-            for i in range(n + 1):
-                step = 1e-7 * np.maximum(1.0, np.abs(lam[:, i]))
-                up, dn = lam.copy(), lam.copy()
-                up[:, i] += step
-                dn[:, i] -= step
-                fd[:, i] = (dmn_and_grad(up, kind, 2.0, trunc_num)[0]
-                            - dmn_and_grad(dn, kind, 2.0, trunc_num)[0]) / (2 * step)
+            fd = _central_differences(lam, kind, 2.0, trunc_num, 1e-7)
             scale = np.max(np.abs(fd), axis=1, keepdims=True)
             np.testing.assert_array_less(np.abs(grad - fd), 1e-5 * (np.abs(fd) + 1e-3 * scale))
 

@@ -86,20 +86,18 @@ _INIT_CODES = {"edm_rho": 0, "logSNR": 1, "time_uniform": 2, "time_quadratic": 3
 
 
 def schedule_code(schedule: Any) -> tuple[int, float, float, Any]:
-    """(family code, a, b, table) of a NoiseSchedule, as the compiled kernels take it."""
+    """(family code, a, b, table) of a NoiseSchedule, as the compiled kernels take it (csrc/common/schedule_map.h)."""
+    import math
+
     import numpy as np
-    prm = schedule.params
-    fam = schedule.family
-    if fam == "vp_discrete":
-        return 0, 0.0, 0.0, schedule.log_alpha_table
-    empty = np.zeros(0)
-    if fam == "vp_linear":
-        return 1, prm["beta_0"], prm["beta_1"], empty
-    if fam == "vp_cosine":
-        return 2, prm["s"], 0.0, empty
-    if fam == "edm":
-        return 3, float(np.log(prm["sigma_min"])), float(np.log(prm["sigma_max"])), empty
-    return _FAMILY_CODES[fam], prm["shift"], 0.0, empty
+    prm, fam = schedule.params, schedule.family
+    a, b = {"vp_discrete": (0.0, 0.0),
+            "vp_linear": (prm.get("beta_0"), prm.get("beta_1")),
+            "vp_cosine": (prm.get("s"), 0.0),
+            "edm": (math.log(prm.get("sigma_min", 1.0)), math.log(prm.get("sigma_max", 1.0))),
+            "flow": (prm.get("shift"), 0.0)}[fam]
+    table = schedule.log_alpha_table if fam == "vp_discrete" else np.zeros(0)
+    return _FAMILY_CODES[fam], float(a), float(b), table
 
 
 def _probe_cuda() -> str | None:
