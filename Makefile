@@ -29,10 +29,10 @@ $(STAMP): $(SOURCES)
 	# torch first, pinned, in its own command: an unpinned torch resolves to a multi-GB CUDA build (Triton needs it)
 	$(BIN)/python -m pip install -q $(if $(wildcard /opt/wheels),--find-links /opt/wheels) torch==2.13.0
 	# a failed CUDA build retries without CUDA, a failed C++ build installs the pure-Python reference engine
-	$(BIN)/python -m pip install -q -e '.[test,triton]' \
-	  || (echo "hso: build failed; retrying with HSO_CUDA=OFF" >&2 && HSO_CUDA=OFF $(BIN)/python -m pip install -q -e '.[test,triton]') \
+	$(BIN)/python -m pip install -q -e '.[test,triton,eval]' \
+	  || (echo "hso: build failed; retrying with HSO_CUDA=OFF" >&2 && HSO_CUDA=OFF $(BIN)/python -m pip install -q -e '.[test,triton,eval]') \
 	  || (echo "hso: C++ build failed; installing without hso._C (reference backend only)" >&2 \
-	      && HSO_EXTENSION=OFF $(BIN)/python -m pip install -q -e '.[test,triton]')
+	      && HSO_EXTENSION=OFF $(BIN)/python -m pip install -q -e '.[test,triton,eval]')
 	touch $@
 
 clean:

@@ -82,3 +82,8 @@ def get_solver(name: str | SolverSpec) -> SolverSpec:
         if key == spec.name or key in spec.aliases:
             return spec
     raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(SOLVERS)}")
+
+
+from .samplers import PREDICTIONS, SAMPLER_DEFAULTS, SampleOutput, sample, to_data_prediction  # noqa: E402
+
+__all__ += ["sample", "SampleOutput", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction"]

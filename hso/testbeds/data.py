@@ -1,0 +1,34 @@
+"""The digits data set every test bed is built on: sklearn's bundled 8x8 handwritten digits (offline, 1797 images).
+
+Pixels 0..16 are mapped to [-1, 1] (``x / 8 - 1``), flattened to 64 values, float64.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["DIM", "load_digits", "IMAGE_SHAPE"]
+
+IMAGE_SHAPE = (8, 8)
+DIM = 64
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits as _load
+    except ImportError as e:  # pragma: no cover - the eval extra is installed by `make`
+        raise ImportError("the digits test beds need scikit-learn: pip install 'hso[eval]'") from e
+    d = _load()
+    x = np.asarray(d.data, dtype=np.float64) / 8.0 - 1.0
+    x.setflags(write=False)
+    y = np.asarray(d.target, dtype=np.int64)
+    y.setflags(write=False)
+    return x, y
+
+
+def load_digits(with_labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The 1797 digits as ``x  # [1797, 64]`` in [-1, 1] (and labels ``[1797]`` when asked), read-only."""
+    x, y = _digits()
+    return (x, y) if with_labels else x
