@@ -18,6 +18,14 @@ from .result import ScheduleResult
 from .schedules import PRESETS, NoiseSchedule, betas_for
 from .solvers import SOLVERS, get_solver
 
-__all__ = ["optimize", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
+
+
+def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.evaluation.evaluate
+    """Score schedules on real samplers and test beds; see `hso.evaluation.evaluate` (imported on first use)."""
+    from .evaluation import evaluate as _evaluate
+    return _evaluate(*args, **kwargs)
+
+
+__all__ = ["optimize", "evaluate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
            "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast",
            "__version__"]

@@ -1,0 +1,111 @@
+"""Reference solutions: the probability-flow ODE of a denoiser integrated to tight tolerance from the same noise.
+
+In EDM coordinates ``y = x / alpha`` and half log-SNR lambda, every noise family's probability-flow ODE is
+
+    dy / d lambda = D(y, e^{-lambda}) - y
+
+(smooth, non-stiff: the Jacobian of D - I has eigenvalues in [-1, 0] for a posterior mean). It is integrated with
+scipy's DOP853 (an 8th-order Runge-Kutta pair, independent of `hso.solvers`) from the top of the family's time
+domain, with the initial state every sampler uses (`initial_state`), to each requested end time, and on to the
+bottom of the domain for the clean sample (the data prediction there, as a "jump" sampler ends). A second solve at
+a looser tolerance gives the convergence check reported with every evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..schedules import KIND_VE, NoiseSchedule
+
+__all__ = ["initial_state", "Reference", "reference_solution"]
+
+
+def initial_state(schedule: NoiseSchedule, t0: float, z: np.ndarray) -> np.ndarray:
+    """The sampler's state at its first point t0 from unit noise z: ``sigma(t0) z`` for VE/EDM models (alpha = 1),
+    ``z`` for VP and flow models (whose marginal at the top is unit noise), as samplers are used in practice."""
+    return float(schedule.sigma(t0)) * z if schedule.kind == KIND_VE else np.array(z, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The converged solution from one batch of noise.
+
+    Attributes:
+        t_ends: the requested end times (ascending).
+        y_ends: ``[len(t_ends), B, D]`` the solution at those times, in data units (y = x / alpha).
+        clean: ``[B, D]`` the clean samples (the data prediction at the bottom of the domain).
+        nfev: denoiser evaluations of the main solve.
+        max_change: largest absolute change of any returned value between the main solve and the looser check
+            (an upper bound on the reference's own error).
+        rtol: tolerance of the main solve.
+    """
+
+    t_ends: np.ndarray
+    y_ends: np.ndarray
+    clean: np.ndarray
+    nfev: int
+    max_change: float
+    rtol: float
+
+    def at(self, t_end: float) -> np.ndarray:
+        """The solution at one of the requested end times ``[B, D]`` (data units)."""
+        k = int(np.argmin(np.abs(self.t_ends - t_end)))
+        if abs(self.t_ends[k] - t_end) > 1e-12:
+            raise KeyError(f"t = {t_end} was not requested from the reference solve")
+        return self.y_ends[k]
+
+
+def _solve(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseSchedule, z: np.ndarray,
+           lam_eval: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray, int]:
+    from scipy.integrate import solve_ivp
+
+    bsz, dim = z.shape
+    t_top = schedule.t_max
+    y0 = initial_state(schedule, t_top, z) / float(schedule.alpha(t_top))
+    lam0 = float(schedule.lambda_(t_top))
+    lam_end = float(lam_eval[-1])
+
+    def rhs(lam: float, y: np.ndarray) -> np.ndarray:
+        yy = y.reshape(bsz, dim)
+        return (denoiser(yy, float(np.exp(-lam))) - yy).ravel()
+
+    sol = solve_ivp(rhs, (lam0, lam_end), y0.ravel(), method="DOP853", t_eval=lam_eval, rtol=rtol,
+                    atol=rtol)
+    if not sol.success:
+        raise RuntimeError(f"the reference ODE solve failed: {sol.message}")
+    ys = sol.y.T.reshape(lam_eval.size, bsz, dim)
+    return ys, denoiser(ys[-1], float(np.exp(-lam_end))), int(sol.nfev)
+
+
+def reference_solution(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseSchedule, z: np.ndarray,
+                       t_ends: Sequence[float] = (), *, rtol: float = 1e-9, check_rtol: float | None = 1e-7
+                       ) -> Reference:
+    """Integrate the probability-flow ODE from noise ``z  # [B, D]`` to tight tolerance.
+
+    Args:
+        denoiser: EDM-form ``D(y, s)`` (a test bed).
+        schedule: the noise schedule (the solve runs from its ``t_max`` to its ``t_min``).
+        z: unit noise, one row per sample.
+        t_ends: times at which the solution is wanted (e.g. the last point of every "stop"-convention schedule).
+        rtol: relative (and absolute) tolerance of the main solve.
+        check_rtol: tolerance of the convergence-check solve (None: skip it; ``max_change`` is then NaN).
+
+    Raises:
+        ValueError: end times outside the schedule's domain.
+    """
+    t_ends = np.unique(np.asarray(t_ends, dtype=np.float64))
+    if t_ends.size and (t_ends.min() < schedule.t_min or t_ends.max() > schedule.t_max):
+        raise ValueError(f"reference end times must lie in [{schedule.t_min}, {schedule.t_max}]")
+    # DOP853's t_eval must follow the direction of integration (lambda increases as t decreases)
+    t_all = np.unique(np.concatenate([t_ends, [schedule.t_min]]))[::-1]
+    lam_eval = schedule.lambda_(t_all)
+    ys, clean, nfev = _solve(denoiser, schedule, z, lam_eval, rtol)
+    change = float("nan")
+    if check_rtol is not None:
+        ys_c, clean_c, _ = _solve(denoiser, schedule, z, lam_eval, check_rtol)
+        change = float(max(np.abs(ys - ys_c).max(), np.abs(clean - clean_c).max()))
+    pos = {float(t): k for k, t in enumerate(t_all)}
+    y_ends = np.stack([ys[pos[float(t)]] for t in t_ends]) if t_ends.size else ys[:0]
+    return Reference(t_ends=t_ends, y_ends=y_ends, clean=clean, nfev=nfev, max_change=change, rtol=rtol)

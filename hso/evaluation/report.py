@@ -1,0 +1,154 @@
+"""Reports of an `Evaluation`: markdown tables, JSON, PNG plots, and the README's quality summary."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import Evaluation
+
+__all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown"]
+
+METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
+                "fd_pixel": "Frechet distance (pixels)", "fd_feature": "Frechet distance (classifier features)"}
+
+
+def _title(ev: Evaluation) -> str:
+    m = ev.meta
+    return f"test bed `{m['testbed']}`, noise schedule `{m['schedule']['name']}` ({m['schedule']['family']})"
+
+
+def markdown_table(ev: Evaluation, metric: str = "rmse") -> str:
+    """One table per (solver, convention): methods x NFE, the best of each column in bold."""
+    lines = [f"### {METRIC_NAMES.get(metric, metric)}: {_title(ev)}", "",
+             f"{ev.meta['n_samples']} samples, seed {ev.meta['seed']}; lower is better; **bold** = best in the "
+             "column.", ""]
+    groups = list(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows))
+    for solver, conv in groups:
+        rows = [r for r in ev.rows if r["solver"] == solver and r["convention"] == conv]
+        nfes = sorted({r["nfe"] for r in rows})
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        val = {(r["method"], r["nfe"]): r[metric] for r in rows}
+        best = {n: min(val[(m, n)] for m in methods if (m, n) in val) for n in nfes}
+        opts = rows[0]["solver_options"]
+        optstr = f" ({', '.join(f'{k} {v}' for k, v in opts.items())})" if opts else ""
+        lines += [f"**{solver}**{optstr}, convention `{conv}`", "",
+                  "| method | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+                  "|---|" + "---:|" * len(nfes)]
+        for m in methods:
+            cells = []
+            for n in nfes:
+                v = val.get((m, n))
+                cells.append("" if v is None else (f"**{v:.4g}**" if v == best[n] else f"{v:.4g}"))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if ev.skipped:
+        lines += ["Not applicable here: " + "; ".join(f"`{s['method']}` ({s['reason']})" for s in ev.skipped), ""]
+    tm = ev.meta.get("teacher_metrics")
+    if tm:
+        lines += [f"Reference clean samples: FD pixels {tm['fd_pixel']:.4g}, FD features {tm['fd_feature']:.4g} "
+                  f"(the floor at infinite NFE for this sample count).", ""]
+    return "\n".join(lines)
+
+
+def plot_error_vs_nfe(ev: Evaluation, path: Path, metric: str = "rmse") -> Path:
+    """Error vs NFE, one panel per (solver, convention), one line per method (log scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.8), squeeze=False)
+    for ax, (solver, conv) in zip(axes[0], groups):
+        rows = [r for r in ev.rows if r["solver"] == solver and r["convention"] == conv]
+        for m in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["nfe"], r[metric]) for r in rows if r["method"] == m)
+            style = "-o" if m.startswith("hso") else "--."
+            ax.plot(*zip(*pts), style, label=m, lw=2 if m.startswith("hso") else 1)
+        ax.set_yscale("log")
+        ax.set_xlabel("NFE")
+        ax.set_title(f"{solver} ({conv})")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel(METRIC_NAMES.get(metric, metric))
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(_title(ev).replace("`", ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_schedules(ev: Evaluation, path: Path, nfe: int | None = None) -> Path:
+    """The schedules of every method at one NFE, in t (top) and lambda (bottom), one column per solver."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..schedules import NoiseSchedule
+
+    nfe = nfe or sorted({r["nfe"] for r in ev.rows})[len({r["nfe"] for r in ev.rows}) // 2]
+    sched = _schedule_of(ev.meta["schedule"])
+    groups = list(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows))
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.6 * len(groups), 6.4), squeeze=False)
+    for j, (solver, conv) in enumerate(groups):
+        rows = [r for r in ev.rows if r["solver"] == solver and r["convention"] == conv and r["nfe"] == nfe]
+        for r in rows:
+            t = np.asarray(r["t"])
+            style = "-o" if r["method"].startswith("hso") else "--."
+            axes[0][j].plot(t, style, label=r["method"], ms=4)
+            if isinstance(sched, NoiseSchedule):
+                axes[1][j].plot(sched.lambda_(t), style, label=r["method"], ms=4)
+        axes[0][j].set_title(f"{solver} ({conv}), NFE {nfe}")
+        axes[0][j].set_ylabel("t")
+        axes[1][j].set_ylabel("lambda = log(alpha / sigma)")
+        axes[1][j].set_xlabel("point index")
+        for ax in axes[:, j]:
+            ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(_title(ev).replace("`", ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _schedule_of(desc: dict):
+    """Rebuild a preset's noise schedule from its description (None when it is not a preset)."""
+    from ..schedules import PRESETS, NoiseSchedule
+
+    name = desc.get("name")
+    if name in PRESETS:
+        s = NoiseSchedule.preset(name)
+        if s.describe() == desc:
+            return s
+    return None
+
+
+def save(ev: Evaluation, out_dir: Path, *, plots: bool = True) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "results.json", out_dir / "table.md"]
+    written[0].write_text(ev.to_json(indent=1) + "\n")
+    written[1].write_text("\n\n".join(markdown_table(ev, m) for m in ("rmse", "fd_feature")) + "\n")
+    if plots:
+        written.append(plot_error_vs_nfe(ev, out_dir / "error_vs_nfe.png"))
+        written.append(plot_schedules(ev, out_dir / "schedules.png"))
+    return written
+
+
+def summary_markdown(evs: list[Evaluation], labels: list[str] | None = None, within: float = 1.05) -> str:
+    """The README's quality summary, generated from committed results: per evaluation and method, how many
+    solver x NFE cells it wins and is within ``within`` x the best RMSE, and hso's ratio to the best baseline."""
+    lines = ["| results | cells | method | best RMSE in | within 5% of best in | worst ratio to best |",
+             "|---|---:|---|---:|---:|---:|"]
+    for k, ev in enumerate(evs):
+        label = labels[k] if labels else f"{ev.meta['testbed']} / {ev.meta['schedule']['name']}"
+        cells = ev.cells()
+        best = {c: min(r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == c) for c in cells}
+        for m in dict.fromkeys(r["method"] for r in ev.rows):
+            ratios = [r["rmse"] / best[(r["solver"], r["convention"], r["nfe"])] for r in ev.rows if r["method"] == m]
+            wins = sum(1 for x in ratios if x == 1.0)
+            close = sum(1 for x in ratios if x <= within)
+            lines.append(f"| {label} | {len(cells)} | {m} | {wins} | {close} | {max(ratios):.2f}x |")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""`evaluate`: run real samplers on a test bed with every schedule method and score the samples."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..schedules import KIND_FLOW, NoiseSchedule, as_schedule
+from ..solvers import SAMPLER_DEFAULTS, get_solver, sample
+from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedule
+from .metrics import rmse, sample_metrics
+from .reference import initial_state, reference_solution
+
+__all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK"]
+
+DEFAULT_SOLVERS = ("unipc", "dpmsolver++", "ddim")
+DEFAULT_NFES = (4, 5, 6, 8, 10)
+# `--quick`: a smoke-sized run (CI): fewer samples, two NFEs, the cheap HSO objective only
+QUICK = {"nfes": (4, 6), "n_samples": 128, "methods": ("hso", "time_uniform", "logSNR", "edm_rho7", "trailing")}
+
+
+@dataclass
+class Evaluation:
+    """Rows of measurements (one per testbed x schedule x solver x convention x NFE x method) and the settings.
+
+    Each row: ``method``, ``solver``, ``solver_options``, ``convention`` (the one the schedule was made for and the
+    sampler ran with), ``nfe``, ``nfe_spent`` (evaluations the sampler made), ``t`` (schedule points),
+    ``timesteps`` (discrete models), ``rmse`` (against the reference solution's clean sample from the same noise: the
+    primary metric), ``rmse_end`` (against the reference at the schedule's own last point: integration error only,
+    which for "stop" ignores the noise left at t_eps), ``fd_pixel``, ``fd_feature``, ``variance_ratio``,
+    ``out_of_range``.
+    """
+
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        """(solver, convention, nfe) cells in run order."""
+        return list(dict.fromkeys((r["solver"], r["convention"], r["nfe"]) for r in self.rows))
+
+    def best(self, metric: str = "rmse") -> dict[tuple[str, str, int], str]:
+        """The method with the lowest `metric` in every cell."""
+        out: dict[tuple[str, str, int], str] = {}
+        for cell in self.cells():
+            rows = [r for r in self.rows if (r["solver"], r["convention"], r["nfe"]) == cell]
+            out[cell] = min(rows, key=lambda r: r[metric])["method"]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "rows": self.rows, "skipped": self.skipped}
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> Evaluation:
+        d = json.loads(text)
+        return cls(d["rows"], d["meta"], d.get("skipped", []))
+
+    def markdown(self, metric: str = "rmse") -> str:
+        from .report import markdown_table
+        return markdown_table(self, metric)
+
+    def save(self, out_dir: str | Path, *, plots: bool = True) -> list[Path]:
+        """Write ``results.json``, ``table.md`` and (with matplotlib) ``error_vs_nfe.png``, ``schedules.png``."""
+        from .report import save
+        return save(self, Path(out_dir), plots=plots)
+
+
+def _prediction_for(schedule: NoiseSchedule) -> str:
+    if schedule.prediction_type:
+        return schedule.prediction_type
+    return "flow" if schedule.kind == KIND_FLOW else "epsilon"
+
+
+def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSchedule | str = "sd21", *,
+             solvers: Sequence[str] = DEFAULT_SOLVERS, nfes: Sequence[int] = DEFAULT_NFES,
+             methods: Sequence[str] = DEFAULT_METHODS, conventions: Sequence[str] | None = None,
+             n_samples: int = 512, seed: int = 0, progress: bool = False,
+             solver_options: dict[str, dict[str, Any]] | None = None) -> Evaluation:
+    """Sample with every (solver, convention, NFE, schedule method) on a test bed and score against the reference.
+
+    Args:
+        testbed: ``"gmm"`` (exact denoiser), ``"net"`` (the trained network) or an EDM-form denoiser
+            ``D(y, s)`` on 64-d digits.
+        schedule: the model's noise schedule (a preset name or a `NoiseSchedule`).
+        solvers: sampler names (options from ``solver_options`` or `SAMPLER_DEFAULTS`: UniPC bh1 order 3,
+            DPM-Solver++ 2M).
+        nfes: network evaluations per sample.
+        methods: schedule methods (`hso.evaluation.METHODS`); a method that does not apply to the noise schedule
+            is skipped and listed in ``skipped``.
+        conventions: ``("stop", "jump")`` or a subset; default: each solver's own convention.
+        n_samples: samples per run (the same noise for every run).
+        seed: seed of the noise.
+        progress: print progress to stderr.
+
+    Returns:
+        An `Evaluation`.
+
+    Raises:
+        ValueError: unknown test bed / schedule / solver / method / convention, or an NFE a solver cannot spend
+            (all raised before any sampling).
+    """
+    t_start = time.perf_counter()
+    from .. import testbeds
+
+    sched = as_schedule(schedule)
+    if isinstance(testbed, str):
+        den = testbeds.load(testbed)
+        bed_name = testbed
+    elif callable(testbed):
+        den, bed_name = testbed, getattr(testbed, "name", type(testbed).__name__)
+    else:
+        raise TypeError(f"testbed must be a name or a denoiser callable, got {type(testbed).__name__}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown schedule method(s) {unknown}; known: {', '.join(METHODS)}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    opts_all = {**{k: dict(v) for k, v in SAMPLER_DEFAULTS.items()}, **(solver_options or {})}
+    jobs = []
+    for s in solvers:
+        spec = get_solver(s)
+        if spec.name not in SAMPLER_DEFAULTS:
+            raise ValueError(f"no sampler for solver {s!r}; samplers: {', '.join(SAMPLER_DEFAULTS)}")
+        for conv in (conventions or (spec.default_convention,)):
+            for nfe in nfes:
+                spec.n_intervals(int(nfe), conv)  # raises for an NFE this solver cannot spend
+                jobs.append((spec.name, conv, int(nfe)))
+    prediction = _prediction_for(sched)
+    model = testbeds.as_model(den, sched, prediction)
+    dim = getattr(den, "dim", 64)
+    z = np.random.default_rng(seed).standard_normal((int(n_samples), dim))
+
+    def say(msg: str) -> None:
+        if progress:
+            print(f"hso evaluate: {msg}", file=sys.stderr, flush=True)
+
+    # every schedule first (hso searches take milliseconds, except the DM-NonUniform objective)
+    plans, skipped = [], []
+    for solver, conv, nfe in jobs:
+        for m in methods:
+            try:
+                t = make_schedule(m, sched, solver, nfe, conv)
+            except MethodNotApplicable as e:
+                if not any(s["method"] == m for s in skipped):
+                    skipped.append({"method": m, "reason": str(e)})
+                continue
+            plans.append((solver, conv, nfe, m, t))
+        say(f"schedules for {solver}/{conv}/NFE {nfe} ready")
+    ends = sorted({float(t[-1]) for solver, conv, nfe, m, t in plans if conv == "stop"})
+    say(f"reference solution for {n_samples} samples ({len(ends)} end points)")
+    ref = reference_solution(den, sched, z, ends)
+    teacher = sample_metrics(ref.clean)
+
+    rows = []
+    for k, (solver, conv, nfe, m, t) in enumerate(plans):
+        opts = opts_all.get(solver, {})
+        out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
+                     convention=conv, return_trajectory=True, **opts)
+        if conv == "stop":
+            y = out.x / float(sched.alpha(t[-1]))
+            target = ref.at(float(t[-1]))
+        else:
+            y, target = out.x, ref.clean
+        row = {"method": m, "solver": solver, "solver_options": opts, "convention": conv, "nfe": nfe,
+               "nfe_spent": out.nfe, "t": t.tolist(),
+               "timesteps": sched.timesteps_of_t(t).tolist() if sched.is_discrete else None,
+               "rmse": rmse(y, ref.clean), "rmse_end": rmse(y, target), **sample_metrics(y)}
+        rows.append(row)
+        if (k + 1) % 10 == 0 or k + 1 == len(plans):
+            say(f"{k + 1}/{len(plans)} sampler runs")
+    from .. import __version__
+    meta = {"testbed": bed_name,
+            "testbed_info": den.describe() if hasattr(den, "describe") else {"name": bed_name},
+            "schedule": sched.describe(), "prediction": prediction, "n_samples": int(n_samples), "seed": seed,
+            "solvers": list(dict.fromkeys(j[0] for j in jobs)), "nfes": [int(n) for n in nfes],
+            "methods": list(methods),
+            "reference": {"method": "scipy DOP853 in lambda", "rtol": ref.rtol, "nfev": ref.nfev,
+                          "max_change_vs_rtol_1e-7": ref.max_change},
+            "teacher_metrics": teacher, "hso_version": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "wall_time_s": round(time.perf_counter() - t_start, 2)}
+    return Evaluation(rows, meta, skipped)
