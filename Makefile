@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hso-installed
-SOURCES := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/*/*.cu csrc/*/*.cuh)
+# the package folders too: the editable install maps the Python files it saw, so a new module needs a reinstall
+SOURCES := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/*/*.cu csrc/*/*.cuh) \
+           hso $(wildcard hso/*/)
 
-.PHONY: run test install bench clean info
+.PHONY: run test install bench quality clean info
 
 run: $(STAMP)
 	$(BIN)/hso optimize
@@ -17,6 +19,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest -q benchmarks --benchmark-enable --benchmark-only
 	$(BIN)/python -m benchmarks.report --with-paper
 	$(BIN)/python -m benchmarks.throughput
+
+# the committed sample-quality results (benchmarks/quality/) and the README section made from them
+quality: $(STAMP)
+	$(BIN)/python -m benchmarks.quality.run
 
 info: $(STAMP)
 	$(BIN)/hso info

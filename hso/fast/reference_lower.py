@@ -227,23 +227,31 @@ def newton_active_set(problem: _Problem, t0: np.ndarray, d: float, maxiter: int,
         block = np.argmin(ratio, axis=1)
         alpha_max = ratio[np.arange(idx.size), block]
         alpha = np.minimum(1.0, alpha_max)
-        accepted = np.zeros(idx.size, dtype=bool)
         t_new = tt.copy()
         # in the Newton region the decrease is below f's rounding: take the step unless f visibly rises
         newton_region = decrement <= 1e-10 * (1.0 + np.abs(f))
-        for _ in range(24):
-            pending = ~accepted
-            if not np.any(pending):
-                break
-            trial = tt[pending] + alpha[pending, None] * full_step[pending]
-            f_trial = problem.value(trial)
-            fp, ap, dp = f[pending], alpha[pending], decrement[pending]
-            ok = np.isfinite(f_trial) & ((f_trial <= fp - 1e-4 * ap * dp)
-                                         | (newton_region[pending] & (f_trial <= fp + 4e-16 * (1.0 + np.abs(fp)))))
-            rows = np.flatnonzero(pending)
-            t_new[rows[ok]] = trial[ok]
-            accepted[rows[ok]] = True
-            alpha[rows[~ok]] *= 0.5
+        # Armijo backtracking over alpha 2^-k, k < 24. The full step is tried alone (Newton's usually passes); rows
+        # that reject it try every remaining halving in one batched call and take the first that passes: the same
+        # alpha as trying them in turn, with one objective call instead of up to 23 (DM-NonUniform, non-smooth,
+        # often backtracks far).
+        def passes(f_trial: np.ndarray, fp: np.ndarray, ap: np.ndarray, dp: np.ndarray, nr: np.ndarray) -> np.ndarray:
+            return np.isfinite(f_trial) & ((f_trial <= fp - 1e-4 * ap * dp)
+                                           | (nr & (f_trial <= fp + 4e-16 * (1.0 + np.abs(fp)))))
+
+        trial = tt + alpha[:, None] * full_step
+        accepted = passes(problem.value(trial), f, alpha, decrement, newton_region)
+        t_new[accepted] = trial[accepted]
+        rows = np.flatnonzero(~accepted)
+        if rows.size:
+            a = alpha[rows, None] * 0.5 ** np.arange(1, 24)[None, :]                    # [r, 23]
+            trials = tt[rows, None, :] + a[..., None] * full_step[rows, None, :]        # [r, 23, N+1]
+            f_t = problem.value(trials.reshape(-1, n1)).reshape(a.shape)
+            ok = passes(f_t, f[rows, None], a, decrement[rows, None], newton_region[rows, None])
+            first, has = np.argmax(ok, axis=1), ok.any(axis=1)
+            good = rows[has]
+            t_new[good] = trials[has, first[has]]
+            alpha[good] = a[has, first[has]]
+            accepted[good] = True
         hit = accepted & (alpha == alpha_max) & np.isfinite(alpha_max)
         working[idx[hit], block[hit]] = True
         t[idx[accepted]] = t_new[accepted]

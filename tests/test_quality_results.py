@@ -1,0 +1,36 @@
+"""The committed quality results: the README's section is generated from them, and they say what they claim."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+run = pytest.importorskip("benchmarks.quality.run")
+
+
+@pytest.fixture(scope="module")
+def results():
+    res = run.load_results()
+    if not res:
+        pytest.fail("no committed results under benchmarks/quality/: run `python -m benchmarks.quality.run`")
+    return res
+
+
+def test_readme_quality_section_is_generated_from_committed_results(results):
+    text = run.README.read_text()
+    section = text.split(run.BEGIN, 1)[1].split(run.END, 1)[0].strip()
+    assert section == run.readme_section(results).strip(), \
+        "README quality section is stale: run `python -m benchmarks.quality.run --readme-only`"
+
+
+def test_committed_results_cover_the_promised_grid(results):
+    names = {name for name, _ in results}
+    assert {"gmm_sd21", "gmm_edm", "net_sd21", "net_edm"} <= names
+    for _, ev in results:
+        assert set(ev.meta["nfes"]) == {4, 5, 6, 8, 10}
+        assert {"unipc", "dpmsolver++", "ddim"} <= set(ev.meta["solvers"])
+        methods = {r["method"] for r in ev.rows}
+        assert {"hso", "hso_dmn", "time_uniform", "logSNR", "edm_rho7", "time_quadratic"} <= methods
+        unipc = next(r for r in ev.rows if r["solver"] == "unipc")
+        assert unipc["solver_options"] == {"order": 3, "variant": "bh1"}
+        assert ev.meta["reference"]["max_change_vs_rtol_1e-7"] < 1e-3
+        assert all(np.isfinite(r["rmse"]) for r in ev.rows)
