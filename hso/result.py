@@ -87,6 +87,22 @@ class ScheduleResult:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def k_diffusion_sigmas(self) -> list[float]:
+        """The sigma list a k-diffusion / ComfyUI sampler takes: descending EDM sigmas, ending in 0 for convention
+        "jump" (evaluate at every point, then step to 0) and at sigma(t_eps) for "stop" (the sampler returns x there).
+        """
+        return [float(s) for s in self.sigmas]
+
+    def pipeline_kwargs(self, scheduler: Any) -> dict[str, list]:
+        """``timesteps=`` or ``sigmas=`` to pass to a diffusers pipeline call whose stock scheduler accepts one
+        (DPMSolverMultistep/Singlestep, Euler, Heun: integer timesteps; FlowMatchEuler: sigmas).
+
+        Raises:
+            ValueError: the scheduler accepts neither, or would run another schedule (use `hso.diffusers.apply`).
+        """
+        from .diffusers import pipeline_kwargs
+        return pipeline_kwargs(self, scheduler)
+
     def table(self) -> str:
         """A human-readable table of the schedule."""
         head = f"{'i':>3} {'t':>10} {'lambda':>10} {'sigma':>12}" + (f" {'timestep':>9}" if self.timesteps is not None

@@ -181,6 +181,74 @@ class NoiseSchedule:
             raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
         return PRESETS[key]()
 
+    @classmethod
+    def from_diffusers(cls, scheduler_or_config: Any, *, mu: float | None = None) -> NoiseSchedule:
+        """The noise schedule a diffusers scheduler was trained with, from the scheduler or its config.
+
+        Reads ``trained_betas`` or ``beta_schedule`` / ``beta_start`` / ``beta_end`` / ``num_train_timesteps`` /
+        ``rescale_betas_zero_snr`` (rebuilt in float64, not from diffusers' float32 tensors), ``prediction_type``,
+        flow matching (``FlowMatch*`` classes or ``use_flow_sigmas``) with ``shift`` / ``flow_shift`` and dynamic
+        shifting, and EDM schedulers' ``sigma_min`` / ``sigma_max``. Settings that only change how diffusers spaces
+        its own steps (Karras/exponential/beta sigmas, timestep_spacing) are irrelevant here: an hso schedule
+        replaces them.
+
+        Args:
+            scheduler_or_config: a diffusers scheduler, its ``config``, a plain dict, or the path of a local
+                ``scheduler_config.json``.
+            mu: the resolution-dependent shift of schedulers with ``use_dynamic_shifting`` (Flux, SD3.5); the
+                pipeline computes it from the image size. Required for them, refused otherwise.
+
+        Raises:
+            ValueError: a configuration hso cannot represent, naming the field (an unknown beta schedule, dynamic
+                shifting without ``mu``, a shift terminal, continuous-time VP configs, ...).
+            FileNotFoundError: a config path that does not exist.
+        """
+        cfg, cls_name = _diffusers_config(scheduler_or_config)
+        pred = cfg.get("prediction_type")
+        if cfg.get("shift_terminal"):
+            raise ValueError("diffusers config field 'shift_terminal' (stretched flow sigmas) is not supported")
+        if cls_name.startswith("FlowMatch") or cfg.get("use_flow_sigmas"):
+            shift = float(cfg.get("flow_shift" if cfg.get("use_flow_sigmas") else "shift", 1.0) or 1.0)
+            if cfg.get("use_dynamic_shifting"):
+                if mu is None:
+                    raise ValueError("diffusers config field 'use_dynamic_shifting' is set: the shift depends on the "
+                                     "image size; pass mu= (the value the pipeline computes for your resolution)")
+                kind = cfg.get("time_shift_type", "exponential")
+                if kind == "exponential":
+                    shift = math.exp(mu)
+                elif kind == "linear":
+                    shift = float(mu)
+                else:
+                    raise ValueError(f"diffusers config field 'time_shift_type' = {kind!r} is not supported")
+            elif mu is not None:
+                raise ValueError("mu= applies only to schedulers with use_dynamic_shifting")
+            return cls.flow(shift, name=f"flow(shift={shift:g})")
+        if mu is not None:
+            raise ValueError("mu= applies only to flow-matching schedulers with use_dynamic_shifting")
+        if cls_name.startswith("EDM"):
+            if cfg.get("sigma_schedule", "karras") not in ("karras", "exponential"):
+                raise ValueError(f"diffusers config field 'sigma_schedule' = {cfg['sigma_schedule']!r} is not "
+                                 "supported")
+            return cls.edm(float(cfg.get("sigma_min", 0.002)), float(cfg.get("sigma_max", 80.0)),
+                           name=f"edm({cfg.get('sigma_min', 0.002)}, {cfg.get('sigma_max', 80.0)})")
+        if cfg.get("timestep_type", "discrete") != "discrete":
+            raise ValueError(f"diffusers config field 'timestep_type' = {cfg['timestep_type']!r} (continuous-time "
+                             "conditioning) is not supported")
+        n = int(cfg.get("num_train_timesteps", 1000))
+        zero_snr = bool(cfg.get("rescale_betas_zero_snr", False))
+        if cfg.get("trained_betas") is not None:
+            return cls.vp_discrete(betas=np.asarray(cfg["trained_betas"], dtype=np.float64),
+                                   rescale_betas_zero_snr=zero_snr, name="diffusers(trained_betas)",
+                                   prediction_type=pred)
+        schedule = cfg.get("beta_schedule", "linear")
+        if schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
+            raise ValueError(f"diffusers config field 'beta_schedule' = {schedule!r} is not supported; known: "
+                             "'linear', 'scaled_linear', 'squaredcos_cap_v2' (or give trained_betas)")
+        start, end = float(cfg.get("beta_start", 0.0001)), float(cfg.get("beta_end", 0.02))
+        return cls.vp_discrete(beta_schedule=schedule, num_train_timesteps=n, beta_start=start, beta_end=end,
+                               rescale_betas_zero_snr=zero_snr, prediction_type=pred,
+                               name=f"diffusers({schedule}, {start:g}-{end:g}{', zero-SNR' if zero_snr else ''})")
+
     # ------------------------------------------------------------------ properties
     @property
     def kind(self) -> int:
@@ -328,6 +396,30 @@ def log_sigma_of_lambda(lam: np.ndarray, kind: int) -> np.ndarray:
     if kind == KIND_FLOW:
         return -_softplus(lam)
     raise ValueError(f"unknown kind {kind}")
+
+
+def _diffusers_config(obj: Any) -> tuple[dict[str, Any], str]:
+    """(config dict, scheduler class name) from a scheduler, a config mapping or a local JSON path."""
+    if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
+        import json
+        from pathlib import Path
+
+        path = Path(obj)
+        if path.is_dir():
+            path = path / "scheduler_config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no diffusers scheduler config at {path}")
+        try:
+            obj = json.loads(path.read_text())
+        except ValueError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if isinstance(obj, Mapping):
+        cfg = dict(obj)
+        return cfg, str(cfg.get("_class_name", ""))
+    config = getattr(obj, "config", None)
+    if isinstance(config, Mapping):
+        return dict(config), type(obj).__name__
+    raise TypeError(f"expected a diffusers scheduler, its config or a config path, got {type(obj).__name__}")
 
 
 def _as_1d(what: str, x: Any) -> np.ndarray:

@@ -1,0 +1,341 @@
+"""Use hso schedules in diffusers pipelines: one call, the right path for every scheduler, the pitfalls repaired.
+
+    >>> import hso.diffusers
+    >>> res = hso.diffusers.optimize_pipeline(pipe, nfe=5)   # reads the scheduler, optimises, installs
+    >>> image = pipe(prompt).images[0]                        # runs exactly res.timesteps
+
+How each scheduler gets the schedule (diffusers 0.3x-0.4x):
+
+| scheduler | hso solver | how |
+|---|---|---|
+| DPMSolverMultistep, DPMSolverSinglestep, UniPCMultistep, DEISMultistep, EulerDiscrete, FlowMatchEulerDiscrete | dpmsolver++ / unipc / deis / euler | adapted subclass: the stock ``set_timesteps`` runs, then its ``timesteps`` and ``sigmas`` are replaced by the schedule's |
+| HeunDiscrete | heun | the same, with Heun's doubled interior points |
+| DDIM | ddim | adapted subclass whose ``step`` goes to the schedule's next point (stock DDIM steps to ``t - 1000 // n``, which is another schedule whenever the points are not evenly strided) |
+
+Everything else (model-output conversion, solver orders, thresholding, eta) stays diffusers' own code, so an adapted
+scheduler given the stock schedule returns the stock outputs (tested). Conventions (spec §3): a ``"jump"`` schedule
+(every point is an evaluation, then the step to sigma = 0) is installed with a final sigma of 0; a ``"stop"`` schedule
+(the paper's UniPC/DPM-Solver code) evaluates at all points but the last and ends at the last one, x at t_eps.
+Repaired: UniPC's ``bh1`` variant and DEIS return NaN on a step to sigma = 0 (UniPC's B(h) = -h and DEIS's e^h are
+infinite there; stock DEIS never ends at 0); the adapted schedulers return the data prediction for that step, as
+every solver's last step to sigma 0 does.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .result import ScheduleResult
+from .schedules import NoiseSchedule
+
+__all__ = ["apply", "optimize_pipeline", "solver_for", "pipeline_kwargs", "remove", "SUPPORTED"]
+
+# scheduler class -> the hso solver whose schedule suits it
+SUPPORTED: dict[str, str] = {
+    "DPMSolverMultistepScheduler": "dpmsolver++",
+    "DPMSolverSinglestepScheduler": "dpmsolver++",
+    "UniPCMultistepScheduler": "unipc",
+    "DEISMultistepScheduler": "deis",
+    "DDIMScheduler": "ddim",
+    "EulerDiscreteScheduler": "euler",
+    "HeunDiscreteScheduler": "heun",
+    "FlowMatchEulerDiscreteScheduler": "euler",
+}
+_FLOW_SIGMAS = ("FlowMatchEulerDiscreteScheduler",)
+
+
+def _scheduler_of(target: Any) -> Any:
+    sched = getattr(target, "scheduler", target)
+    if not hasattr(sched, "set_timesteps") or not hasattr(sched, "config"):
+        raise TypeError(f"expected a diffusers pipeline or scheduler, got {type(target).__name__}")
+    return sched
+
+
+def _stock_name(sched: Any) -> str:
+    for klass in type(sched).__mro__:
+        if klass.__name__ in SUPPORTED and not getattr(klass, "_hso_adapted", False):
+            return klass.__name__
+    raise ValueError(f"{type(sched).__name__} cannot take a custom schedule through hso; supported: "
+                     f"{', '.join(SUPPORTED)}")
+
+
+def solver_for(target: Any) -> str:
+    """The hso solver name matching a pipeline's or scheduler's sampler (e.g. UniPCMultistep -> "unipc").
+
+    Raises:
+        ValueError: a scheduler hso cannot drive (the message lists the supported ones).
+    """
+    return SUPPORTED[_stock_name(_scheduler_of(target))]
+
+
+def _flow_sigmas(sched: Any) -> bool:
+    return _stock_name(sched) in _FLOW_SIGMAS or bool(sched.config.get("use_flow_sigmas", False))
+
+
+# ---------------------------------------------------------------- what gets installed
+def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None) -> dict[str, Any]:
+    """Model timesteps ``[M]`` and scheduler sigmas ``[M+1]`` (final included) for a schedule, checked against the
+    scheduler's own noise schedule."""
+    noise = NoiseSchedule.from_diffusers(sched)
+    if isinstance(schedule, ScheduleResult):
+        if convention is not None and convention != schedule.convention:
+            raise ValueError(f"the schedule was optimised for convention {schedule.convention!r}; installing it as "
+                             f"{convention!r} would run a different schedule (optimise for {convention!r} instead)")
+        t, conv = np.asarray(schedule.t, dtype=np.float64), schedule.convention
+        fam = schedule.schedule.get("family")
+        if fam != noise.family or not np.allclose(noise.lambda_(t), schedule.lambdas, rtol=0, atol=1e-6):
+            raise ValueError(f"the schedule was optimised for another noise schedule ({schedule.schedule.get('name')}"
+                             f", {fam}) than this scheduler's ({noise.name}, {noise.family}); optimise it with "
+                             "hso.NoiseSchedule.from_diffusers(scheduler)")
+        solver = schedule.solver
+    else:
+        t, conv, solver = np.asarray(schedule, dtype=np.float64).ravel(), convention or "jump", None
+        if t.size < 2 or not np.all(np.isfinite(t)) or np.any(np.diff(t) >= 0):
+            raise ValueError("a schedule must be at least 2 finite points t, strictly decreasing")
+        if t[0] > noise.t_max + 1e-12 or t[-1] < noise.t_min - 1e-12:
+            raise ValueError(f"schedule points leave the model's time domain [{noise.t_min}, {noise.t_max}]")
+    if conv not in ("stop", "jump"):
+        raise ValueError(f"unknown convention {conv!r}; known: 'stop', 'jump'")
+    stock = SUPPORTED[_stock_name(sched)]
+    if solver is not None and solver != stock:
+        warnings.warn(f"this schedule was optimised for {solver!r} but runs on {type(sched).__name__} ({stock!r}); "
+                      f"optimise with solver={stock!r} for the best result", UserWarning, stacklevel=3)
+    if stock == "heun" and conv == "stop":
+        raise ValueError("HeunDiscreteScheduler always ends with a step to sigma 0: use a 'jump' schedule")
+    if _flow_sigmas(sched):
+        if noise.family != "flow":
+            raise ValueError("a flow-matching scheduler needs a flow schedule")
+        sig = noise.sigma(t)  # flow sigma in [0, 1], the scheduler's own variable
+        timesteps = sig * float(sched.config.num_train_timesteps)
+    elif noise.is_discrete:
+        timesteps = noise.timesteps_of_t(t)
+        if np.any(np.diff(timesteps) >= 0):
+            raise ValueError(f"the schedule's integer timesteps {timesteps.tolist()} are not unique; keep at least "
+                             "one training step between points")
+        abar = sched.alphas_cumprod.double().cpu().numpy()[timesteps]  # diffusers' own table (float32 values)
+        sig = np.sqrt((1.0 - abar) / abar)
+    else:
+        raise ValueError(f"{type(sched).__name__} with a {noise.family} noise schedule is not supported")
+    if conv == "jump":
+        return {"timesteps": timesteps, "sigmas": np.append(sig, 0.0), "convention": conv, "t": t}
+    return {"timesteps": timesteps[:-1], "sigmas": sig, "convention": conv, "t": t, "final_timestep": timesteps[-1]}
+
+
+class _Adapted:
+    """Mixed in before a stock scheduler class: installs the schedule after the stock ``set_timesteps``."""
+
+    _hso_adapted = True
+    _hso_plan: dict[str, Any]
+
+    def set_timesteps(self, *args: Any, **kwargs: Any) -> None:
+        plan = getattr(self, "_hso_plan", None)
+        if plan is None:  # a stock constructor calling its own set_timesteps (Heun does)
+            return super().set_timesteps(*args, **kwargs)  # type: ignore[misc]
+        names = ("num_inference_steps", "device")
+        bound = dict(zip(names, args), **kwargs)
+        num_inference_steps, device = bound.pop("num_inference_steps", None), bound.pop("device", None)
+        kwargs = bound
+        m = len(plan["timesteps"])
+        if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
+            raise ValueError("this scheduler carries an hso schedule; remove it with hso.diffusers.remove() before "
+                             "passing timesteps= or sigmas=")
+        if num_inference_steps is not None and num_inference_steps != m:
+            warnings.warn(f"num_inference_steps={num_inference_steps} ignored: the hso schedule has {m} steps",
+                          UserWarning, stacklevel=2)
+        extra = {k: v for k, v in kwargs.items() if k == "mu" and v is not None}
+        super().set_timesteps(m, device=device, **extra)  # type: ignore[misc]
+        import torch
+
+        ts_dtype, ts_device = self.timesteps.dtype, self.timesteps.device
+        sig_device = self.sigmas.device if hasattr(self, "sigmas") and torch.is_tensor(self.sigmas) else "cpu"
+        ts = torch.from_numpy(np.asarray(plan["timesteps"])).to(dtype=ts_dtype, device=ts_device)
+        sig = torch.from_numpy(np.asarray(plan["sigmas"], dtype=np.float32)).to(sig_device)
+        if _stock_name(self) == "HeunDiscreteScheduler":  # Heun visits every interior point twice
+            sig = torch.cat([sig[:1], sig[1:-1].repeat_interleave(2), sig[-1:]])
+            ts = torch.cat([ts[:1], ts[1:].repeat_interleave(2)])
+        self.timesteps = ts
+        if hasattr(self, "sigmas") and _stock_name(self) != "DDIMScheduler":
+            self.sigmas = sig
+        self.num_inference_steps = m
+
+
+class _AdaptedDDIM(_Adapted):
+    """DDIM's stock step goes to ``t - T // n``; here it goes to the schedule's next point (or sigma 0 / t_eps)."""
+
+    def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        plan = self._hso_plan
+        ts = [int(v) for v in plan["timesteps"]]
+        t = int(timestep)
+        k = ts.index(t)
+        if k + 1 < len(ts):
+            target = self.alphas_cumprod[ts[k + 1]]
+        elif plan["convention"] == "jump":
+            target = torch.tensor(1.0, dtype=self.alphas_cumprod.dtype)
+        else:
+            target = self.alphas_cumprod[int(plan["final_timestep"])]
+        # reuse diffusers' step (prediction types, clipping, thresholding, eta) by giving the entry it will read
+        # for its strided "previous" timestep the value of the schedule's real next point
+        stride_prev = t - self.config.num_train_timesteps // self.num_inference_steps
+        table, final = self.alphas_cumprod, self.final_alpha_cumprod
+        try:
+            if stride_prev >= 0:
+                self.alphas_cumprod = table.clone()
+                self.alphas_cumprod[stride_prev] = target
+            else:
+                self.final_alpha_cumprod = target
+            return super().step(model_output, timestep, sample, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            self.alphas_cumprod, self.final_alpha_cumprod = table, final
+
+
+class _AdaptedFinalJump(_Adapted):
+    """The step to sigma 0 as the data prediction, for schedulers whose formula breaks there: UniPC bh1 divides by
+    B(h) = -h = -inf (NaN), DEIS multiplies sigma_t = 0 by e^h = inf (NaN). Every solver's last step to sigma 0 is
+    the data prediction at the last point, which is what this returns."""
+
+    def step(self, model_output: Any, timestep: Any, sample: Any, return_dict: bool = True, **kwargs: Any) -> Any:
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        last = self.step_index == len(self.timesteps) - 1
+        if last and float(self.sigmas[-1]) == 0.0 and self.config.get("solver_type") != "bh2":
+            alpha, sigma = self._sigma_to_alpha_sigma_t(self.sigmas[self.step_index])
+            pred = self.config.prediction_type
+            if pred == "epsilon":
+                x0 = (sample - sigma * model_output) / alpha
+            elif pred == "sample":
+                x0 = model_output
+            elif pred == "v_prediction":
+                x0 = alpha * sample - sigma * model_output
+            elif pred == "flow_prediction":
+                x0 = sample - sigma * model_output
+            else:
+                raise ValueError(f"prediction_type {pred!r} is not supported by hso's final step")
+            self._step_index += 1
+            if not return_dict:
+                return (x0,)
+            from diffusers.schedulers.scheduling_utils import SchedulerOutput
+            return SchedulerOutput(prev_sample=x0)
+        return super().step(model_output, timestep, sample, return_dict=return_dict, **kwargs)  # type: ignore[misc]
+
+
+_MIXINS = {"DDIMScheduler": _AdaptedDDIM, "UniPCMultistepScheduler": _AdaptedFinalJump,
+           "DEISMultistepScheduler": _AdaptedFinalJump}
+_CLASSES: dict[type, type] = {}
+
+
+def _adapted_class(stock: type) -> type:
+    if stock not in _CLASSES:
+        # same name and module as the stock class, so save_pretrained writes a config diffusers can load
+        klass = type(stock.__name__, (_MIXINS.get(stock.__name__, _Adapted), stock), {})
+        klass.__module__ = stock.__module__
+        klass.__qualname__ = stock.__qualname__
+        _CLASSES[stock] = klass
+    return _CLASSES[stock]
+
+
+def apply(target: Any, schedule: ScheduleResult | Any, *, convention: str | None = None) -> Any:
+    """Make a pipeline (or scheduler) run exactly this schedule from its next ``set_timesteps`` on.
+
+    Args:
+        target: a diffusers pipeline (its ``scheduler`` is replaced) or a scheduler (a new one is returned).
+        schedule: an `hso.ScheduleResult` (its convention is used), or schedule points t (descending; normalised
+            time, e.g. ``(timesteps + 1) / 1000`` for a discrete model) with ``convention=``.
+        convention: for plain points only: ``"jump"`` (default: evaluate at every point, then step to sigma 0) or
+            ``"stop"`` (end at the last point).
+
+    Returns:
+        The adapted scheduler (same class name and config; for a pipeline, also set as ``pipe.scheduler``).
+
+    Raises:
+        ValueError: an unsupported scheduler, a schedule made for another noise schedule, a convention
+            mismatch, colliding integer timesteps.
+        TypeError: a target that is neither a pipeline nor a scheduler.
+    """
+    sched = _scheduler_of(target)
+    stock = next(k for k in type(sched).__mro__ if k.__name__ == _stock_name(sched)
+                 and not getattr(k, "_hso_adapted", False))
+    plan = _plan(sched, schedule, convention)
+    config = dict(sched.config)
+    if "final_sigmas_type" in inspect.signature(stock.__init__).parameters:
+        # "zero" makes diffusers treat the last step as the jump to 0 (first order); "sigma_min" as a regular step
+        config["final_sigmas_type"] = "zero" if plan["convention"] == "jump" else "sigma_min"
+    new = _adapted_class(stock).from_config(config)
+    new._hso_plan = plan
+    if target is not sched:
+        target.scheduler = new
+    return new
+
+
+def remove(target: Any) -> Any:
+    """Put back a stock scheduler (same config) in place of an adapted one; returns it."""
+    sched = _scheduler_of(target)
+    stock = next(k for k in type(sched).__mro__ if k.__name__ == _stock_name(sched)
+                 and not getattr(k, "_hso_adapted", False))
+    new = stock.from_config(sched.config)
+    if target is not sched:
+        target.scheduler = new
+    return new
+
+
+def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **optimize_kwargs: Any) -> ScheduleResult:
+    """Optimise a schedule for a pipeline's own scheduler and install it: the one-liner.
+
+    The noise schedule comes from the scheduler's config (`NoiseSchedule.from_diffusers`), the solver from its
+    class (`solver_for`), the convention is diffusers' ``"jump"`` (NFE evaluations, then the step to sigma 0),
+    and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
+
+    Args:
+        pipe: a diffusers pipeline (or scheduler).
+        nfe: network evaluations per sample.
+        mu: the resolution-dependent shift for schedulers with dynamic shifting.
+        **optimize_kwargs: passed to `hso.optimize` (objective, spacing, p, seed, backend, ...).
+
+    Returns:
+        The `ScheduleResult` that was installed.
+    """
+    from .optimize import optimize
+
+    sched = _scheduler_of(pipe)
+    optimize_kwargs.setdefault("convention", "jump")
+    res = optimize(NoiseSchedule.from_diffusers(sched, mu=mu), nfe, solver_for(sched), **optimize_kwargs)
+    apply(pipe, res)
+    return res
+
+
+def pipeline_kwargs(result: ScheduleResult, target: Any) -> dict[str, list]:
+    """``timesteps=`` or ``sigmas=`` for a pipeline call with a stock scheduler that accepts one (see
+    `ScheduleResult.pipeline_kwargs`).
+
+    Raises:
+        ValueError: the scheduler takes neither, or its configuration would run another schedule (then use
+            `apply`).
+    """
+    sched = _scheduler_of(target)
+    name = _stock_name(sched)
+    params = inspect.signature(sched.set_timesteps).parameters
+    plan = _plan(sched, result, None)
+    if plan["convention"] != "jump":
+        raise ValueError("a 'stop' schedule cannot be passed as timesteps=/sigmas= (diffusers would add the jump to "
+                         "sigma 0); use hso.diffusers.apply")
+    if name in _FLOW_SIGMAS and "sigmas" in params:
+        if any(sched.config.get(k) for k in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                                             "invert_sigmas")):
+            raise ValueError(f"{name} would respace the given sigmas (karras/exponential/beta/invert set in its "
+                             "config); use hso.diffusers.apply")
+        # FlowMatch applies its own shift (static or mu) to the sigmas it is given: pass the unshifted time
+        return {"sigmas": [float(v) for v in plan["t"][:len(plan["timesteps"])]]}
+    if "timesteps" in params and name in ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
+                                          "EulerDiscreteScheduler", "HeunDiscreteScheduler"):
+        if name.startswith("DPMSolver") and sched.config.get("final_sigmas_type", "zero") != "zero":
+            raise ValueError(f"{name} with final_sigmas_type={sched.config['final_sigmas_type']!r} would end at "
+                             "sigma_min, not 0; use hso.diffusers.apply")
+        if name == "EulerDiscreteScheduler" and sched.config.get("final_sigmas_type", "zero") != "zero":
+            raise ValueError("EulerDiscreteScheduler with final_sigmas_type='sigma_min' would not end at 0; use "
+                             "hso.diffusers.apply")
+        return {"timesteps": [int(v) for v in plan["timesteps"]]}
+    raise ValueError(f"{name} accepts neither timesteps= nor sigmas= for this schedule; use hso.diffusers.apply")

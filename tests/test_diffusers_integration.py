@@ -1,0 +1,259 @@
+"""hso schedules in real diffusers schedulers and pipelines, offline (small randomly initialised UNet2DModel)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+import hso  # noqa: E402
+import hso.diffusers as hd  # noqa: E402
+from hso.solvers import sample  # noqa: E402
+from hso.testbeds import as_model, load  # noqa: E402
+
+SD = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+ALL = ["DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler",
+       "DEISMultistepScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "HeunDiscreteScheduler"]
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    net = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                                block_out_channels=(16, 32), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8).eval()
+    return net.double()
+
+
+@pytest.fixture(scope="module")
+def noise():
+    return torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1, 8, 8)))
+
+
+def _make(name: str, **kw):
+    cfg = dict(SD, **kw)
+    if name in ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "DDIMScheduler"):
+        cfg.setdefault("timestep_spacing", "trailing")
+    if name == "DDIMScheduler":
+        cfg.setdefault("set_alpha_to_one", True)
+        cfg.setdefault("clip_sample", False)
+    return getattr(diffusers, name)(**cfg)
+
+
+def _loop(model, sched, x, steps=None, inputs=None):
+    """What every diffusers pipeline does with its scheduler; returns the sample and the model's timesteps (and
+    appends the model's inputs to `inputs` when given)."""
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sched.set_timesteps(steps)
+    x = x * getattr(sched, "init_noise_sigma", 1.0)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            seen.append(float(t))
+            inp = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
+            if inputs is not None:
+                inputs.append(inp)
+            x = sched.step(model(inp, t), t, x).prev_sample
+    return x, seen
+
+
+def _unet_model(unet):
+    return lambda x, t: unet(x, t).sample
+
+
+def _stock_points(sched, steps):
+    sched.set_timesteps(steps)
+    ts = list(dict.fromkeys(int(v) for v in sched.timesteps))  # Heun repeats interior points
+    return (np.asarray(ts, dtype=np.float64) + 1) / 1000
+
+
+# ------------------------------------------------------------------ from_diffusers
+def test_from_diffusers_matches_the_presets_and_reads_every_field(tmp_path):
+    sd = hso.NoiseSchedule.from_diffusers(diffusers.DPMSolverMultistepScheduler(**SD, prediction_type="v_prediction"))
+    assert np.array_equal(sd.log_alpha_table, hso.NoiseSchedule.preset("sd21").log_alpha_table)
+    assert sd.prediction_type == "v_prediction"
+    betas = np.linspace(1e-4, 0.02, 500)
+    tb = hso.NoiseSchedule.from_diffusers(diffusers.DDIMScheduler(num_train_timesteps=500, trained_betas=betas))
+    assert np.allclose(np.exp(2 * tb.log_alpha_table), np.cumprod(1 - betas), rtol=1e-12)
+    zs = hso.NoiseSchedule.from_diffusers(diffusers.EulerDiscreteScheduler(**SD, rescale_betas_zero_snr=True))
+    assert zs.lambda_(1.0) < -8  # terminal SNR ~ 0
+    fl = hso.NoiseSchedule.from_diffusers(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    assert fl.family == "flow" and fl.params["shift"] == 3.0
+    dyn = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    with pytest.raises(ValueError, match="use_dynamic_shifting"):
+        hso.NoiseSchedule.from_diffusers(dyn)
+    assert np.isclose(hso.NoiseSchedule.from_diffusers(dyn, mu=0.5).params["shift"], np.exp(0.5))
+    path = tmp_path / "scheduler_config.json"
+    path.write_text(json.dumps({"_class_name": "PNDMScheduler", **SD}))
+    assert np.array_equal(hso.NoiseSchedule.from_diffusers(path).log_alpha_table, sd.log_alpha_table)
+    assert hso.NoiseSchedule.from_diffusers(tmp_path).family == "vp_discrete"
+    with pytest.raises(ValueError, match="'beta_schedule' = 'sigmoid'"):
+        hso.NoiseSchedule.from_diffusers({"beta_schedule": "sigmoid"})
+    with pytest.raises(ValueError, match="timestep_type"):
+        hso.NoiseSchedule.from_diffusers({"timestep_type": "continuous"})
+    with pytest.raises(FileNotFoundError):
+        hso.NoiseSchedule.from_diffusers(tmp_path / "nope.json")
+    with pytest.raises(TypeError):
+        hso.NoiseSchedule.from_diffusers(42)
+
+
+# ------------------------------------------------------------------ stock equivalence
+@pytest.mark.parametrize("name", ALL)
+def test_adapted_scheduler_with_the_stock_schedule_gives_the_stock_output(unet, noise, name):
+    stock = _make(name)
+    conv = "stop" if name == "DEISMultistepScheduler" else "jump"  # stock DEIS ends at sigma_min, no evaluation
+    t = _stock_points(stock, 5)
+    if conv == "stop":
+        t = np.append(t, 1 / 1000)
+    ref, seen_ref = _loop(_unet_model(unet), stock, noise, 5)  # 5 divides 1000: stock DDIM strides right
+    adapted = hd.apply(_make(name), t, convention=conv)
+    out, seen = _loop(_unet_model(unet), adapted, noise)
+    assert seen == seen_ref
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_flow_match_euler_with_stock_sigmas(unet, noise):
+    sch = hso.NoiseSchedule.flow(3.0)
+    t = np.linspace(0.999, 0.05, 6)
+    stock = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    stock.set_timesteps(sigmas=t.tolist())  # FlowMatch shifts custom sigmas itself: pass the unshifted time
+    model = _unet_model(unet)
+    seen_ref, x = [], noise.clone()
+    with torch.no_grad():
+        for ts in stock.timesteps:
+            seen_ref.append(float(ts))
+            x = stock.step(model(x, ts), ts, x).prev_sample
+    out, seen = _loop(model, hd.apply(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), t), noise)
+    np.testing.assert_allclose(seen, seen_ref, rtol=1e-6)
+    torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------ hso schedules run exactly
+@pytest.mark.parametrize("name", ALL)
+def test_optimize_pipeline_runs_the_optimised_timesteps(unet, noise, name):
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=_make(name))  # DDIMPipeline would convert to DDIM
+    nfe = 5
+    res = hd.optimize_pipeline(pipe, nfe=nfe)
+    assert res.convention == "jump" and res.solver == hd.SUPPORTED[name]
+    assert type(pipe.scheduler).__name__ == name
+    out, seen = _loop(_unet_model(unet), pipe.scheduler, noise)
+    assert list(dict.fromkeys(int(v) for v in seen)) == res.timesteps.tolist()
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name,solver,kw", [
+    ("DPMSolverMultistepScheduler", "dpmsolver++", {"solver_order": 2}),
+    ("UniPCMultistepScheduler", "unipc", {"solver_order": 3, "solver_type": "bh1"}),
+    ("UniPCMultistepScheduler", "unipc", {"solver_order": 2, "solver_type": "bh2"}),
+    ("DDIMScheduler", "ddim", {}), ("EulerDiscreteScheduler", "euler", {}), ("HeunDiscreteScheduler", "heun", {})])
+@pytest.mark.parametrize("conv", ["jump", "stop"])
+def test_adapted_schedulers_equal_hso_samplers_on_hso_schedules(name, solver, kw, conv):
+    """The exact denoiser through diffusers' adapted scheduler and through hso.solvers.sample: same numbers."""
+    if solver == "heun" and conv == "stop":
+        pytest.skip("Heun in diffusers always ends with the step to sigma 0")
+    sch = hso.NoiseSchedule.preset("sd15")
+    res = hso.optimize(sch, 7 if solver == "heun" else 5, solver, convention=conv)
+    gmm = load("gmm")
+    model = as_model(gmm, sch, "epsilon")
+    z = np.random.default_rng(1).standard_normal((4, 64))
+    adapted = hd.apply(_make(name, **kw), res)
+
+    def dmodel(x, t):
+        return torch.from_numpy(model(x.double().numpy(), (int(t) + 1) / 1000))
+
+    inputs: list = []
+    out, _ = _loop(dmodel, adapted, torch.from_numpy(z), inputs=inputs)
+    # a discrete model runs the integer timesteps: the schedule points snapped to them
+    t_run = sch.t_of_timesteps(res.timesteps)
+    opts = {"order": kw["solver_order"]} if "solver_order" in kw else {}
+    if "solver_type" in kw:
+        opts["variant"] = kw["solver_type"]
+    ours = sample(model, inputs[0].numpy(), sch, t_run, solver, convention=conv, **opts)
+    if conv == "stop" and name == "EulerDiscreteScheduler":
+        ours = ours / float(sch.alpha(t_run[-1]))  # Euler's state is sigma-space x / alpha
+    np.testing.assert_allclose(out.numpy(), ours, rtol=0, atol=3e-5 * np.abs(ours).max())
+
+
+def test_unipc_bh1_jump_is_repaired(unet, noise):
+    stock = _make("UniPCMultistepScheduler", solver_type="bh1")
+    bad, _ = _loop(_unet_model(unet), stock, noise, 5)
+    assert not torch.isfinite(bad).all()  # diffusers' own bh1 on the jump to sigma 0
+    res = hso.optimize("sd15", 5, "unipc", convention="jump")
+    good, _ = _loop(_unet_model(unet), hd.apply(_make("UniPCMultistepScheduler", solver_type="bh1"), res), noise)
+    assert torch.isfinite(good).all()
+
+
+def test_ddim_pipeline_end_to_end(unet):
+    pipe = diffusers.DDIMPipeline(unet=unet, scheduler=_make("DDIMScheduler", timestep_spacing="leading"))
+    res = hd.optimize_pipeline(pipe, nfe=6)
+    calls = []
+    forward = pipe.unet.forward
+
+    def spy(x, t, *a, **k):
+        calls.append(int(t))
+        return forward(x, t, *a, **k)
+
+    pipe.unet.forward = spy
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            img = pipe(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=6,
+                       output_type="np").images
+    finally:
+        pipe.unet.forward = forward
+    assert calls == res.timesteps.tolist()
+    assert np.all(np.isfinite(img))
+
+
+# ------------------------------------------------------------------ kwargs, sigmas, errors
+def test_pipeline_kwargs_and_k_diffusion_sigmas():
+    res = hso.optimize("sd15", 5, "dpmsolver++", convention="jump")
+    kw = res.pipeline_kwargs(_make("DPMSolverMultistepScheduler"))
+    stock = _make("DPMSolverMultistepScheduler")
+    stock.set_timesteps(**kw)
+    assert stock.timesteps.tolist() == res.timesteps.tolist()
+    assert res.k_diffusion_sigmas()[-1] == 0.0 and len(res.k_diffusion_sigmas()) == 6
+    stop = hso.optimize("sd15", 5, "unipc")
+    assert stop.k_diffusion_sigmas()[-1] > 0 and len(stop.k_diffusion_sigmas()) == 6
+    with pytest.raises(ValueError, match="use hso.diffusers.apply"):
+        res.pipeline_kwargs(_make("UniPCMultistepScheduler"))
+    with pytest.raises(ValueError, match="'stop' schedule"):
+        stop.pipeline_kwargs(_make("DPMSolverMultistepScheduler"))
+    flow = hso.optimize(hso.NoiseSchedule.flow(3.0), 5, "euler")
+    kw = flow.pipeline_kwargs(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    assert np.allclose(kw["sigmas"], flow.t)  # the scheduler applies its shift to what it is given
+    stock = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    stock.set_timesteps(**kw)
+    assert np.allclose(stock.sigmas[:-1].numpy(), hso.NoiseSchedule.flow(3.0).sigma(flow.t), rtol=1e-6)
+
+
+def test_bad_combinations_raise():
+    res = hso.optimize("sd15", 5, "unipc", convention="jump")
+    with pytest.raises(ValueError, match="another noise schedule"):
+        hd.apply(diffusers.UniPCMultistepScheduler(beta_schedule="linear"), res)
+    with pytest.raises(ValueError, match="cannot take a custom schedule"):
+        hd.apply(diffusers.PNDMScheduler(**SD), res)
+    with pytest.raises(ValueError, match="always ends with a step to sigma 0"):
+        pass_stop = hso.optimize("sd15", 6, "heun", convention="stop")
+        hd.apply(_make("HeunDiscreteScheduler"), pass_stop)
+    with pytest.raises(ValueError, match="optimised for convention"):
+        hd.apply(_make("UniPCMultistepScheduler"), res, convention="stop")
+    with pytest.raises(ValueError, match="not unique"):
+        hd.apply(_make("DDIMScheduler"), [0.5, 0.4999, 0.1])
+    with pytest.raises(TypeError):
+        hd.apply(object(), res)
+    with pytest.warns(UserWarning, match="optimised for 'unipc'"):
+        hd.apply(_make("DDIMScheduler"), res)
+
+
+def test_adapted_scheduler_saves_as_the_stock_class(tmp_path):
+    adapted = hd.apply(_make("UniPCMultistepScheduler"), hso.optimize("sd15", 5, "unipc", convention="jump"))
+    adapted.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "scheduler_config.json").read_text())
+    assert cfg["_class_name"] == "UniPCMultistepScheduler"
+    assert type(hd.remove(adapted)).__mro__[1].__name__ != "_AdaptedFinalJump"
