@@ -1,5 +1,6 @@
-"""Command line: ``hso optimize`` prints an optimised schedule, ``hso evaluate`` scores schedules on real samplers,
-``hso info`` says what loaded.
+"""Command line: ``hso optimize`` prints an optimised schedule, ``hso sweep`` a grid of them (JSON or CSV),
+``hso plot`` draws them against baselines, ``hso evaluate`` scores schedules on real samplers, ``hso info`` says
+what loaded.
 
 Results go to stdout (a table or JSON), messages and errors to stderr; exit code 0 on success, 2 on bad input.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["main"]
 
@@ -49,6 +50,30 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--metric", default="rmse", choices=("rmse", "rmse_end", "fd_pixel", "fd_feature"))
     ev.add_argument("--out", default=None, help="folder for results.json, table.md and the PNG plots")
     ev.add_argument("--format", default="table", choices=("table", "json"))
+    sw = sub.add_parser("sweep", help="optimise a grid of schedules (solvers x conventions x NFEs) in one pass")
+    sw.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
+    sw.add_argument("--solver", default="unipc", help="comma-separated sampler names")
+    sw.add_argument("--nfe", default="3-20", help="comma-separated NFEs or ranges, e.g. 3-20 or 4-6,8")
+    sw.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
+    sw.add_argument("--objective", default="mep", choices=("mep", "dmn"))
+    sw.add_argument("--spacing", default="rank", choices=SPACINGS)
+    sw.add_argument("--seed", type=int, default=66)
+    sw.add_argument("--backend", default="auto")
+    sw.add_argument("--format", default="json", choices=("json", "csv"))
+    sw.add_argument("--out", default=None, help="write to this file instead of stdout")
+    sw.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                    help="progress lines on stderr")
+    pl = sub.add_parser("plot", help="draw HSO schedules against baseline schedules (t and lambda panels, PNG)")
+    pl.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
+    pl.add_argument("--solver", default="unipc", help="comma-separated sampler names")
+    pl.add_argument("--nfe", default="5", help="comma-separated NFEs or ranges, e.g. 4,5,6")
+    pl.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
+    pl.add_argument("--objective", default="mep", choices=("mep", "dmn"))
+    pl.add_argument("--spacing", default="rank", choices=SPACINGS)
+    pl.add_argument("--baselines", default="logSNR,time_uniform,edm_rho7,trailing",
+                    help="comma-separated schedule methods of hso.evaluation (empty: none)")
+    pl.add_argument("--library", action="store_true", help="take the HSO schedules from hso.library (no search)")
+    pl.add_argument("--out", default="schedules.png", help="PNG file to write")
     return ap
 
 
@@ -86,6 +111,152 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(preset: str, solvers: str, nfe: str, conventions: str | None) -> tuple[Any, list[dict[str, Any]]]:
+    """Validate a preset x solvers x conventions x NFEs grid (before any search).
+
+    Returns:
+        ``(noise schedule, configs)``: one `optimize_many` config per cell, solver-major, then convention, then NFE.
+
+    Raises:
+        ValueError / TypeError: unknown preset, solver or convention; a bad or empty NFE list, an NFE < 1.
+    """
+    from .schedules import NoiseSchedule
+    from .solvers import CONVENTIONS, get_solver
+
+    sched = NoiseSchedule.preset(preset)
+    names = list(dict.fromkeys(get_solver(n).name for n in _names(solvers) or ()))
+    if not names:
+        raise ValueError("no solver given")
+    nfes = list(dict.fromkeys(_int_list(nfe)))
+    if not nfes:
+        raise ValueError(f"bad NFE list {nfe!r}: it names no NFE (use numbers and ranges like 3-20)")
+    if min(nfes) < 1:
+        raise ValueError(f"NFE must be >= 1, got {min(nfes)}")
+    convs = list(dict.fromkeys(_names(conventions) or ())) or [None]  # None: each solver's own
+    for c in convs:
+        if c is not None and c not in CONVENTIONS:
+            raise ValueError(f"unknown convention {c!r}; known: {', '.join(CONVENTIONS)}")
+    return sched, [{"solver": s, "nfe": n, **({} if c is None else {"convention": c})}
+                   for s in names for c in convs for n in nfes]
+
+
+def _check_out(path: str | None) -> None:
+    """Refuse an output file whose folder does not exist before any search runs (not after seconds of work)."""
+    import os
+
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ValueError(f"cannot write {path!r}: its folder does not exist")
+
+
+def _csv(results: Sequence[Any]) -> str:
+    """One row per schedule; list columns are space-separated, floats at full precision (repr)."""
+    import csv
+    import io
+
+    def join(values: Any) -> str:
+        return "" if values is None else " ".join(repr(v) for v in values.tolist())
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["preset", "solver", "convention", "nfe", "objective", "spacing", "fitness", "mep", "penalty", "psi",
+                "t", "timesteps", "sigmas"])
+    for r in results:
+        w.writerow([r.schedule.get("name"), r.solver, r.convention, r.nfe, r.objective, r.spacing, repr(r.fitness),
+                    repr(r.mep), repr(r.penalty), join(r.psi), join(r.t), join(r.timesteps), join(r.sigmas)])
+    return buf.getvalue()
+
+
+def _emit(text: str, out: str | None, what: str) -> None:
+    """Text to stdout, or to the file ``out`` with a note on stderr."""
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"hso sweep: wrote {out} ({what})", file=sys.stderr)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .optimize import optimize_many
+
+    sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
+    _check_out(args.out)
+    results = optimize_many(configs, schedule=sched, objective=args.objective, spacing=args.spacing, seed=args.seed,
+                            backend=args.backend, progress=args.progress)
+    # JSON: a list with one result per line (the grid can hold hundreds)
+    text = _csv(results) if args.format == "csv" else \
+        "[\n" + ",\n".join(json.dumps(r.to_dict()) for r in results) + "\n]\n"
+    _emit(text, args.out, f"{len(results)} schedules")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
+
+    sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
+    baselines = list(dict.fromkeys(_names(args.baselines) or ()))
+    for m in baselines:
+        if m not in METHODS:
+            raise ValueError(f"unknown baseline {m!r}; known: {', '.join(METHODS)}")
+    _check_out(args.out)
+    if args.library and (args.objective, args.spacing) != ("mep", "rank"):
+        raise ValueError("--library holds objective 'mep' with spacing 'rank' only; drop --library to search")
+    try:
+        import matplotlib  # noqa: F401 - only to fail early, before any search
+    except ImportError:
+        raise ValueError("hso plot needs matplotlib: pip install 'hso[eval]'") from None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if args.library:
+        from .library import get
+        results = [get(args.preset, c["solver"], c["nfe"], c.get("convention")) for c in configs]
+    else:
+        from .optimize import optimize_many
+        results = optimize_many(configs, schedule=sched, objective=args.objective, spacing=args.spacing)
+
+    # Figure + Agg canvas directly: no pyplot, so no global backend switch in the calling process
+    fig = Figure(figsize=(12, 4.6))
+    FigureCanvasAgg(fig)
+    ax_t, ax_l = fig.subplots(1, 2)
+    colors = matplotlib.colormaps["tab10"].colors
+    for k, r in enumerate(results):
+        x = np.linspace(0.0, 1.0, r.t.size)
+        label = f"HSO {r.solver} NFE {r.nfe} ({r.convention})"
+        for ax, y in ((ax_t, r.t), (ax_l, r.lambdas)):
+            ax.plot(x, y, "o-", color=colors[k % len(colors)], lw=2, ms=5, label=label, zorder=3)
+    # one baseline curve per distinct schedule: most baselines depend on the number of points only, so several
+    # solvers / conventions would otherwise draw the same curve again
+    base_colors = matplotlib.colormaps["Dark2"].colors
+    for j, m in enumerate(baselines):
+        drawn: set[bytes] = set()
+        for r in results:
+            try:
+                t = make_schedule(m, sched, r.solver, r.nfe, r.convention)
+            except MethodNotApplicable as e:
+                print(f"hso plot: skipped baseline {m!r}: {e}", file=sys.stderr)
+                break
+            if t.tobytes() in drawn:
+                continue
+            x = np.linspace(0.0, 1.0, t.size)
+            for ax, y in ((ax_t, t), (ax_l, sched.lambda_(t))):
+                ax.plot(x, y, "x--", color=base_colors[j % len(base_colors)], lw=1, ms=5,
+                        label=None if drawn else m, zorder=2)
+            drawn.add(t.tobytes())
+    src = "library" if args.library else f"objective {args.objective}, spacing {args.spacing}"
+    ax_t.set(xlabel="step i / N", ylabel="t (normalised time)", title=f"{args.preset}: schedule in t ({src})")
+    ax_l.set(xlabel="step i / N", ylabel="lambda = log(alpha / sigma)", title=f"{args.preset}: schedule in lambda")
+    for ax in (ax_t, ax_l):
+        ax.grid(alpha=0.3)
+    ax_l.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"hso plot: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in (None, "optimize"):
@@ -116,6 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _evaluate(args)
         except (ValueError, TypeError) as e:
+            print(f"hso: error: {e}", file=sys.stderr)
+            return 2
+    if args.command in ("sweep", "plot"):
+        try:
+            return _sweep(args) if args.command == "sweep" else _plot(args)
+        except (ValueError, TypeError, RuntimeError, OSError) as e:
             print(f"hso: error: {e}", file=sys.stderr)
             return 2
     if args.command == "info":

@@ -1,0 +1,168 @@
+"""The shipped schedule library (`hso.library`): coverage, exact agreement with `hso.optimize`, no search on load,
+bad input, provenance, and the generator."""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hso
+from hso import library
+from hso.library import build as lib_build
+
+SOLVERS = ("unipc", "dpmsolver++", "ddim", "euler")
+CONVENTIONS = ("stop", "jump")
+NFES = range(3, 21)
+
+# a deterministic spread over presets, solvers, conventions (explicit and default) and NFEs
+SAMPLE = [("sd21", "unipc", 5, None), ("sdxl", "ddim", 4, None), ("edm", "dpmsolver++", 8, "jump"),
+          ("flow", "euler", 12, "stop"), ("vp_cosine", "unipc", 20, "jump"), ("ddpm", "ddim", 3, "stop"),
+          ("vp_linear", "euler", 17, None)]
+
+
+def _assert_same(got: hso.ScheduleResult, want: hso.ScheduleResult, t_tol: float) -> None:
+    """Same schedule: t within t_tol, identical integer timesteps, identical labels and settings."""
+    np.testing.assert_allclose(got.t, want.t, rtol=0, atol=t_tol)
+    np.testing.assert_allclose(got.lambdas, want.lambdas, rtol=0, atol=t_tol * 1e3)
+    np.testing.assert_allclose(got.psi, want.psi, rtol=0, atol=t_tol * 1e3)
+    assert (got.timesteps is None) == (want.timesteps is None)
+    if want.timesteps is not None:
+        assert got.timesteps.tolist() == want.timesteps.tolist()
+    np.testing.assert_allclose(got.sigmas, want.sigmas, rtol=t_tol * 1e3, atol=0)
+    for f in ("convention", "solver", "nfe", "objective", "spacing", "d_min", "schedule", "settings"):
+        assert getattr(got, f) == getattr(want, f), f
+
+
+def _boom(*args: object, **kwargs: object) -> None:
+    raise AssertionError("hso.library.get must not run a search")
+
+
+def test_get_runs_no_search(monkeypatch):
+    # patch every search entry point, then load from scratch (the file read is part of what must not search)
+    monkeypatch.setattr(sys.modules["hso.optimize"], "optimize", _boom)
+    monkeypatch.setattr(sys.modules["hso.optimize"], "optimize_many", _boom)
+    monkeypatch.setattr(hso, "optimize", _boom)
+    monkeypatch.setattr(hso, "optimize_many", _boom)
+    for name in ("search", "search_many", "lower_solve"):
+        monkeypatch.setattr(hso.fast, name, _boom)
+    library._data.cache_clear()
+    res = library.get("sd21", "ddim", 4)
+    assert res.timesteps.tolist() == [959, 708, 376, 29]  # the README's value
+    assert res.convention == "jump" and res.solver == "ddim"
+
+
+@pytest.mark.parametrize("preset,solver,nfe,convention", SAMPLE)
+def test_shipped_entries_equal_a_fresh_search(preset, solver, nfe, convention):
+    got = library.get(preset, solver, nfe, convention)
+    want = hso.optimize(preset, nfe, solver, convention=convention)
+    same_engine = want.backend == library.provenance()["backend"]
+    # the same engine reproduces the bytes; another one (cpp vs reference vs GPU) agrees to its tolerance
+    _assert_same(got, want, 1e-12 if same_engine else 1e-9)
+    if same_engine:
+        assert got.t.tolist() == want.t.tolist() and got.fitness == want.fitness and got.nfev == want.nfev
+
+
+def test_coverage_is_complete_and_every_entry_is_consistent():
+    keys = set(library.available())
+    want = {(p, s, c, n) for p in hso.PRESETS for s in SOLVERS for c in CONVENTIONS for n in NFES}
+    assert keys == want
+    cov = library.coverage()
+    assert cov["presets"] == list(hso.PRESETS) and cov["solvers"] == list(SOLVERS)
+    assert cov["conventions"] == list(CONVENTIONS) and cov["nfe"] == list(NFES)
+    assert (cov["objective"], cov["spacing"], cov["seed"]) == ("mep", "rank", 66)
+    assert cov["entries"] == len(want) and 0 < cov["unique_schedules"] <= len(want)
+    for p, s, c, n in sorted(keys):
+        r = library.get(p, s, n, c)
+        assert (r.schedule["name"], r.solver, r.convention, r.nfe) == (p, s, c, n)
+        n_int = hso.get_solver(s).n_intervals(n, c)
+        assert r.t.shape == r.lambdas.shape == (n_int + 1,) and r.settings["n_intervals"] == n_int
+        assert r.sigmas.shape == (n_int + 1 + (c == "jump"),)
+        assert np.all(np.diff(r.t) < 0) and np.all(np.isfinite(r.lambdas))
+        if r.timesteps is not None:
+            assert np.all(np.diff(r.timesteps) < 0)
+
+
+def test_default_convention_and_aliases():
+    assert library.get("sd21", "unipc", 5).convention == "stop"
+    assert library.get("sd21", "euler", 5).convention == "jump"
+    assert library.get("SD21", "dpmpp", 6).solver == "dpmsolver++"
+    assert library.get("sd21", "ddim", 6).t.tolist() == library.get("sd21", "ddim", 6, "jump").t.tolist()
+
+
+def test_results_are_fresh_objects():
+    a = library.get("edm", "unipc", 6)
+    a.t[:] = 0.0
+    a.settings["seed"] = -1
+    b = library.get("edm", "unipc", 6)
+    assert b.t[0] > 0 and b.settings["seed"] == 66
+
+
+@pytest.mark.parametrize("args,exc,match", [
+    (("nope", "unipc", 5), ValueError, r"no preset 'nope'.*covers presets sd15.*hso\.optimize"),
+    (("sd21", "heun", 5), ValueError, r"no solver 'heun'.*solvers unipc, dpmsolver\+\+, ddim, euler.*hso\.optimize"),
+    (("sd21", "lms", 5), ValueError, r"no solver 'lms'"),
+    (("sd21", "unipc", 2), ValueError, r"no NFE 2.*NFE 3-20.*hso\.optimize\('sd21', 2, 'unipc'\)"),
+    (("sd21", "unipc", 21), ValueError, r"no NFE 21"),
+    (("sd21", "unipc", 5, "both"), ValueError, r"unknown convention 'both'; known: stop, jump"),
+    (("sd21", "unipc", 5.0), TypeError, r"nfe must be an integer"),
+    (("sd21", "unipc", True), TypeError, r"nfe must be an integer"),
+    ((hso.NoiseSchedule.preset("sd21"), "unipc", 5), TypeError, r"preset name.*hso\.optimize"),
+])
+def test_bad_input_says_what_is_covered(args, exc, match):
+    with pytest.raises(exc, match=match):
+        library.get(*args)
+
+
+def test_provenance_and_file():
+    prov = library.provenance()
+    assert prov["method"] == "HSO (AAAI 2026)" and prov["command"] == "python -m hso.library.build"
+    for key in ("hso_version", "numpy", "scipy", "backend"):
+        assert isinstance(prov[key], str) and prov[key]
+    assert "git_commit" in prov and "git_dirty" in prov
+    assert datetime.datetime.fromisoformat(prov["date"]).tzinfo is not None
+    assert library.coverage()["provenance"] == prov
+    path = resources.files("hso.library").joinpath(library.FILENAME)
+    raw = path.read_bytes()
+    assert len(raw) < 2_000_000
+    json.loads(raw, parse_constant=lambda c: pytest.fail(f"non-finite number {c} in the library"))
+
+
+def test_generator_reproduces_the_shipped_entries(tmp_path):
+    # one preset through the same code path as `python -m hso.library.build` (main: write, read back, check)
+    out = tmp_path / "lib.json"
+    assert lib_build.main(["--presets", "edm", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["coverage"]["presets"] == ["edm"] and set(data["provenance"]) >= set(library.provenance())
+    shipped = library._data()
+    same_engine = data["provenance"]["backend"] == shipped["provenance"]["backend"]
+    for s in SOLVERS:
+        for c in CONVENTIONS:
+            for n in NFES:
+                got = library._rebuild(data, "edm", s, data["results"][data["presets"]["edm"]["index"][s][c][str(n)]])
+                _assert_same(got, library.get("edm", s, n, c), 1e-12 if same_engine else 1e-9)
+
+
+def test_generator_rejects_unknown_presets(tmp_path, capsys):
+    assert lib_build.main(["--presets", "nope", "--out", str(tmp_path / "x.json")]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_missing_file_is_a_clear_error(monkeypatch):
+    class Missing:
+        def joinpath(self, name: str) -> Path:
+            return Path("/nonexistent") / name
+
+    monkeypatch.setattr(library.resources, "files", lambda pkg: Missing())
+    library._data.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="python -m hso.library.build"):
+            library.get("sd21", "unipc", 5)
+    finally:
+        monkeypatch.undo()
+        library._data.cache_clear()
