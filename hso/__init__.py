@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import fast
+from . import fast, library
 from .inits import INIT_FAMILIES, init_schedule
 from .objectives import dmn, mep, spacing_penalty
 from .optimize import SPACINGS, d_min, optimize, optimize_many
@@ -27,5 +27,5 @@ def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.evaluat
 
 
 __all__ = ["optimize", "evaluate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
-           "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast",
+           "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast", "library",
            "__version__"]

@@ -23,7 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command")
     op = sub.add_parser("optimize", help="optimise a schedule (default: SD 2.1, UniPC, NFE 5)")
     op.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
-    op.add_argument("--solver", default="unipc", help=f"sampler: {', '.join(SOLVERS)}")
+    op.add_argument("--solver", default=None,
+                    help=f"sampler: {', '.join(SOLVERS)} (default unipc; with --from-diffusers-config: the one "
+                         "matching the scheduler class)")
+    op.add_argument("--from-diffusers-config", default=None, metavar="PATH",
+                    help="noise schedule from a local diffusers scheduler_config.json (or its folder) instead of "
+                         "--preset; the convention then defaults to diffusers' 'jump'")
+    op.add_argument("--mu", type=float, default=None, help="dynamic-shifting mu (flow schedulers that use it)")
     op.add_argument("--nfe", type=int, default=5, help="number of network evaluations")
     op.add_argument("--objective", default="mep", choices=("mep", "dmn"))
     op.add_argument("--convention", default=None, choices=("stop", "jump"),
@@ -35,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     op.add_argument("--popsize", type=int, default=20)
     op.add_argument("--maxiter", type=int, default=60)
     op.add_argument("--backend", default="auto")
-    op.add_argument("--format", default="table", choices=("table", "json"))
+    op.add_argument("--format", default="table", choices=("table", "json", "diffusers", "kdiffusion"),
+                    help="table; json (everything); diffusers (timesteps= or, for flow, sigmas= to pass a "
+                         "pipeline); kdiffusion (the sigma list)")
     sub.add_parser("info", help="versions and which backends loaded")
     ev = sub.add_parser("evaluate", help="score schedules with real samplers on a test bed (tables, JSON, plots)")
     ev.add_argument("--testbed", default="gmm", help="gmm (exact digits denoiser) or net (the trained network)")
@@ -257,6 +265,22 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_diffusers_config(args: argparse.Namespace) -> tuple:
+    """(noise schedule, solver, convention) for ``hso optimize --from-diffusers-config``."""
+    from .schedules import NoiseSchedule, _diffusers_config
+
+    schedule = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
+    solver = args.solver
+    if solver is None:
+        from .diffusers import SUPPORTED
+
+        cls_name = _diffusers_config(args.from_diffusers_config)[1]
+        if cls_name not in SUPPORTED:
+            raise ValueError(f"scheduler class {cls_name or '(none)'!r} has no matching hso solver; pass --solver")
+        solver = SUPPORTED[cls_name]
+    return schedule, solver, args.convention or "jump"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in (None, "optimize"):
@@ -264,16 +288,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = _parser().parse_args(["optimize"])
         from .optimize import optimize
         try:
-            res = optimize(args.preset, args.nfe, args.solver, args.objective, convention=args.convention,
+            schedule, solver, convention = args.preset, args.solver or "unipc", args.convention
+            if args.from_diffusers_config is not None:
+                schedule, solver, convention = _from_diffusers_config(args)
+            elif args.mu is not None:
+                raise ValueError("--mu applies with --from-diffusers-config only")
+            res = optimize(schedule, args.nfe, solver, args.objective, convention=convention,
                            spacing=args.spacing, p=args.p, seed=args.seed, popsize=args.popsize,
                            maxiter=args.maxiter, backend=args.backend)
-        except (ValueError, TypeError, RuntimeError) as e:
+        except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:
             print(f"hso: error: {e}", file=sys.stderr)
             return 2
+        if args.format == "diffusers":
+            if res.schedule["family"] == "flow":  # FlowMatch schedulers shift the sigmas they are given
+                print(json.dumps({"sigmas": res.t.tolist(), "convention": res.convention, "solver": res.solver}))
+            elif res.timesteps is not None:
+                print(json.dumps({"timesteps": res.timesteps.tolist(), "convention": res.convention,
+                                  "solver": res.solver}))
+            else:
+                print(f"hso: error: the {res.schedule['family']} family has no diffusers timesteps; use --format "
+                      "kdiffusion", file=sys.stderr)
+                return 2
+            return 0
+        if args.format == "kdiffusion":
+            print(json.dumps(res.k_diffusion_sigmas()))
+            return 0
         if args.format == "json":
             print(res.to_json(indent=2))
         else:
-            print(f"# HSO schedule: {args.preset}, {res.solver}, NFE {res.nfe}, convention {res.convention}, "
+            print(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention {res.convention}, "
                   f"objective {res.objective}, spacing {res.spacing}")
             print(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); fitness "
                   f"{res.mep:.4f} + penalty {res.penalty:.3g}; {res.nit} generations, {res.nfev} lower solves, "
