@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {bed} / {preset}", file=sys.stderr, flush=True)
             ev = evaluate(bed, preset, solvers=DEFAULT_SOLVERS, nfes=DEFAULT_NFES, methods=DEFAULT_METHODS,
-                          n_samples=args.samples, seed=0, progress=True)
+                          conventions=("stop", "jump"), n_samples=args.samples, seed=0, progress=True)
             ev.save(config_dir(bed, preset))
     update_readme(load_results())
     return 0

@@ -4,7 +4,9 @@ A method maps (noise schedule, solver, NFE, convention) to schedule points ``t  
 the solver's number of intervals for that NFE and convention (spec §3). Model-free baselines span the family's
 whole time domain ``[t_min, t_max]`` (for SD: timesteps 999 -> 0), as their reference implementations do.
 
-* ``hso``: `hso.optimize` with its defaults (MEP); ``hso_dmn``: the same search with the DM-NonUniform objective;
+* ``hso``: `hso.optimize` with its defaults (the paper's: MEP, p = 2 (1 for VE), spacing "rank");
+  ``hso_dmn``: the same search with the DM-NonUniform objective; ``hso_constrain``: ``spacing="constrain"``;
+  ``hso_p1``: MEP with p = 1 (recommended for pixel-space models; VP and flow only, it is the VE default);
 * ``time_uniform``, ``logSNR``, ``time_quadratic`` (dpm-solver's skip types), ``edm_rho7`` (Karras et al.);
 * ``leading`` / ``trailing``: diffusers' integer timestep spacings (discrete models; ``steps_offset=1`` for
   leading, as in the Stable Diffusion configs);
@@ -20,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..inits import init_schedule
-from ..schedules import NoiseSchedule, betas_for
+from ..schedules import KIND_VE, NoiseSchedule, betas_for
 from ..solvers import get_solver
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "register_method", "make_schedule", "MethodNotApplicable"]
@@ -73,19 +75,25 @@ def _schedule_key(schedule: NoiseSchedule) -> tuple:
             None if table is None else hash(table.tobytes()))
 
 
-def _hso(objective: str) -> MethodFn:
+def _hso(objective: str = "mep", **options: Any) -> MethodFn:
     def fn(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
         from ..optimize import optimize
-        # searches are deterministic (seeded); the DM-NonUniform one takes seconds, so repeat runs reuse it
-        key = (objective, _schedule_key(schedule), solver, nfe, convention)
+        if options.get("p") == 1.0 and schedule.kind == KIND_VE:
+            raise MethodNotApplicable("MEP with p = 1 is already hso's default for VE/EDM schedules")
+        # a search depends on the solver only through N (and on NFE through d_min): searches are deterministic
+        # (seeded) and the DM-NonUniform one takes seconds, so equal ones are made once
+        n = get_solver(solver).n_intervals(nfe, convention)
+        key = (objective, tuple(sorted(options.items())), _schedule_key(schedule), n, nfe)
         if key not in _HSO_CACHE:
-            _HSO_CACHE[key] = optimize(schedule, nfe, solver, objective, convention=convention).t
+            _HSO_CACHE[key] = optimize(schedule, nfe, solver, objective, convention=convention, **options).t
         return _HSO_CACHE[key].copy()
     return fn
 
 
-register_method("hso")(_hso("mep"))
+register_method("hso")(_hso())
 register_method("hso_dmn")(_hso("dmn"))
+register_method("hso_constrain")(_hso(spacing="constrain"))
+register_method("hso_p1")(_hso(p=1.0))
 
 
 def _init_family(family: str, **kw: Any) -> MethodFn:
@@ -154,5 +162,5 @@ def _ays(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.
     return schedule.t_of_lambda(-new)
 
 
-DEFAULT_METHODS = ("hso", "hso_dmn", "time_uniform", "logSNR", "edm_rho7", "time_quadratic", "leading", "trailing",
-                   "ays")
+DEFAULT_METHODS = ("hso", "hso_dmn", "hso_constrain", "hso_p1", "time_uniform", "logSNR", "edm_rho7",
+                   "time_quadratic", "leading", "trailing", "ays")
