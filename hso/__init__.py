@@ -26,6 +26,12 @@ def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.evaluat
     return _evaluate(*args, **kwargs)
 
 
-__all__ = ["optimize", "evaluate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
+def calibrate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.calibration.calibrate
+    """The measured-best schedule for your model; see `hso.calibration.calibrate` (imported on first use)."""
+    from .calibration import calibrate as _calibrate
+    return _calibrate(*args, **kwargs)
+
+
+__all__ = ["optimize", "evaluate", "calibrate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
            "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast", "library",
            "__version__"]

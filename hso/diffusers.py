@@ -31,7 +31,8 @@ import numpy as np
 from .result import ScheduleResult
 from .schedules import NoiseSchedule
 
-__all__ = ["apply", "optimize_pipeline", "solver_for", "pipeline_kwargs", "remove", "SUPPORTED"]
+__all__ = ["apply", "optimize_pipeline", "calibrate_pipeline", "unet_model", "solver_for", "pipeline_kwargs", "remove",
+           "SUPPORTED"]
 
 # scheduler class -> the hso solver whose schedule suits it
 SUPPORTED: dict[str, str] = {
@@ -304,6 +305,79 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     optimize_kwargs.setdefault("convention", "jump")
     res = optimize(NoiseSchedule.from_diffusers(sched, mu=mu), nfe, solver_for(sched), **optimize_kwargs)
     apply(pipe, res)
+    return res
+
+
+def unet_model(pipe: Any, **unet_kwargs: Any) -> Any:
+    """``model(x, t) -> prediction`` on numpy batches from a pipeline's UNet / transformer (`hso.calibrate`'s and
+    `hso.solvers.sample`'s interface): t -> the model's timestep (``round(T t) - 1`` for discrete models, ``T sigma``
+    for flow models), torch on the network's device and dtype, output back to float64 numpy. ``unet_kwargs`` are
+    passed on every call (e.g. ``encoder_hidden_states`` for a text-conditioned UNet, broadcast to the batch)."""
+    import torch
+
+    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if net is None:
+        raise ValueError("the pipeline has neither a unet nor a transformer")
+    sched = _scheduler_of(pipe)
+    noise = NoiseSchedule.from_diffusers(sched)
+    param = next(net.parameters())
+    big_t = float(sched.config.num_train_timesteps)
+
+    def model(x: np.ndarray, t: float) -> np.ndarray:
+        if noise.is_discrete:
+            ts = float(noise.timesteps_of_t(t))
+        else:
+            ts = float(noise.sigma(t)) * big_t
+        xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=param.device, dtype=param.dtype)
+        tt = torch.full((x.shape[0],), ts, device=param.device, dtype=param.dtype)
+        with torch.no_grad():
+            out = net(xt, tt, **unet_kwargs)
+        out = out.sample if hasattr(out, "sample") else out[0]
+        return out.detach().to("cpu", torch.float64).numpy()
+
+    return model
+
+
+def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sample_shape: Any = None,
+                       unet_kwargs: dict[str, Any] | None = None, install: bool = True, **calibrate_kwargs: Any) -> Any:
+    """`hso.calibrate` with a pipeline's own network and scheduler, then (by default) install the winner.
+
+    The noise schedule, prediction type and solver come from the scheduler; the convention is diffusers' "jump".
+
+    Args:
+        pipe: a diffusers pipeline with a ``unet`` (or ``transformer``) and a supported scheduler.
+        nfe: network evaluations per sample.
+        budget: calibration budget in network evaluations (default: `hso.calibration.calibrate`'s).
+        sample_shape: one sample's shape (default ``(in_channels, sample_size, sample_size)`` from the UNet config).
+        unet_kwargs: extra network arguments for every call (conditioning).
+        install: `apply` the measured best schedule to the pipeline.
+        **calibrate_kwargs: passed to `hso.calibrate` (seed, objectives, refine, ...).
+
+    Returns:
+        The `CalibrationResult`.
+    """
+    from .calibration import calibrate
+
+    sched = _scheduler_of(pipe)
+    noise = NoiseSchedule.from_diffusers(sched)
+    net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if sample_shape is None:
+        cfg = getattr(net, "config", {})
+        size = cfg.get("sample_size")
+        size = (size, size) if isinstance(size, int) else tuple(size or ())
+        if not size or "in_channels" not in cfg:
+            raise ValueError("give sample_shape=: it cannot be read from the network's config")
+        sample_shape = (cfg["in_channels"], *size)
+    pred = sched.config.get("prediction_type", "epsilon")
+    pred = "flow" if _flow_sigmas(sched) else pred
+    kw = dict(calibrate_kwargs)
+    if budget is not None:
+        kw["budget"] = budget
+    kw.setdefault("convention", "jump")
+    res = calibrate(unet_model(pipe, **(unet_kwargs or {})), noise, solver_for(sched), nfe,
+                    sample_shape=sample_shape, prediction=pred, **kw)
+    if install:
+        apply(pipe, res.t, convention=res.convention)
     return res
 
 

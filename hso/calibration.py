@@ -1,0 +1,348 @@
+"""`hso.calibrate`: the measured-best schedule for *your* model, for a few hundred network evaluations.
+
+HSO and the baselines are model-free: which of them samples best depends on the model (its error profile, its data).
+`calibrate` settles it by measurement on a handful of noises:
+
+1. a teacher: the same noises integrated with UniPC (order 3, bh1) on a fine logSNR-uniform schedule from the top
+   of the model's time domain down to its bottom, ending with the data prediction (the converged sample);
+2. candidates from the engine, all for the target solver, NFE and convention: hso's search under each objective /
+   p / spacing (MEP p = 2 rank, constrain, p = 1, optionally DM-NonUniform), a few diverse members of the final DE
+   population, for "jump" the "stop"-optimised schedule ported by dropping its last point, and the baselines
+   (logSNR, time-uniform, time-quadratic, EDM rho = 7; diffusers' leading/trailing and AYS where they apply);
+3. the candidates are run with the real solver (`hso.solvers.sample`) and the real model and scored by the RMSE of
+   their final samples against the teacher's, by successive halving: round r draws 2^(r+1) new noises, runs the
+   teacher and the surviving candidates on them, and keeps the better half (errors are heavy-tailed across noises,
+   so the budget goes to more noises for the close contenders);
+4. optionally, the winner's interior points are refined by a compass search in lambda on the measured error.
+
+Network evaluations are counted per sample (a call on a batch of b samples costs b) and reported; the budget is
+checked before any evaluation. The default budget, 307, is 2% of what GITS spends (256 trajectories x 60 steps).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .schedules import NoiseSchedule, as_schedule
+from .solvers import SAMPLER_DEFAULTS, get_solver, sample
+
+__all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET"]
+
+GITS_BUDGET = 256 * 60  # GITS (Chen et al. 2024) calibrates on 256 trajectories of 60 steps
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """The measured-best schedule and the evidence.
+
+    Attributes:
+        t: the chosen schedule points (descending), for ``convention``.
+        timesteps: integer model timesteps (discrete models) or None.
+        sigmas: k-diffusion sigmas (final 0 for "jump").
+        method: the winning candidate's name.
+        rmse: its RMSE against the teacher on the calibration noises.
+        candidates: ``[{"name", "t", "rmse"}]`` for every candidate; rmse over the noises it was run on (successive
+            halving drops the worse half each round, so late rounds see only the contenders).
+        n_noise: calibration noises drawn (the winner was run on all of them).
+        nfe_spent: network evaluations spent (per sample), teacher and probe included.
+        budget, n_noise, teacher_steps, solver, solver_options, nfe, convention, prediction, seed, wall_time.
+    """
+
+    t: np.ndarray
+    timesteps: np.ndarray | None
+    sigmas: np.ndarray
+    method: str
+    rmse: float
+    candidates: list[dict[str, Any]]
+    nfe_spent: int
+    budget: int
+    n_noise: int
+    teacher_steps: int
+    solver: str
+    solver_options: dict[str, Any]
+    nfe: int
+    convention: str
+    prediction: str
+    seed: int
+    wall_time: float
+    schedule: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> str:
+        """A table of the candidates, best first."""
+        rows = sorted(self.candidates, key=lambda c: (-c["noises"], c["rmse"]))
+        lines = [f"# calibrate: {self.solver} NFE {self.nfe} ({self.convention}), {self.n_noise} noises, teacher "
+                 f"{self.teacher_steps} steps, {self.nfe_spent} / {self.budget} network evaluations",
+                 f"{'candidate':<22} {'rmse':>10} {'noises':>7}"]
+        lines += [f"{c['name']:<22} {c['rmse']:>10.5g} {c['noises']:>7d}"
+                  + ("   <- chosen" if c["name"] == self.method else "") for c in rows]
+        if self.method not in {c["name"] for c in rows}:
+            lines.append(f"{self.method:<22} {self.rmse:>10.5g}   <- chosen (refined)")
+        return "\n".join(lines)
+
+
+class _Counter:
+    """Wraps the model: counts evaluations per sample, checks every output."""
+
+    def __init__(self, model: Callable[[Any, float], Any]):
+        self.model, self.spent = model, 0
+
+    def __call__(self, x: Any, t: float) -> Any:
+        self.spent += int(x.shape[0])
+        return self.model(x, t)
+
+
+def _initial(schedule: NoiseSchedule, t0: float, z: np.ndarray) -> np.ndarray:
+    from .evaluation.reference import initial_state
+    return initial_state(schedule, t0, z)
+
+
+def _final_data(schedule: NoiseSchedule, x: Any, t_last: float, convention: str) -> np.ndarray:
+    y = np.asarray(x, dtype=np.float64)
+    return y / float(schedule.alpha(t_last)) if convention == "stop" else y
+
+
+def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, convention: str, k: int,
+                        options: dict[str, Any]) -> list[np.ndarray]:
+    """Up to k members of the final DE population of hso's search, far apart in (t_eps, T_max), as schedules."""
+    from . import fast
+    from .optimize import _prepare, optimize
+
+    base = {k_: v.default for k_, v in __import__("inspect").signature(optimize).parameters.items()
+            if k_ not in ("callback", "schedule", "nfe", "solver", "objective")}
+    job = _prepare(schedule, nfe, solver, "mep", **{**base, **options, "convention": convention})
+    out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend)
+    pop = np.unique(np.round(out.population, 6), axis=0)
+    if pop.shape[0] == 0 or k <= 0:
+        return []
+    lo = np.array([b[0] for b in job.search.bounds])
+    hi = np.array([b[1] for b in job.search.bounds])
+    u = (pop - lo) / np.where(hi > lo, hi - lo, 1.0)
+    chosen = [int(np.argmax(np.linalg.norm(u - u.mean(0), axis=1)))]
+    while len(chosen) < min(k, pop.shape[0]):
+        d = np.min(np.linalg.norm(u[:, None, :] - u[None, chosen, :], axis=2), axis=1)
+        chosen.append(int(np.argmax(d)))
+    res = fast.lower_solve(pop[chosen], job.schedule, job.lower, job.objective, backend=job.backend)
+    return [row for row in res.t]
+
+
+def _candidates(schedule: NoiseSchedule, solver: str, nfe: int, convention: str, objectives: Sequence[str],
+                population: int) -> list[tuple[str, np.ndarray]]:
+    from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
+
+    names = ["hso", "hso_constrain", "hso_p1"] + (["hso_dmn"] if "dmn" in objectives else []) + [
+        "logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing", "leading", "ays"]
+    out: list[tuple[str, np.ndarray]] = []
+    for name in names:
+        if name not in METHODS:
+            continue
+        try:
+            out.append((name, make_schedule(name, schedule, solver, nfe, convention)))
+        except MethodNotApplicable:
+            pass
+    if convention == "jump":
+        try:  # the paper's convention ported naively: drop the t_eps point
+            spec = get_solver(solver)
+            stop_nfe = (nfe - 1) if spec.evals_per_step == 1 else None
+            if stop_nfe and stop_nfe >= 1:
+                t = make_schedule("hso", schedule, solver, nfe, "stop")[:-1]
+                if t.size == spec.n_intervals(nfe, "jump") + 1:
+                    out.append(("hso_stop_ported", t))
+        except (ValueError, MethodNotApplicable):
+            pass
+    for i, t in enumerate(_diverse_population(schedule, nfe, solver, convention, population, {})):
+        out.append((f"hso_population_{i}", t))
+    if schedule.is_discrete:
+        # a discrete model is conditioned on integer timesteps: run (and compare) the points it will really see
+        out = [(name, schedule.t_of_timesteps(schedule.timesteps_of_t(t))) for name, t in out]
+        out = [(name, t) for name, t in out if np.all(np.diff(t) < 0)]
+    # identical schedules are run once
+    uniq: list[tuple[str, np.ndarray]] = []
+    for name, t in out:
+        if not any(u.shape == t.shape and np.allclose(u, t, rtol=0, atol=1e-9) for _, u in uniq):
+            uniq.append((name, t))
+    return uniq
+
+
+def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule | str, solver: str = "unipc",
+              nfe: int = 5, *, sample_shape: Sequence[int], budget: int = GITS_BUDGET // 50,
+              prediction: str = "epsilon", convention: str | None = None, solver_options: dict[str, Any] | None = None,
+              teacher_steps: int = 32, max_noise: int = 64, objectives: Sequence[str] = ("mep",),
+              population: int = 3, refine: bool = False, seed: int = 0,
+              progress: bool = False) -> CalibrationResult:
+    """Pick, by measurement with your model, the schedule that samples best for a solver and NFE.
+
+    Args:
+        model: ``model(x, t) -> prediction`` on numpy float64 batches ``[B, *sample_shape]`` (t: normalised time);
+            for torch models wrap the conversion (see `hso.diffusers.calibrate_pipeline`).
+        noise_schedule: the model's noise schedule (or a preset name).
+        solver, nfe: the sampler and its network evaluations per sample.
+        sample_shape: the shape of one sample, e.g. ``(64,)`` or ``(4, 64, 64)``.
+        budget: network evaluations (per sample) calibration may spend; default 2% of GITS's 15360.
+        prediction: what the model returns ("epsilon", "sample", "v_prediction", "flow").
+        convention: "stop" or "jump" (default: the solver's).
+        solver_options: e.g. ``{"order": 3, "variant": "bh1"}`` (default: `hso.solvers.SAMPLER_DEFAULTS`).
+        teacher_steps: intervals of the teacher's fine UniPC schedule.
+        max_noise: at most this many calibration noises in all (the budget decides how many fit).
+        objectives: hso objectives to search with ("mep" always; add "dmn" for the DM-NonUniform search,
+            which takes seconds to minutes).
+        population: how many extra members of the final DE population to try.
+        refine: spend the budget left on a compass search over the winner's interior points (lambda).
+        seed: seed of the calibration noises (same seed, same result).
+        progress: print progress to stderr.
+
+    Returns:
+        A `CalibrationResult`.
+
+    Raises:
+        ValueError: a budget too small for a teacher and two candidates on two noises, a model returning the
+            wrong shape or NaN (found by a one-sample probe before the budget is spent), bad solver / NFE /
+            convention / prediction / options.
+        TypeError: a model that is not callable.
+    """
+    t_start = time.perf_counter()
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, t), got {type(model).__name__}")
+    sched = as_schedule(noise_schedule)
+    spec = get_solver(solver)
+    if spec.name not in SAMPLER_DEFAULTS:
+        raise ValueError(f"no sampler for solver {solver!r}; samplers: {', '.join(SAMPLER_DEFAULTS)}")
+    conv = convention or spec.default_convention
+    spec.n_intervals(nfe, conv)  # validates NFE and convention
+    opts = {**SAMPLER_DEFAULTS[spec.name], **(solver_options or {})}
+    shape = tuple(int(s) for s in sample_shape)
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise TypeError(f"budget must be an integer number of network evaluations, got {budget!r}")
+    if teacher_steps < 4:
+        raise ValueError(f"teacher_steps must be >= 4, got {teacher_steps}")
+    rng = np.random.default_rng(seed)
+
+    def say(msg: str) -> None:
+        if progress:
+            import sys
+            print(f"hso calibrate: {msg}", file=sys.stderr, flush=True)
+
+    cands = _candidates(sched, spec.name, nfe, conv, objectives, population)
+    teach_cost = teacher_steps + 1
+    minimum = 1 + 2 * (teach_cost + 2 * nfe)
+    if budget < minimum:
+        raise ValueError(f"budget {budget} is too small: a teacher of {teacher_steps} steps and two candidates at "
+                         f"NFE {nfe} on two noises need {minimum} network evaluations")
+    # the first round runs every candidate on two noises: keep hso's first and the baselines last if it cannot
+    cands = cands[:max(2, (budget - 1 - 2 * teach_cost) // (2 * nfe))]
+    counter = _Counter(model)
+
+    # probe: one sample, before anything else is spent, so a broken model fails cheaply
+    from .solvers.samplers import _prediction_name
+    pred = _prediction_name(prediction, sched)
+    out = counter(_initial(sched, sched.t_max, rng.standard_normal((1, *shape))), float(sched.t_max))
+    if tuple(getattr(out, "shape", ())) != (1, *shape):
+        raise ValueError(f"the model returned shape {tuple(getattr(out, 'shape', ()))} for an input of shape "
+                         f"{(1, *shape)}")
+    if not np.all(np.isfinite(np.asarray(out, dtype=np.float64))):
+        raise ValueError("the model returned NaN or inf on the probe input")
+
+    lam = np.linspace(float(sched.lambda_(sched.t_max)), float(sched.lambda_(sched.t_min)), teacher_steps + 1)
+    t_fine = np.minimum.accumulate(sched.t_of_lambda(lam))
+    t_fine[0], t_fine[-1] = sched.t_max, sched.t_min
+    if sched.is_discrete:
+        t_fine = sched.t_of_timesteps(np.unique(sched.timesteps_of_t(t_fine))[::-1])
+
+    def sq_errors(t: np.ndarray, z: np.ndarray, teacher: np.ndarray) -> float:
+        """Sum over these noises of each sample's mean squared error against the teacher."""
+        x = sample(counter, _initial(sched, float(t[0]), z), sched, t, spec.name, prediction=pred, convention=conv,
+                   **opts)
+        y = _final_data(sched, x, float(t[-1]), conv)
+        return float(np.sum(np.mean((y - teacher).reshape(len(z), -1) ** 2, axis=1)))
+
+    # successive halving: every round draws new noises (twice as many), runs the teacher and the surviving
+    # candidates on them, and keeps the better half; errors are heavy-tailed across noises (a few trajectories
+    # that change mode dominate), so the budget goes to more noises for the close contenders, not to all of them
+    sse = np.zeros(len(cands))
+    runs = np.zeros(len(cands), dtype=np.int64)  # noises each candidate was run on
+    seen = 0
+    alive = list(range(len(cands)))
+    chunk = 2
+    while len(alive) > 1 and seen < max_noise:
+        chunk = min(chunk, max_noise - seen)
+        afford = (budget - counter.spent) // (teach_cost + len(alive) * nfe)
+        chunk = int(min(chunk, afford))
+        if chunk < 1:
+            break
+        z = rng.standard_normal((chunk, *shape))
+        teacher = np.asarray(sample(counter, _initial(sched, float(t_fine[0]), z), sched, t_fine, "unipc",
+                                    prediction=pred, convention="jump", order=3, variant="bh1"), dtype=np.float64)
+        for i in alive:
+            sse[i] += sq_errors(cands[i][1], z, teacher)
+            runs[i] += chunk
+        seen += chunk
+        say(f"{seen} noises: " + ", ".join(f"{cands[i][0]} {math.sqrt(sse[i] / seen):.4g}" for i in alive))
+        alive = sorted(alive, key=lambda i: sse[i])[:max(1, (len(alive) + 1) // 2)]
+        chunk *= 2
+    if seen == 0:  # pragma: no cover - the minimum budget always affords one round
+        raise RuntimeError("the budget did not cover one round")
+    n_noise = seen
+    report = [{"name": name, "t": t.tolist(), "noises": int(runs[i]),
+               "rmse": math.sqrt(sse[i] / runs[i]) if runs[i] else float("nan")} for i, (name, t) in enumerate(cands)]
+    win = alive[0]
+    t_best, rmse_best, method = np.asarray(cands[win][1]), math.sqrt(sse[win] / seen), cands[win][0]
+
+    if refine:
+        # refinement compares trials on one fixed set of noises (the largest affordable, teacher included)
+        k = int(min(max_noise, (budget - counter.spent) // (teach_cost + 4 * nfe)))
+        if k >= 2:
+            z = rng.standard_normal((k, *shape))
+            teacher = np.asarray(sample(counter, _initial(sched, float(t_fine[0]), z), sched, t_fine, "unipc",
+                                        prediction=pred, convention="jump", order=3, variant="bh1"))
+
+            def score_fixed(t: np.ndarray) -> float:
+                return math.sqrt(sq_errors(t, z, teacher) / k)
+
+            base = score_fixed(t_best)
+            t_new, rmse_new, refined = _refine(score_fixed, sched, t_best, base,
+                                               lambda: budget - counter.spent >= k * nfe)
+            if refined:
+                t_best, method = t_new, f"{method}+refined"
+                rmse_best = rmse_best * rmse_new / base  # on the selection noises' scale
+    timesteps = sched.timesteps_of_t(t_best) if sched.is_discrete else None
+    sig = np.exp(-sched.lambda_(t_best))
+    if conv == "jump":
+        sig = np.append(sig, 0.0)
+    return CalibrationResult(t=t_best, timesteps=timesteps, sigmas=sig, method=method, rmse=rmse_best,
+                             candidates=report, nfe_spent=counter.spent, budget=int(budget), n_noise=n_noise,
+                             teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
+                             convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,
+                             schedule=sched.describe())
+
+
+def _refine(score: Callable[[np.ndarray], float], sched: NoiseSchedule, t: np.ndarray, best: float,
+            affordable: Callable[[], bool], step: float = 0.1, min_step: float = 0.01
+            ) -> tuple[np.ndarray, float, bool]:
+    """Compass search over the interior points in lambda, keeping order and one training step between points."""
+    lam = sched.lambda_(t)
+    gap = sched.time_resolution
+    improved = False
+    while step >= min_step:
+        moved = False
+        for i in range(1, lam.size - 1):
+            for sgn in (1.0, -1.0):
+                if not affordable():
+                    return sched.t_of_lambda(lam), best, improved
+                trial = lam.copy()
+                trial[i] += sgn * step * (lam[i + 1] - lam[i - 1]) / 2
+                tt = sched.t_of_lambda(trial)
+                tt[0], tt[-1] = t[0], t[-1]
+                if np.any(-np.diff(tt) < gap):
+                    continue
+                s = score(tt)
+                if s < best:
+                    best, lam, moved, improved = s, sched.lambda_(tt), True, True
+                    break
+        if not moved:
+            step /= 2
+    out = sched.t_of_lambda(lam)
+    out[0], out[-1] = t[0], t[-1]
+    return out, best, improved
