@@ -14,6 +14,16 @@ from typing import Any, Sequence
 __all__ = ["main"]
 
 
+def _search_options(parser: argparse.ArgumentParser) -> None:
+    """--method / --objective / --spacing, shared by optimize, sweep and plot."""
+    from .optimize import METHODS, SPACINGS
+
+    parser.add_argument("--method", default="auto", choices=METHODS,
+                        help="auto (default: the paper's settings except where measured better) or paper")
+    parser.add_argument("--objective", default=None, choices=("mep", "dmn"), help="default: mep")
+    parser.add_argument("--spacing", default=None, choices=SPACINGS, help="default: the method's")
+
+
 def _parser() -> argparse.ArgumentParser:
     from .optimize import SPACINGS
     from .schedules import PRESETS
@@ -31,10 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                          "--preset; the convention then defaults to diffusers' 'jump'")
     op.add_argument("--mu", type=float, default=None, help="dynamic-shifting mu (flow schedulers that use it)")
     op.add_argument("--nfe", type=int, default=5, help="number of network evaluations")
-    op.add_argument("--objective", default="mep", choices=("mep", "dmn"))
+    _search_options(op)
     op.add_argument("--convention", default=None, choices=("stop", "jump"),
                     help="stop at t_eps (paper's UniPC/DPM-Solver++) or jump to sigma 0 (DDIM, diffusers)")
-    op.add_argument("--spacing", default="rank", choices=SPACINGS)
     op.add_argument("--p", type=float, default=None,
                     help="node-weight exponent of the objective (default 2; 1 for EDM/VE schedules)")
     op.add_argument("--seed", type=int, default=66)
@@ -63,8 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--solver", default="unipc", help="comma-separated sampler names")
     sw.add_argument("--nfe", default="3-20", help="comma-separated NFEs or ranges, e.g. 3-20 or 4-6,8")
     sw.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
-    sw.add_argument("--objective", default="mep", choices=("mep", "dmn"))
-    sw.add_argument("--spacing", default="rank", choices=SPACINGS)
+    _search_options(sw)
     sw.add_argument("--seed", type=int, default=66)
     sw.add_argument("--backend", default="auto")
     sw.add_argument("--format", default="json", choices=("json", "csv"))
@@ -76,8 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--solver", default="unipc", help="comma-separated sampler names")
     pl.add_argument("--nfe", default="5", help="comma-separated NFEs or ranges, e.g. 4,5,6")
     pl.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
-    pl.add_argument("--objective", default="mep", choices=("mep", "dmn"))
-    pl.add_argument("--spacing", default="rank", choices=SPACINGS)
+    _search_options(pl)
     pl.add_argument("--baselines", default="logSNR,time_uniform,edm_rho7,trailing",
                     help="comma-separated schedule methods of hso.evaluation (empty: none)")
     pl.add_argument("--library", action="store_true", help="take the HSO schedules from hso.library (no search)")
@@ -189,7 +196,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
     _check_out(args.out)
-    results = optimize_many(configs, schedule=sched, objective=args.objective, spacing=args.spacing, seed=args.seed,
+    results = optimize_many(configs, schedule=sched, method=args.method, objective=args.objective,
+                            spacing=args.spacing, seed=args.seed,
                             backend=args.backend, progress=args.progress)
     # JSON: a list with one result per line (the grid can hold hundreds)
     text = _csv(results) if args.format == "csv" else \
@@ -209,8 +217,8 @@ def _plot(args: argparse.Namespace) -> int:
         if m not in METHODS:
             raise ValueError(f"unknown baseline {m!r}; known: {', '.join(METHODS)}")
     _check_out(args.out)
-    if args.library and (args.objective, args.spacing) != ("mep", "rank"):
-        raise ValueError("--library holds objective 'mep' with spacing 'rank' only; drop --library to search")
+    if args.library and (args.method, args.objective, args.spacing) != ("auto", None, None):
+        raise ValueError("--library holds hso.optimize's defaults only; drop --library to search with other settings")
     try:
         import matplotlib  # noqa: F401 - only to fail early, before any search
     except ImportError:
@@ -223,7 +231,8 @@ def _plot(args: argparse.Namespace) -> int:
         results = [get(args.preset, c["solver"], c["nfe"], c.get("convention")) for c in configs]
     else:
         from .optimize import optimize_many
-        results = optimize_many(configs, schedule=sched, objective=args.objective, spacing=args.spacing)
+        results = optimize_many(configs, schedule=sched, method=args.method, objective=args.objective,
+                                spacing=args.spacing)
 
     # Figure + Agg canvas directly: no pyplot, so no global backend switch in the calling process
     fig = Figure(figsize=(12, 4.6))
@@ -293,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 schedule, solver, convention = _from_diffusers_config(args)
             elif args.mu is not None:
                 raise ValueError("--mu applies with --from-diffusers-config only")
-            res = optimize(schedule, args.nfe, solver, args.objective, convention=convention,
+            res = optimize(schedule, args.nfe, solver, args.objective, method=args.method, convention=convention,
                            spacing=args.spacing, p=args.p, seed=args.seed, popsize=args.popsize,
                            maxiter=args.maxiter, backend=args.backend)
         except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:

@@ -74,7 +74,7 @@ def test_coverage_is_complete_and_every_entry_is_consistent():
     cov = library.coverage()
     assert cov["presets"] == list(hso.PRESETS) and cov["solvers"] == list(SOLVERS)
     assert cov["conventions"] == list(CONVENTIONS) and cov["nfe"] == list(NFES)
-    assert (cov["objective"], cov["spacing"], cov["seed"]) == ("mep", "rank", 66)
+    assert (cov["method"], cov["seed"]) == ("auto", 66)
     assert cov["entries"] == len(want) and 0 < cov["unique_schedules"] <= len(want)
     for p, s, c, n in sorted(keys):
         r = library.get(p, s, n, c)

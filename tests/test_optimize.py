@@ -29,7 +29,7 @@ TABLE_BACKENDS = [b for b in hso.fast.available_backends() if b != "triton"]
 @pytest.mark.parametrize("solver, nfe", sorted(REFERENCE))
 def test_reproduces_the_authors_table(solver, nfe, backend):
     indices, t_eps, t_max = REFERENCE[solver, nfe]
-    res = hso.optimize("sd21", nfe, solver, spacing="rank", seed=66, backend=backend)
+    res = hso.optimize("sd21", nfe, solver, method="paper", seed=66, backend=backend)
     assert res.timesteps.tolist() == pytest.approx(indices, abs=20)
     # psi* on the same box limits (rho is not identifiable: the lower optimum does not depend on it)
     assert res.psi[1] == pytest.approx(t_eps, abs=2e-3)
@@ -41,9 +41,9 @@ def test_reproduces_the_authors_table(solver, nfe, backend):
 
 def test_reference_table_fitness_values():
     # the authors' fitness (MEP + penalty): 3.197 for DDIM 4, 3.33 + 2.6e5 for DDIM 8
-    r4 = hso.optimize("sd21", 4, "ddim")
+    r4 = hso.optimize("sd21", 4, "ddim", method="paper")
     assert r4.fitness == pytest.approx(3.197, abs=1e-3) and r4.penalty == 0.0
-    r8 = hso.optimize("sd21", 8, "ddim")
+    r8 = hso.optimize("sd21", 8, "ddim", method="paper")
     assert r8.mep == pytest.approx(3.33, abs=0.01) and r8.penalty == pytest.approx(2.6e5, rel=0.05)
 
 
@@ -176,3 +176,26 @@ def test_optimize_many_rejects_bad_configs_before_running():
         hso.optimize_many([dict(nfe=4), dict(nfe=4, solver="nope")])
     with pytest.raises(TypeError, match=r"config 0: unknown argument\(s\) \['steps'\]"):
         hso.optimize_many([dict(steps=4)])
+
+
+def test_methods_auto_and_paper():
+    """method="paper" is the paper's procedure; "auto" applies AUTO_RULE; explicit settings always win."""
+    from hso.optimize import AUTO_RULE
+
+    paper = hso.optimize("sd21", 6, "unipc", convention="jump", method="paper")
+    explicit = hso.optimize("sd21", 6, "unipc", "mep", convention="jump", spacing="rank", p=2.0)
+    np.testing.assert_array_equal(paper.t, explicit.t)
+    auto = hso.optimize("sd21", 6, "unipc", convention="jump")
+    ruled = hso.optimize("sd21", 6, "unipc", convention="jump", method="paper", **AUTO_RULE[("unipc", "jump")])
+    np.testing.assert_array_equal(auto.t, ruled.t)
+    assert auto.settings["method"] == "auto" and paper.settings["method"] == "paper"
+    # convention "stop" has no rule: auto is the paper's there
+    np.testing.assert_array_equal(hso.optimize("sd21", 5, "unipc").t, hso.optimize("sd21", 5, "unipc",
+                                                                                   method="paper").t)
+    # an explicit setting overrides the rule
+    r = hso.optimize("sd21", 6, "unipc", convention="jump", p=2.0, spacing="rank")
+    np.testing.assert_array_equal(r.t, paper.t)
+    with pytest.raises(ValueError, match="unknown method"):
+        hso.optimize("sd21", 5, "unipc", method="best")
+    with pytest.raises(ValueError, match="unknown objective"):
+        hso.optimize("sd21", 5, "unipc", "l2")

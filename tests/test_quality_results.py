@@ -34,3 +34,16 @@ def test_committed_results_cover_the_promised_grid(results):
         assert unipc["solver_options"] == {"order": 3, "variant": "bh1"}
         assert ev.meta["reference"]["max_change_vs_rtol_1e-7"] < 1e-3
         assert all(np.isfinite(r["rmse"]) for r in ev.rows)
+
+
+def test_auto_rule_is_the_one_the_committed_results_give(results):
+    """`method="auto"` is decided by the measurements, not by taste: re-derive it from the committed results."""
+    import hso.optimize as opt
+    from hso.evaluation.report import derive_auto_rule
+
+    rule, evidence = derive_auto_rule([ev for _, ev in results])
+    measured = set(evidence)
+    assert {k: v for k, v in opt.AUTO_RULE.items() if k in measured} == rule
+    # Euler takes DDIM's setting: the two are the same step (tests/test_samplers.py)
+    assert opt.AUTO_RULE.get(("euler", "jump")) == opt.AUTO_RULE.get(("ddim", "jump"))
+    assert all(k in measured or k == ("euler", "jump") for k in opt.AUTO_RULE)

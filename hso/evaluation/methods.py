@@ -4,9 +4,10 @@ A method maps (noise schedule, solver, NFE, convention) to schedule points ``t  
 the solver's number of intervals for that NFE and convention (spec §3). Model-free baselines span the family's
 whole time domain ``[t_min, t_max]`` (for SD: timesteps 999 -> 0), as their reference implementations do.
 
-* ``hso``: `hso.optimize` with its defaults (the paper's: MEP, p = 2 (1 for VE), spacing "rank");
-  ``hso_dmn``: the same search with the DM-NonUniform objective; ``hso_constrain``: ``spacing="constrain"``;
-  ``hso_p1``: MEP with p = 1 (recommended for pixel-space models; VP and flow only, it is the VE default);
+* ``hso``: `hso.optimize` with its defaults (``method="auto"``); ``hso_paper``: ``method="paper"`` (MEP, p = 2
+  (1 for VE), spacing "rank"); relative to the paper's: ``hso_dmn`` the DM-NonUniform objective, ``hso_constrain``
+  ``spacing="constrain"``, ``hso_p1`` MEP with p = 1 (recommended for pixel-space models; VP and flow only, it is
+  the VE default);
 * ``time_uniform``, ``logSNR``, ``time_quadratic`` (dpm-solver's skip types), ``edm_rho7`` (Karras et al.);
 * ``leading`` / ``trailing``: diffusers' integer timestep spacings (discrete models; ``steps_offset=1`` for
   leading, as in the Stable Diffusion configs);
@@ -75,25 +76,30 @@ def _schedule_key(schedule: NoiseSchedule) -> tuple:
             None if table is None else hash(table.tobytes()))
 
 
-def _hso(objective: str = "mep", **options: Any) -> MethodFn:
+def _hso(objective: str | None = None, **options: Any) -> MethodFn:
     def fn(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
-        from ..optimize import optimize
+        from ..optimize import optimize, resolve_method
         if options.get("p") == 1.0 and schedule.kind == KIND_VE:
             raise MethodNotApplicable("MEP with p = 1 is already hso's default for VE/EDM schedules")
-        # a search depends on the solver only through N (and on NFE through d_min): searches are deterministic
-        # (seeded) and the DM-NonUniform one takes seconds, so equal ones are made once
-        n = get_solver(solver).n_intervals(nfe, convention)
-        key = (objective, tuple(sorted(options.items())), _schedule_key(schedule), n, nfe)
+        # a search depends on the solver and convention only through N and its resolved settings (and on NFE
+        # through d_min); searches are deterministic (seeded) and the DM-NonUniform one takes seconds, so equal
+        # ones are made once
+        name = get_solver(solver).name
+        settings = resolve_method(options.get("method", "auto"), name, convention, objective,
+                                  options.get("spacing"), options.get("p"))
+        n = get_solver(name).n_intervals(nfe, convention)
+        key = (settings, _schedule_key(schedule), n, nfe)
         if key not in _HSO_CACHE:
-            _HSO_CACHE[key] = optimize(schedule, nfe, solver, objective, convention=convention, **options).t
+            _HSO_CACHE[key] = optimize(schedule, nfe, name, objective, convention=convention, **options).t
         return _HSO_CACHE[key].copy()
     return fn
 
 
 register_method("hso")(_hso())
-register_method("hso_dmn")(_hso("dmn"))
-register_method("hso_constrain")(_hso(spacing="constrain"))
-register_method("hso_p1")(_hso(p=1.0))
+register_method("hso_paper")(_hso(method="paper"))
+register_method("hso_dmn")(_hso("dmn", method="paper"))
+register_method("hso_constrain")(_hso(method="paper", spacing="constrain"))
+register_method("hso_p1")(_hso(method="paper", p=1.0))
 
 
 def _init_family(family: str, **kw: Any) -> MethodFn:
@@ -162,5 +168,5 @@ def _ays(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.
     return schedule.t_of_lambda(-new)
 
 
-DEFAULT_METHODS = ("hso", "hso_dmn", "hso_constrain", "hso_p1", "time_uniform", "logSNR", "edm_rho7",
+DEFAULT_METHODS = ("hso", "hso_paper", "hso_dmn", "hso_constrain", "hso_p1", "time_uniform", "logSNR", "edm_rho7",
                    "time_quadratic", "leading", "trailing", "ays")

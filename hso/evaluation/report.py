@@ -9,7 +9,11 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
 
-__all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown"]
+__all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
+           "RULE_VARIANTS"]
+
+# the settings `method="auto"` chooses among, as evaluation methods (all relative to the paper's procedure)
+RULE_VARIANTS = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"}, "hso_p1": {"p": 1.0}}
 
 METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
                 "fd_pixel": "Frechet distance (pixels)", "fd_feature": "Frechet distance (classifier features)"}
@@ -152,3 +156,34 @@ def summary_markdown(evs: list[Evaluation], labels: list[str] | None = None, wit
             close = sum(1 for x in ratios if x <= within)
             lines.append(f"| {label} | {len(cells)} | {m} | {wins} | {close} | {max(ratios):.2f}x |")
     return "\n".join(lines)
+
+
+def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str], dict], dict[tuple[str, str], dict]]:
+    """The rule behind ``method="auto"``, derived from results: per (solver, convention), the `RULE_VARIANTS`
+    member with the lowest RMSE in most solver x NFE cells over all evaluations (ties: the lower geometric mean of
+    the ratio to the cell's best variant). Where p = 1 is the family's default (VE) it equals the paper's row.
+
+    Returns:
+        (rule: (solver, convention) -> settings, only where they differ from the paper's;
+         evidence: (solver, convention) -> {variant: (wins, geometric-mean ratio)}).
+    """
+    wins: dict[tuple[str, str], dict[str, list]] = {}
+    for ev in evs:
+        for cell in ev.cells():
+            rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
+            if "hso_paper" not in rows:
+                continue
+            vals = {m: rows.get(m, rows["hso_paper"]) for m in RULE_VARIANTS}
+            best = min(vals.values())
+            acc = wins.setdefault(cell[:2], {m: [0, []] for m in RULE_VARIANTS})
+            for m, v in vals.items():
+                acc[m][0] += v == best
+                acc[m][1].append(v / best)
+    rule, evidence = {}, {}
+    for key, acc in wins.items():
+        ev_k = {m: (int(w), float(np.exp(np.mean(np.log(r))))) for m, (w, r) in acc.items()}
+        winner = min(ev_k, key=lambda m: (-ev_k[m][0], ev_k[m][1]))
+        evidence[key] = ev_k
+        if RULE_VARIANTS[winner]:
+            rule[key] = dict(RULE_VARIANTS[winner])
+    return rule, evidence

@@ -17,7 +17,10 @@ from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedul
 from .metrics import rmse, sample_metrics
 from .reference import initial_state, reference_solution
 
-__all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK"]
+__all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS"]
+
+# methods that need the model: `hso.calibrate` at a budget of network evaluations (307 = 2% of GITS's 15360)
+MODEL_METHODS = {"calibrate": 307, "calibrate_1000": 1000}
 
 DEFAULT_SOLVERS = ("unipc", "dpmsolver++", "ddim")
 DEFAULT_NFES = (4, 5, 6, 8, 10)
@@ -119,7 +122,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         den, bed_name = testbed, getattr(testbed, "name", type(testbed).__name__)
     else:
         raise TypeError(f"testbed must be a name or a denoiser callable, got {type(testbed).__name__}")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and m not in MODEL_METHODS]
     if unknown:
         raise ValueError(f"unknown schedule method(s) {unknown}; known: {', '.join(METHODS)}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
@@ -144,9 +147,18 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             print(f"hso evaluate: {msg}", file=sys.stderr, flush=True)
 
     # every schedule first (hso searches take milliseconds, except the DM-NonUniform objective)
-    plans, skipped = [], []
+    plans, skipped, calibrations = [], [], {}
     for solver, conv, nfe in jobs:
         for m in methods:
+            if m in MODEL_METHODS:
+                from ..calibration import calibrate
+                # its own noises (another seed): the evaluation's noises are held out from the selection
+                cal = calibrate(model, sched, solver, nfe, sample_shape=(dim,), budget=MODEL_METHODS[m],
+                                prediction=prediction, convention=conv, solver_options=opts_all.get(solver),
+                                seed=seed + 7919)
+                calibrations[(solver, conv, nfe, m)] = cal
+                plans.append((solver, conv, nfe, m, cal.t))
+                continue
             try:
                 t = make_schedule(m, sched, solver, nfe, conv)
             except MethodNotApplicable as e:
@@ -160,20 +172,28 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
     ref = reference_solution(den, sched, z, ends)
     teacher = sample_metrics(ref.clean)
 
+    def run(solver: str, conv: str, t: np.ndarray) -> tuple[np.ndarray, Any]:
+        out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
+                     convention=conv, return_trajectory=True, **opts_all.get(solver, {}))
+        return (out.x / float(sched.alpha(t[-1])) if conv == "stop" else out.x), out
+
     rows = []
     for k, (solver, conv, nfe, m, t) in enumerate(plans):
         opts = opts_all.get(solver, {})
-        out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
-                     convention=conv, return_trajectory=True, **opts)
-        if conv == "stop":
-            y = out.x / float(sched.alpha(t[-1]))
-            target = ref.at(float(t[-1]))
-        else:
-            y, target = out.x, ref.clean
+        y, out = run(solver, conv, t)
+        target = ref.at(float(t[-1])) if conv == "stop" else ref.clean
         row = {"method": m, "solver": solver, "solver_options": opts, "convention": conv, "nfe": nfe,
                "nfe_spent": out.nfe, "t": t.tolist(),
                "timesteps": sched.timesteps_of_t(t).tolist() if sched.is_discrete else None,
                "rmse": rmse(y, ref.clean), "rmse_end": rmse(y, target), **sample_metrics(y)}
+        cal = calibrations.get((solver, conv, nfe, m))
+        if cal is not None:
+            # held-out check: every candidate calibration saw, scored on the evaluation's noises
+            held = {c["name"]: rmse(run(solver, conv, np.asarray(c["t"]))[0], ref.clean) for c in cal.candidates}
+            best = min(held, key=held.get)
+            row.update({"nfe_calibration": cal.nfe_spent, "calibration_noises": cal.n_noise,
+                        "calibrate_pick": cal.method, "best_candidate": best, "best_candidate_rmse": held[best],
+                        "ratio_to_best_candidate": row["rmse"] / held[best]})
         rows.append(row)
         if (k + 1) % 10 == 0 or k + 1 == len(plans):
             say(f"{k + 1}/{len(plans)} sampler runs")

@@ -6,7 +6,7 @@
 
 The shipped file ``schedules.json`` (made by ``python -m hso.library.build``) holds every preset in
 `hso.PRESETS` x solvers unipc, dpmsolver++, ddim, euler x NFE 3-20 x conventions "stop" and "jump", each made with
-`hso.optimize`'s defaults (objective "mep", spacing "rank", seed 66). Floats are stored with full precision, so a
+`hso.optimize`'s defaults (``method="auto"``, seed 66; every entry records the objective and spacing it resolved to). Floats are stored with full precision, so a
 loaded result equals the search's bit for bit (the backend that made it is recorded). Anything else -- another
 noise schedule, solver, NFE or setting -- is one `hso.optimize(...)` call away.
 
@@ -49,8 +49,8 @@ def _data() -> dict[str, Any]:
 def _covered() -> str:
     c = _data()["coverage"]
     return (f"presets {', '.join(c['presets'])}; solvers {', '.join(c['solvers'])}; NFE {min(c['nfe'])}-"
-            f"{max(c['nfe'])}; conventions {', '.join(c['conventions'])} (objective {c['objective']!r}, spacing "
-            f"{c['spacing']!r}, seed {c['seed']})")
+            f"{max(c['nfe'])}; conventions {', '.join(c['conventions'])} (hso.optimize defaults: method "
+            f"{c['method']!r}, seed {c['seed']})")
 
 
 def _preset_key(preset: Any) -> str:
@@ -142,7 +142,7 @@ def coverage() -> dict[str, Any]:
     """What the library covers and how it was made.
 
     Returns:
-        ``{"presets", "solvers", "conventions", "nfe", "objective", "spacing", "seed", "entries",
+        ``{"presets", "solvers", "conventions", "nfe", "method", "seed", "entries",
         "unique_schedules", "provenance"}``; ``entries`` counts `available()` keys, ``unique_schedules`` the
         distinct results behind them (identical results, e.g. of solvers whose searches coincide, are stored once).
     """

@@ -33,7 +33,7 @@ __all__ = ["build", "write", "main", "SOLVER_NAMES", "NFES", "COMMAND"]
 SOLVER_NAMES = ("unipc", "dpmsolver++", "ddim", "euler")
 NFES = tuple(range(3, 21))
 COMMAND = "python -m hso.library.build"
-DEFAULTS = {"objective": "mep", "spacing": "rank", "seed": 66}
+DEFAULTS = {"method": "auto", "seed": 66}  # hso.optimize's defaults (each entry records its resolved settings)
 # fields that are the same for every entry of a preset (stored once per preset) or given by the lookup key
 _PER_PRESET = ("wall_time", "backend", "schedule", "solver")
 
