@@ -24,6 +24,17 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacing", default=None, choices=SPACINGS, help="default: the method's")
 
 
+def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
+    """A grid of searches (preset, solvers, NFEs, conventions) and the search options, for sweep and plot."""
+    from .schedules import PRESETS
+
+    parser.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
+    parser.add_argument("--solver", default="unipc", help="comma-separated sampler names")
+    parser.add_argument("--nfe", default=nfe_default, help="comma-separated NFEs or ranges, e.g. 3-20 or 4-6,8")
+    parser.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
+    _search_options(parser)
+
+
 def _parser() -> argparse.ArgumentParser:
     from .optimize import SPACINGS
     from .schedules import PRESETS
@@ -68,11 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="folder for results.json, table.md and the PNG plots")
     ev.add_argument("--format", default="table", choices=("table", "json"))
     sw = sub.add_parser("sweep", help="optimise a grid of schedules (solvers x conventions x NFEs) in one pass")
-    sw.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
-    sw.add_argument("--solver", default="unipc", help="comma-separated sampler names")
-    sw.add_argument("--nfe", default="3-20", help="comma-separated NFEs or ranges, e.g. 3-20 or 4-6,8")
-    sw.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
-    _search_options(sw)
+    _grid_options(sw, "3-20")
     sw.add_argument("--seed", type=int, default=66)
     sw.add_argument("--backend", default="auto")
     sw.add_argument("--format", default="json", choices=("json", "csv"))
@@ -80,11 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
                     help="progress lines on stderr")
     pl = sub.add_parser("plot", help="draw HSO schedules against baseline schedules (t and lambda panels, PNG)")
-    pl.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
-    pl.add_argument("--solver", default="unipc", help="comma-separated sampler names")
-    pl.add_argument("--nfe", default="5", help="comma-separated NFEs or ranges, e.g. 4,5,6")
-    pl.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
-    _search_options(pl)
+    _grid_options(pl, "5")
     pl.add_argument("--baselines", default="logSNR,time_uniform,edm_rho7,trailing",
                     help="comma-separated schedule methods of hso.evaluation (empty: none)")
     pl.add_argument("--library", action="store_true", help="take the HSO schedules from hso.library (no search)")

@@ -69,7 +69,7 @@ def test_shipped_file_roundtrip(gmm, tmp_path):
     g2 = GaussianMixtureDenoiser.load(p)
     x = load_digits()[:5]
     np.testing.assert_array_equal(g2(x, 0.3), gmm(x, 0.3))
-    with pytest.raises(FileNotFoundError, match="regenerate"):
+    with pytest.raises(FileNotFoundError, match="python -m hso.testbeds.gmm"):
         GaussianMixtureDenoiser.load(tmp_path / "missing.npz")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hso.testbeds.data import DIM
+from hso.testbeds.data import DIM, weights_path
 
 __all__ = ["DigitsClassifier", "DEFAULT_CLASSIFIER_WEIGHTS"]
 
@@ -70,11 +70,7 @@ class DigitsClassifier:
         Raises:
             FileNotFoundError: the file does not exist (train it with ``python -m hso.testbeds.train``).
         """
-        p = Path(path) if path is not None else DEFAULT_CLASSIFIER_WEIGHTS
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"digits classifier weights not found at {p}; create them with `python -m hso.testbeds.train`"
-            )
+        p = weights_path(path, DEFAULT_CLASSIFIER_WEIGHTS.name, "python -m hso.testbeds.train")
         with np.load(p, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
             n = int(data["n_layers"])

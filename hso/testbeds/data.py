@@ -5,13 +5,27 @@ Pixels 0..16 are mapped to [-1, 1] (``x / 8 - 1``), flattened to 64 values, floa
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DIM", "load_digits", "IMAGE_SHAPE"]
+__all__ = ["DIM", "load_digits", "IMAGE_SHAPE", "weights_path", "WEIGHTS_DIR"]
 
 IMAGE_SHAPE = (8, 8)
 DIM = 64
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def weights_path(path: str | Path | None, default: str, command: str) -> Path:
+    """The weights file to load: ``path``, or the shipped ``weights/<default>``.
+
+    Raises:
+        FileNotFoundError: no such file (the message names the command that makes it).
+    """
+    p = Path(path) if path is not None else WEIGHTS_DIR / default
+    if not p.is_file():
+        raise FileNotFoundError(f"no weights file at {p}; make it with `{command}`")
+    return p
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import DIM, load_digits
+from .data import DIM, load_digits, weights_path
 
 __all__ = ["GaussianMixtureDenoiser", "DEFAULT_GMM_PATH", "fit_digits_gmm"]
 
@@ -83,10 +83,7 @@ class GaussianMixtureDenoiser:
         Raises:
             FileNotFoundError: no such file (the message says how to regenerate the shipped one).
         """
-        p = Path(path) if path is not None else DEFAULT_GMM_PATH
-        if not p.is_file():
-            raise FileNotFoundError(f"no mixture file at {p}; regenerate the shipped one with "
-                                    "`python -m hso.testbeds.gmm`")
+        p = weights_path(path, DEFAULT_GMM_PATH.name, "python -m hso.testbeds.gmm")
         with np.load(p, allow_pickle=False) as z:
             return cls(z["weights"], z["means"], z["covariances"], name=str(z["name"]))
 

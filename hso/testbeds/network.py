@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hso.testbeds.data import DIM
+from hso.testbeds.data import DIM, weights_path
 
 __all__ = ["DigitsNet", "DEFAULT_WEIGHTS", "silu"]
 
@@ -100,11 +100,7 @@ class DigitsNet:
         Raises:
             FileNotFoundError: the file does not exist (train it with ``python -m hso.testbeds.train``).
         """
-        p = Path(path) if path is not None else DEFAULT_WEIGHTS
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"DigitsNet weights not found at {p}; create them with `python -m hso.testbeds.train`"
-            )
+        p = weights_path(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train")
         with np.load(p, allow_pickle=False) as data:
             meta = _read_meta(data)
             params = {k: data[k] for k in data.files if k != "meta"}
