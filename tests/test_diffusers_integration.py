@@ -257,3 +257,21 @@ def test_adapted_scheduler_saves_as_the_stock_class(tmp_path):
     cfg = json.loads((tmp_path / "scheduler_config.json").read_text())
     assert cfg["_class_name"] == "UniPCMultistepScheduler"
     assert type(hd.remove(adapted)).__mro__[1].__name__ != "_AdaptedFinalJump"
+
+
+def test_flow_match_euler_runs_an_hso_schedule(unet, noise):
+    """FlowMatchEuler (SD3/Flux style, shift 3) with the one-liner: the network sees exactly 1000 * sigma(t) and the
+    adapted scheduler equals hso's Euler sampler on the exact denoiser."""
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    res = hd.optimize_pipeline(pipe, nfe=6)
+    sch = hso.NoiseSchedule.flow(3.0)
+    assert res.schedule["family"] == "flow" and res.convention == "jump"
+    out, seen = _loop(_unet_model(unet), pipe.scheduler, noise)
+    np.testing.assert_allclose(seen, 1000 * sch.sigma(res.t), rtol=1e-6)
+    assert torch.isfinite(out).all()
+    model = as_model(load("gmm"), sch, "flow")
+    z = np.random.default_rng(2).standard_normal((4, 64))
+    got, _ = _loop(lambda x, t: torch.from_numpy(model(x.double().numpy(), float(sch.t_of_lambda(
+        np.log1p(-float(t) / 1000) - np.log(float(t) / 1000))))), pipe.scheduler, torch.from_numpy(z))
+    want = sample(model, z, sch, res.t, "euler", prediction="flow", convention="jump")
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=3e-5 * np.abs(want).max())
