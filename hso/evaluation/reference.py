@@ -98,14 +98,14 @@ def reference_solution(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedu
     t_ends = np.unique(np.asarray(t_ends, dtype=np.float64))
     if t_ends.size and (t_ends.min() < schedule.t_min or t_ends.max() > schedule.t_max):
         raise ValueError(f"reference end times must lie in [{schedule.t_min}, {schedule.t_max}]")
-    # DOP853's t_eval must follow the direction of integration (lambda increases as t decreases)
-    t_all = np.unique(np.concatenate([t_ends, [schedule.t_min]]))[::-1]
-    lam_eval = schedule.lambda_(t_all)
+    # DOP853's t_eval must increase strictly with the direction of integration (lambda); times that differ by
+    # rounding only (a snapped (n + 1) / T against an optimised t) share one lambda
+    lam_ends = schedule.lambda_(t_ends)
+    lam_eval = np.unique(np.concatenate([lam_ends, schedule.lambda_(np.array([schedule.t_min]))]))
     ys, clean, nfev = _solve(denoiser, schedule, z, lam_eval, rtol)
     change = float("nan")
     if check_rtol is not None:
         ys_c, clean_c, _ = _solve(denoiser, schedule, z, lam_eval, check_rtol)
         change = float(max(np.abs(ys - ys_c).max(), np.abs(clean - clean_c).max()))
-    pos = {float(t): k for k, t in enumerate(t_all)}
-    y_ends = np.stack([ys[pos[float(t)]] for t in t_ends]) if t_ends.size else ys[:0]
+    y_ends = ys[np.searchsorted(lam_eval, lam_ends)] if t_ends.size else ys[:0]
     return Reference(t_ends=t_ends, y_ends=y_ends, clean=clean, nfev=nfev, max_change=change, rtol=rtol)
