@@ -38,12 +38,12 @@ def test_committed_results_cover_the_promised_grid(results):
 
 def test_auto_rule_is_the_one_the_committed_results_give(results):
     """`method="auto"` is decided by the measurements, not by taste: re-derive it from the committed results."""
-    import hso.optimize as opt
     from hso.evaluation.report import derive_auto_rule
+    from hso.optimize import AUTO_RULE
 
     rule, evidence = derive_auto_rule([ev for _, ev in results])
     measured = set(evidence)
-    assert {k: v for k, v in opt.AUTO_RULE.items() if k in measured} == rule
+    assert {k: v for k, v in AUTO_RULE.items() if k in measured} == rule
     # Euler takes DDIM's setting: the two are the same step (tests/test_samplers.py)
-    assert opt.AUTO_RULE.get(("euler", "jump")) == opt.AUTO_RULE.get(("ddim", "jump"))
-    assert all(k in measured or k == ("euler", "jump") for k in opt.AUTO_RULE)
+    assert AUTO_RULE.get(("euler", "jump")) == AUTO_RULE.get(("ddim", "jump"))
+    assert all(k in measured or k == ("euler", "jump") for k in AUTO_RULE)

@@ -48,7 +48,7 @@ def _losses(ev: Evaluation, method: str = "hso", within: float = 1.05) -> str:
         best = min(rows, key=lambda r: r["rmse"])
         mine = next((r for r in rows if r["method"] == method), None)
         if mine is not None and mine["rmse"] > within * best["rmse"]:
-            lost.append(f"{cell[0]} NFE {cell[2]} ({best['method']}, {mine['rmse'] / best['rmse']:.2f}x)")
+            lost.append(f"{cell[0]} {cell[1]} NFE {cell[2]} ({best['method']}, {mine['rmse'] / best['rmse']:.2f}x)")
     return ", ".join(lost) if lost else "none"
 
 

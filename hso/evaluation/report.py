@@ -63,9 +63,13 @@ def plot_error_vs_nfe(ev: Evaluation, path: Path, metric: str = "rmse") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = list(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.6 * len(groups), 3.8), squeeze=False)
-    for ax, (solver, conv) in zip(axes[0], groups):
+    groups = sorted(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows), key=lambda g: (g[1], 0))
+    ncols = len({g[0] for g in groups})
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(groups):]:
+        ax.set_visible(False)
+    for ax, (solver, conv) in zip(axes.ravel(), groups):
         rows = [r for r in ev.rows if r["solver"] == solver and r["convention"] == conv]
         for m in dict.fromkeys(r["method"] for r in rows):
             pts = sorted((r["nfe"], r[metric]) for r in rows if r["method"] == m)
@@ -75,11 +79,12 @@ def plot_error_vs_nfe(ev: Evaluation, path: Path, metric: str = "rmse") -> Path:
         ax.set_xlabel("NFE")
         ax.set_title(f"{solver} ({conv})")
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel(METRIC_NAMES.get(metric, metric))
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    for row in axes:
+        row[0].set_ylabel(METRIC_NAMES.get(metric, metric))
+    axes[0][-1].legend(fontsize=6, loc="upper right")
     fig.suptitle(_title(ev).replace("`", ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
@@ -113,7 +118,7 @@ def plot_schedules(ev: Evaluation, path: Path, nfe: int | None = None) -> Path:
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(_title(ev).replace("`", ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
