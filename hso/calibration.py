@@ -109,11 +109,10 @@ def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, conventi
                         options: dict[str, Any]) -> list[np.ndarray]:
     """Up to k members of the final DE population of hso's search, far apart in (t_eps, T_max), as schedules."""
     from . import fast
-    from .optimize import _prepare, optimize
+    from .optimize import _defaults, _prepare
 
-    base = {k_: v.default for k_, v in __import__("inspect").signature(optimize).parameters.items()
-            if k_ not in ("callback", "schedule", "nfe", "solver", "objective")}
-    job = _prepare(schedule, nfe, solver, "mep", **{**base, **options, "convention": convention})
+    job = _prepare(**{**_defaults(), **options, "schedule": schedule, "nfe": nfe, "solver": solver,
+                      "convention": convention})
     out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend)
     pop = np.unique(np.round(out.population, 6), axis=0)
     if pop.shape[0] == 0 or k <= 0:

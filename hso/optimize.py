@@ -255,6 +255,11 @@ def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleRes
         d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings))
 
 
+def _defaults() -> dict[str, Any]:
+    """`optimize`'s arguments with their defaults (what `_prepare` takes)."""
+    return {k: v.default for k, v in inspect.signature(optimize).parameters.items() if k != "callback"}
+
+
 def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = False, backend: str = "auto",
                   **defaults: Any) -> list[ScheduleResult]:
     """Many `optimize` calls in one batched pass (e.g. every NFE 3-20 x solver for a model).
@@ -276,7 +281,7 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
         ValueError / TypeError: as `optimize`, for the first bad config, before any search runs.
     """
     t_start = time.perf_counter()
-    base = {k: v.default for k, v in inspect.signature(optimize).parameters.items() if k != "callback"}
+    base = _defaults()
     jobs = []
     for i, cfg in enumerate(configs):
         unknown = set(cfg) - set(base)
