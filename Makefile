@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hso-installed
 # the package folders too: the editable install maps the Python files it saw, so a new module needs a reinstall
 SOURCES := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*/*.cpp csrc/*/*.h csrc/*/*.cu csrc/*/*.cuh) \
-           hso $(wildcard hso/*/)
+           hso $(filter-out %/__pycache__/,$(wildcard hso/*/))
 
 .PHONY: run test install bench quality clean info
 
