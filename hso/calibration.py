@@ -217,6 +217,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         raise TypeError(f"budget must be an integer number of network evaluations, got {budget!r}")
     if teacher_steps < 4:
         raise ValueError(f"teacher_steps must be >= 4, got {teacher_steps}")
+    from .solvers.samplers import _prediction_name
+    pred = _prediction_name(prediction, sched)
     rng = np.random.default_rng(seed)
 
     def say(msg: str) -> None:
@@ -235,8 +237,6 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
     counter = _Counter(model)
 
     # probe: one sample, before anything else is spent, so a broken model fails cheaply
-    from .solvers.samplers import _prediction_name
-    pred = _prediction_name(prediction, sched)
     out = counter(_initial(sched, sched.t_max, rng.standard_normal((1, *shape))), float(sched.t_max))
     if tuple(getattr(out, "shape", ())) != (1, *shape):
         raise ValueError(f"the model returned shape {tuple(getattr(out, 'shape', ()))} for an input of shape "
