@@ -19,7 +19,6 @@ from .schedules import PRESETS, NoiseSchedule, betas_for
 from .solvers import SOLVERS, get_solver
 
 
-
 def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.evaluation.evaluate
     """Score schedules on real samplers and test beds; see `hso.evaluation.evaluate` (imported on first use)."""
     from .evaluation import evaluate as _evaluate
@@ -32,6 +31,7 @@ def calibrate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.calibr
     return _calibrate(*args, **kwargs)
 
 
-__all__ = ["optimize", "evaluate", "calibrate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS", "SOLVERS", "SPACINGS", "INIT_FAMILIES",
-           "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn", "spacing_penalty", "fast", "library",
+__all__ = ["optimize", "evaluate", "calibrate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS",
+           "SOLVERS", "SPACINGS", "INIT_FAMILIES", "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn",
+           "spacing_penalty", "fast", "library",
            "__version__"]

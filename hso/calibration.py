@@ -27,8 +27,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .evaluation.reference import final_data, initial_state
 from .schedules import NoiseSchedule, as_schedule
-from .solvers import SAMPLER_DEFAULTS, get_solver, sample
+from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample
 
 __all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET"]
 
@@ -93,16 +94,6 @@ class _Counter:
     def __call__(self, x: Any, t: float) -> Any:
         self.spent += int(x.shape[0])
         return self.model(x, t)
-
-
-def _initial(schedule: NoiseSchedule, t0: float, z: np.ndarray) -> np.ndarray:
-    from .evaluation.reference import initial_state
-    return initial_state(schedule, t0, z)
-
-
-def _final_data(schedule: NoiseSchedule, x: Any, t_last: float, convention: str) -> np.ndarray:
-    y = np.asarray(x, dtype=np.float64)
-    return y / float(schedule.alpha(t_last)) if convention == "stop" else y
 
 
 def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, convention: str, k: int,
@@ -217,8 +208,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         raise TypeError(f"budget must be an integer number of network evaluations, got {budget!r}")
     if teacher_steps < 4:
         raise ValueError(f"teacher_steps must be >= 4, got {teacher_steps}")
-    from .solvers.samplers import _prediction_name
-    pred = _prediction_name(prediction, sched)
+    pred = prediction_for(prediction, sched)
     rng = np.random.default_rng(seed)
 
     def say(msg: str) -> None:
@@ -237,7 +227,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
     counter = _Counter(model)
 
     # probe: one sample, before anything else is spent, so a broken model fails cheaply
-    out = counter(_initial(sched, sched.t_max, rng.standard_normal((1, *shape))), float(sched.t_max))
+    out = counter(initial_state(sched, sched.t_max, rng.standard_normal((1, *shape))), float(sched.t_max))
     if tuple(getattr(out, "shape", ())) != (1, *shape):
         raise ValueError(f"the model returned shape {tuple(getattr(out, 'shape', ()))} for an input of shape "
                          f"{(1, *shape)}")
@@ -252,9 +242,9 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
 
     def sq_errors(t: np.ndarray, z: np.ndarray, teacher: np.ndarray) -> float:
         """Sum over these noises of each sample's mean squared error against the teacher."""
-        x = sample(counter, _initial(sched, float(t[0]), z), sched, t, spec.name, prediction=pred, convention=conv,
+        x = sample(counter, initial_state(sched, float(t[0]), z), sched, t, spec.name, prediction=pred, convention=conv,
                    **opts)
-        y = _final_data(sched, x, float(t[-1]), conv)
+        y = final_data(sched, x, float(t[-1]), conv)
         return float(np.sum(np.mean((y - teacher).reshape(len(z), -1) ** 2, axis=1)))
 
     # successive halving: every round draws new noises (twice as many), runs the teacher and the surviving
@@ -272,7 +262,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         if chunk < 1:
             break
         z = rng.standard_normal((chunk, *shape))
-        teacher = np.asarray(sample(counter, _initial(sched, float(t_fine[0]), z), sched, t_fine, "unipc",
+        teacher = np.asarray(sample(counter, initial_state(sched, float(t_fine[0]), z), sched, t_fine, "unipc",
                                     prediction=pred, convention="jump", order=3, variant="bh1"), dtype=np.float64)
         for i in alive:
             sse[i] += sq_errors(cands[i][1], z, teacher)
@@ -294,7 +284,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         k = int(min(max_noise, (budget - counter.spent) // (teach_cost + 4 * nfe)))
         if k >= 2:
             z = rng.standard_normal((k, *shape))
-            teacher = np.asarray(sample(counter, _initial(sched, float(t_fine[0]), z), sched, t_fine, "unipc",
+            teacher = np.asarray(sample(counter, initial_state(sched, float(t_fine[0]), z), sched, t_fine, "unipc",
                                         prediction=pred, convention="jump", order=3, variant="bh1"))
 
             def score_fixed(t: np.ndarray) -> float:

@@ -135,10 +135,8 @@ class _Adapted:
         plan = getattr(self, "_hso_plan", None)
         if plan is None:  # a stock constructor calling its own set_timesteps (Heun does)
             return super().set_timesteps(*args, **kwargs)  # type: ignore[misc]
-        names = ("num_inference_steps", "device")
-        bound = dict(zip(names, args), **kwargs)
-        num_inference_steps, device = bound.pop("num_inference_steps", None), bound.pop("device", None)
-        kwargs = bound
+        kwargs = dict(zip(("num_inference_steps", "device"), args), **kwargs)
+        num_inference_steps, device = kwargs.pop("num_inference_steps", None), kwargs.pop("device", None)
         m = len(plan["timesteps"])
         if kwargs.get("timesteps") is not None or kwargs.get("sigmas") is not None:
             raise ValueError("this scheduler carries an hso schedule; remove it with hso.diffusers.remove() before "
@@ -204,18 +202,11 @@ class _AdaptedFinalJump(_Adapted):
             self._init_step_index(timestep)
         last = self.step_index == len(self.timesteps) - 1
         if last and float(self.sigmas[-1]) == 0.0 and self.config.get("solver_type") != "bh2":
+            from .solvers import canonical_prediction, to_data_prediction
+
             alpha, sigma = self._sigma_to_alpha_sigma_t(self.sigmas[self.step_index])
-            pred = self.config.prediction_type
-            if pred == "epsilon":
-                x0 = (sample - sigma * model_output) / alpha
-            elif pred == "sample":
-                x0 = model_output
-            elif pred == "v_prediction":
-                x0 = alpha * sample - sigma * model_output
-            elif pred == "flow_prediction":
-                x0 = sample - sigma * model_output
-            else:
-                raise ValueError(f"prediction_type {pred!r} is not supported by hso's final step")
+            x0 = to_data_prediction(model_output, sample, alpha, sigma,
+                                    canonical_prediction(self.config.prediction_type))
             self._step_index += 1
             if not return_dict:
                 return (x0,)
@@ -368,8 +359,7 @@ def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sa
         if not size or "in_channels" not in cfg:
             raise ValueError("give sample_shape=: it cannot be read from the network's config")
         sample_shape = (cfg["in_channels"], *size)
-    pred = sched.config.get("prediction_type", "epsilon")
-    pred = "flow" if _flow_sigmas(sched) else pred
+    pred = "flow" if _flow_sigmas(sched) else sched.config.get("prediction_type", "epsilon")
     kw = dict(calibrate_kwargs)
     if budget is not None:
         kw["budget"] = budget

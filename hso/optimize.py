@@ -164,7 +164,8 @@ class _Job:
 
 
 def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: str | None, *, method: str = "auto",
-             convention: str | None, spacing: str | None, p: float | None, trunc_num: int | None, init: str, bounds: Any, popsize: int,
+             convention: str | None, spacing: str | None, p: float | None, trunc_num: int | None, init: str,
+             bounds: Any, popsize: int,
              maxiter: int, tol: float, mutation: Any, recombination: float, polish: bool, seed: int | None,
              gamma: float, backend: str) -> _Job:
     """Validate every argument (raising before any kernel runs) and build the engine's specs."""
@@ -225,7 +226,8 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     mutation = tuple(float(m) for m in mut) if mut.size == 2 else float(mut[0])
     de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol), mutation=mutation,
                     recombination=float(recombination), polish=bool(polish), seed=seed)
-    settings = {"method": method, "init": init, "p": float(p), "trunc_num": trunc_num, "bounds": [list(b) for b in box],
+    settings = {"method": method, "init": init, "p": float(p), "trunc_num": trunc_num,
+                "bounds": [list(b) for b in box],
                 "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
                 "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
                 "n_intervals": n_int, "min_gap": gap}

@@ -57,8 +57,8 @@ def _close(ours: np.ndarray, theirs: np.ndarray) -> None:
 def test_ddim_trailing_matches_diffusers(gmm, noise, prediction, steps):
     sch = hso.NoiseSchedule.preset("sd21")
     model = as_model(gmm, sch, prediction)
-    ref, ts, x_init = _run_diffusers(diffusers.DDIMScheduler(**SD, prediction_type=prediction, set_alpha_to_one=True, clip_sample=False,
-                                                     timestep_spacing="trailing"), model, noise, steps)
+    ref, ts, x_init = _run_diffusers(diffusers.DDIMScheduler(**SD, prediction_type=prediction, set_alpha_to_one=True,
+                                                     clip_sample=False, timestep_spacing="trailing"), model, noise, steps)
     ours = sample(model, x_init, sch, sch.t_of_timesteps(ts), "ddim", prediction=prediction, convention="jump")
     _close(ours, ref)
 

@@ -19,13 +19,20 @@ import numpy as np
 
 from ..schedules import KIND_VE, NoiseSchedule
 
-__all__ = ["initial_state", "Reference", "reference_solution"]
+__all__ = ["initial_state", "final_data", "Reference", "reference_solution"]
 
 
 def initial_state(schedule: NoiseSchedule, t0: float, z: np.ndarray) -> np.ndarray:
     """The sampler's state at its first point t0 from unit noise z: ``sigma(t0) z`` for VE/EDM models (alpha = 1),
     ``z`` for VP and flow models (whose marginal at the top is unit noise), as samplers are used in practice."""
     return float(schedule.sigma(t0)) * z if schedule.kind == KIND_VE else np.array(z, dtype=np.float64)
+
+
+def final_data(schedule: NoiseSchedule, x: Any, t_last: float, convention: str) -> np.ndarray:
+    """A sampler's final state in data units (float64): x / alpha at the last point for "stop" (x there is noisy
+    data scaled by alpha), the data prediction itself for "jump"."""
+    y = np.asarray(x, dtype=np.float64)
+    return y / float(schedule.alpha(t_last)) if convention == "stop" else y
 
 
 @dataclass(frozen=True)

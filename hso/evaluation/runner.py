@@ -15,7 +15,7 @@ from ..schedules import KIND_FLOW, NoiseSchedule, as_schedule
 from ..solvers import SAMPLER_DEFAULTS, get_solver, sample
 from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedule
 from .metrics import rmse, sample_metrics
-from .reference import initial_state, reference_solution
+from .reference import final_data, initial_state, reference_solution
 
 __all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS"]
 
@@ -175,7 +175,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
     def run(solver: str, conv: str, t: np.ndarray) -> tuple[np.ndarray, Any]:
         out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
                      convention=conv, return_trajectory=True, **opts_all.get(solver, {}))
-        return (out.x / float(sched.alpha(t[-1])) if conv == "stop" else out.x), out
+        return final_data(sched, out.x, float(t[-1]), conv), out
 
     rows = []
     for k, (solver, conv, nfe, m, t) in enumerate(plans):

@@ -6,9 +6,10 @@
 
 The shipped file ``schedules.json`` (made by ``python -m hso.library.build``) holds every preset in
 `hso.PRESETS` x solvers unipc, dpmsolver++, ddim, euler x NFE 3-20 x conventions "stop" and "jump", each made with
-`hso.optimize`'s defaults (``method="auto"``, seed 66; every entry records the objective and spacing it resolved to). Floats are stored with full precision, so a
-loaded result equals the search's bit for bit (the backend that made it is recorded). Anything else -- another
-noise schedule, solver, NFE or setting -- is one `hso.optimize(...)` call away.
+`hso.optimize`'s defaults (``method="auto"``, seed 66; every entry records the objective and spacing it resolved
+to). Floats are stored with full precision, so a loaded result equals the search's bit for bit (the backend that
+made it is recorded). Anything else -- another noise schedule, solver, NFE or setting -- is one `hso.optimize(...)`
+call away.
 
 The file is read once, on the first call, and never triggers a search.
 """

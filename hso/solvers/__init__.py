@@ -84,6 +84,8 @@ def get_solver(name: str | SolverSpec) -> SolverSpec:
     raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(SOLVERS)}")
 
 
-from .samplers import PREDICTIONS, SAMPLER_DEFAULTS, SampleOutput, sample, to_data_prediction  # noqa: E402
+from .samplers import (PREDICTIONS, SAMPLER_DEFAULTS, SampleOutput, canonical_prediction,  # noqa: E402
+                       prediction_for, sample, to_data_prediction)
 
-__all__ += ["sample", "SampleOutput", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction"]
+__all__ += ["sample", "SampleOutput", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction", "canonical_prediction",
+            "prediction_for"]

@@ -29,11 +29,13 @@ import numpy as np
 from ..schedules import KIND_FLOW, KIND_VP, NoiseSchedule, log_sigma_of_lambda
 from . import CONVENTIONS, get_solver
 
-__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction", "SampleOutput"]
+__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction", "canonical_prediction",
+           "prediction_for", "SampleOutput"]
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction", "flow")
 _PREDICTION_ALIASES = {"eps": "epsilon", "epsilon": "epsilon", "x0": "sample", "sample": "sample",
-                       "v": "v_prediction", "v_prediction": "v_prediction", "flow": "flow", "velocity": "flow"}
+                       "v": "v_prediction", "v_prediction": "v_prediction", "flow": "flow", "velocity": "flow",
+                       "flow_prediction": "flow"}
 
 # the solvers that have a sampler, and their default options
 SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -64,10 +66,25 @@ class SampleOutput:
     convention: str
 
 
-def _prediction_name(prediction: str, schedule: NoiseSchedule) -> str:
+def canonical_prediction(prediction: str) -> str:
+    """A prediction type's canonical name (`PREDICTIONS`) from it or an alias (diffusers' names included).
+
+    Raises:
+        ValueError: an unknown prediction type.
+    """
     key = _PREDICTION_ALIASES.get(str(prediction).lower()) if isinstance(prediction, str) else None
     if key is None:
         raise ValueError(f"unknown prediction type {prediction!r}; known: {', '.join(PREDICTIONS)}")
+    return key
+
+
+def prediction_for(prediction: str, schedule: NoiseSchedule) -> str:
+    """`canonical_prediction`, checked against the noise family (v needs VP, flow velocity needs flow).
+
+    Raises:
+        ValueError: an unknown prediction type, or one the family does not define.
+    """
+    key = canonical_prediction(prediction)
     if key == "v_prediction" and schedule.kind != KIND_VP:
         raise ValueError(f"v-prediction is defined for VP schedules (alpha^2 + sigma^2 = 1); the {schedule.family} "
                          "family needs 'epsilon', 'sample' or its own parameterisation")
@@ -156,7 +173,7 @@ def sample(model: Callable[[Any, float], Any], x: Any, schedule: NoiseSchedule, 
     conv = convention or spec.default_convention
     if conv not in CONVENTIONS:
         raise ValueError(f"unknown convention {conv!r}; known: {', '.join(CONVENTIONS)}")
-    pred = _prediction_name(prediction, schedule)
+    pred = prediction_for(prediction, schedule)
     opts = dict(SAMPLER_DEFAULTS[name])
     if order is not None:
         if name not in _MAX_ORDER:

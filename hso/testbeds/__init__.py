@@ -49,9 +49,9 @@ def as_model(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseS
     Raises:
         ValueError: unknown prediction type or one the family does not define.
     """
-    from ..solvers.samplers import _prediction_name
+    from ..solvers import prediction_for
 
-    pred = _prediction_name(prediction, schedule)
+    pred = prediction_for(prediction, schedule)
 
     def model(x: np.ndarray, t: float) -> np.ndarray:
         alpha, sigma = float(schedule.alpha(t)), float(schedule.sigma(t))

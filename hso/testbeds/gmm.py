@@ -93,7 +93,8 @@ class GaussianMixtureDenoiser:
                             name=np.array(self.name), **{k: np.array(str(v)) for k, v in meta.items()})
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": "exact Gaussian-mixture posterior mean", "components": int(self.weights.size),
+        return {"name": self.name, "kind": "exact Gaussian-mixture posterior mean",
+                "components": int(self.weights.size),
                 "dim": int(self.dim), "settings": dict(GMM_SETTINGS)}
 
     # ------------------------------------------------------------------ evaluation
