@@ -84,29 +84,44 @@ Raises:
     ValueError: lambdas is not 2-D, has fewer than 2 points per row, or kind is unknown.
 )doc";
 
-constexpr const char* kLowerDoc = R"doc(The HSO lower level for a batch of candidates (MEP objective).
+constexpr const char* kLowerDoc = R"doc(The HSO lower level for a batch of candidates (MEP or DM-NonUniform).
 
 The contract of hso.fast.reference_lower.lower_solve: psi [B, 3] = (rho, t_eps, T_max); the noise schedule as
 family (0 vp table, 1 vp linear, 2 vp cosine, 3 edm, 4 flow), two parameters a, b and the log-alpha table (vp table
 only); N, the hard gap d, d_min, gamma, the lambda-space kind, p, the init family (0 edm_rho, 1 logSNR,
-2 time_uniform, 3 time_quadratic), maxiter and xtol.
+2 time_uniform, 3 time_quadratic), maxiter and xtol; the objective (0 MEP with its exact Hessian, 1 DM-NonUniform
+with BFGS) and, for DM-NonUniform, truncNum.
 Returns (t [B, N+1], lambdas [B, N+1], objective [B], penalty [B], iters [B] int64, feasible [B] bool).
 
 Raises:
-    ValueError: psi is not [B, 3], N < 1, unknown family / kind / init, or a missing table.
+    ValueError: psi is not [B, 3], N < 1, unknown family / kind / init / objective, negative truncNum, or a missing
+        table.
+)doc";
+
+constexpr const char* kDmnDoc = R"doc(DM-NonUniform value and gradient for a batch of schedules.
+
+The contract of hso.fast.reference_dmn.dmn_and_grad: lambdas [B, N+1] float64 (increasing along a row), kind 0/1/2,
+exponent p and truncNum (resolved: >= 0). Returns (value [B], grad [B, N+1]).
+
+Raises:
+    ValueError: lambdas is not 2-D, has fewer than 2 points per row, kind is unknown or truncNum is negative.
 )doc";
 
 using LowerKernel = void (*)(const double*, int64_t, const hso::ScheduleMap&, const hso::LowerParams&, double*,
                             double*, double*, double*, int64_t*, bool*);
 
-py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
-                         double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
-                         double xtol) {
+py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, double a, double b,
+                           const InArray& table, int64_t n_int, double gap, double d_min, double gamma, int kind,
+                           double p, int init, int64_t maxiter, double xtol, int objective, int64_t trunc) {
   if (psi.ndim() != 2 || psi.shape(1) != 3) throw std::invalid_argument("psi must be [B, 3]");
   if (n_int < 1) throw std::invalid_argument("N must be >= 1");
   if (family < 0 || family > 4) throw std::invalid_argument("unknown schedule family " + std::to_string(family));
   if (kind < 0 || kind > 2) throw std::invalid_argument("unknown lambda-space kind " + std::to_string(kind));
   if (init < 0 || init > 3) throw std::invalid_argument("unknown init family " + std::to_string(init));
+  if (objective != hso::OBJECTIVE_MEP && objective != hso::OBJECTIVE_DMN) {
+    throw std::invalid_argument("unknown objective " + std::to_string(objective) + "; known: 0 (mep), 1 (dmn)");
+  }
+  if (trunc < 0) throw std::invalid_argument("trunc must be >= 0");
   if (family == 0 && (table.ndim() != 1 || table.shape(0) < 2)) {
     throw std::invalid_argument("the vp table family needs a 1-D log-alpha table with >= 2 entries");
   }
@@ -114,16 +129,16 @@ py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, d
   const py::ssize_t n1 = n_int + 1;
   OutArray t({B, n1});
   OutArray lam({B, n1});
-  OutArray objective(B);
+  OutArray objective_out(B);
   OutArray penalty(B);
   py::array_t<int64_t> iters(B);
   py::array_t<bool> feasible(B);
   hso::ScheduleMap s{family, a, b, family == 0 ? table.data() : nullptr, family == 0 ? table.shape(0) : 0};
-  hso::LowerParams P{n_int, gap, d_min, gamma, kind, p, init, maxiter, xtol};
+  hso::LowerParams P{n_int, gap, d_min, gamma, kind, p, init, maxiter, xtol, objective, trunc};
   const double* ps = psi.data();
   double* tp = t.mutable_data();
   double* lp = lam.mutable_data();
-  double* op = objective.mutable_data();
+  double* op = objective_out.mutable_data();
   double* pp = penalty.mutable_data();
   int64_t* ip = iters.mutable_data();
   bool* fp = feasible.mutable_data();
@@ -131,7 +146,7 @@ py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, d
     py::gil_scoped_release release;
     kernel(ps, B, s, P, tp, lp, op, pp, ip, fp);
   }
-  return py::make_tuple(t, lam, objective, penalty, iters, feasible);
+  return py::make_tuple(t, lam, objective_out, penalty, iters, feasible);
 }
 
 }  // namespace
@@ -146,14 +161,35 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false, kMepDoc);
 
+  m.def(
+      "dmn_and_grad",
+      [](const InArray& lambdas, int kind, double p, int64_t trunc) {
+        check_mep_args(lambdas, kind);
+        if (trunc < 0) throw std::invalid_argument("trunc must be >= 0");
+        const py::ssize_t B = lambdas.shape(0);
+        const py::ssize_t N1 = lambdas.shape(1);
+        OutArray value(B);
+        OutArray grad({B, N1});
+        const double* lam = lambdas.data();
+        double* v = value.mutable_data();
+        double* g = grad.mutable_data();
+        {
+          py::gil_scoped_release release;
+          hso::dmn_forward_cpu(lam, B, N1, kind, p, trunc, v, g);
+        }
+        return py::make_tuple(value, grad);
+      },
+      py::arg("lambdas"), py::arg("kind"), py::arg("p"), py::arg("trunc"), kDmnDoc);
+
   m.def("lower_solve", [](const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
                           double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
-                          double xtol) {
+                          double xtol, int objective, int64_t trunc) {
           return lower_solve_with(&hso::lower_solve_cpu, psi, family, a, b, table, n_int, gap, d_min, gamma, kind, p,
-                                  init, maxiter, xtol);
+                                  init, maxiter, xtol, objective, trunc);
         }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"),
         py::arg("table"), py::arg("n_int"), py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"),
-        py::arg("p"), py::arg("init"), py::arg("maxiter"), py::arg("xtol"), kLowerDoc);
+        py::arg("p"), py::arg("init"), py::arg("maxiter"), py::arg("xtol"), py::arg("objective") = 0,
+        py::arg("trunc") = 0, kLowerDoc);
 
 #if defined(HSO_WITH_CUDA)
   m.def(
@@ -166,12 +202,12 @@ PYBIND11_MODULE(_C, m) {
       "Raises:\n    ValueError: as mep_and_grad.\n    RuntimeError: any CUDA error, with the runtime's message.");
   m.def("lower_solve_cuda", [](const InArray& psi, int family, double a, double b, const InArray& table,
                                int64_t n_int, double gap, double d_min, double gamma, int kind, double p, int init,
-                               int64_t maxiter, double xtol) {
+                               int64_t maxiter, double xtol, int objective, int64_t trunc) {
           return lower_solve_with(&hso::lower_solve_cuda_from_host, psi, family, a, b, table, n_int, gap, d_min, gamma,
-                                  kind, p, init, maxiter, xtol);
+                                  kind, p, init, maxiter, xtol, objective, trunc);
         }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"), py::arg("table"), py::arg("n_int"),
         py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"), py::arg("p"), py::arg("init"),
-        py::arg("maxiter"), py::arg("xtol"),
+        py::arg("maxiter"), py::arg("xtol"), py::arg("objective") = 0, py::arg("trunc") = 0,
         "lower_solve on the current CUDA device, from and to host arrays.\n\nRaises:\n    ValueError: as "
         "lower_solve.\n    RuntimeError: any CUDA error, with the runtime's message.");
   m.def("cuda_device_count", &hso_cuda_device_count,

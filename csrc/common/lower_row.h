@@ -22,6 +22,9 @@ constexpr int INIT_LOGSNR = 1;
 constexpr int INIT_TIME_UNIFORM = 2;
 constexpr int INIT_TIME_QUADRATIC = 3;
 
+constexpr int OBJECTIVE_MEP = 0;
+constexpr int OBJECTIVE_DMN = 1;
+
 struct LowerParams {
   int64_t n_int;  // N
   double gap;     // hard minimum t-gap d
@@ -32,10 +35,12 @@ struct LowerParams {
   int init;       // INIT_*
   int64_t maxiter;
   double xtol;
+  int objective = OBJECTIVE_MEP;  // OBJECTIVE_*
+  int64_t trunc = 0;              // DM-NonUniform truncNum (resolved by the caller)
 };
 
-// doubles of scratch one candidate needs
-HSO_HD int64_t lower_work_size(int64_t n_int) { return 26 * (n_int + 1) + 8; }
+// doubles of scratch one MEP candidate needs
+HSO_HD int64_t lower_work_size_mep(int64_t n_int) { return 26 * (n_int + 1) + 8; }
 
 // start schedule t[0..N] of the init family (hso/inits.py)
 HSO_HD void init_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max, double* t) {
@@ -122,8 +127,92 @@ HSO_HD double extreme_eigenvalue(const double* d, const double* e, int64_t n, in
   return 0.5 * (lo + hi);
 }
 
-// The lower level for one candidate. Writes t[0..N], lam[0..N]; returns the number of iterations.
-HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max,
+// Active-set bookkeeping shared by the lower levels. The active gap constraints glue consecutive points into
+// blocks: bid[j] = first point of j's block (as double); off[j] = the move of point j that keeps its block's active
+// constraints satisfied (dt_{j+1} = dt_j + c_j inside a block; a block holding point 0 starts at 0, the block
+// holding N ends at 0). Returns the first point of the block holding N.
+HSO_HD int64_t working_blocks(const double* wk, const double* c, int64_t N, double* bid, double* off) {
+  const int64_t n1 = N + 1;
+  for (int64_t j = 0; j < n1; ++j) bid[j] = (j > 0 && wk[j - 1] > 0.5) ? bid[j - 1] : static_cast<double>(j);
+  const int64_t bottom = static_cast<int64_t>(bid[N]);
+  for (int64_t j = 0; j < n1; ++j) {
+    off[j] = (static_cast<int64_t>(bid[j]) == j) ? 0.0 : off[j - 1] + c[j - 1];
+  }
+  if (bottom > 0) {  // the block holding N: shift so that dt_N = 0
+    const double sh = off[N];
+    for (int64_t j = bottom; j < n1; ++j) off[j] -= sh;
+  }
+  return bottom;
+}
+
+// multipliers mu[0..N) of the active constraints from the residual r = g + H dt (interior points), block by block
+HSO_HD void block_multipliers(const double* bid, const double* r, int64_t N, double* mu) {
+  const int64_t n1 = N + 1;
+  for (int64_t i = 0; i < N; ++i) mu[i] = 0.0;
+  for (int64_t j = 0; j < n1;) {  // walk the blocks
+    const int64_t a = j;
+    int64_t e = a;
+    while (e + 1 < n1 && static_cast<int64_t>(bid[e + 1]) == a) ++e;
+    if (a == 0) {
+      double m = 0.0;  // constraint e is inactive: mu_e = 0, then mu_{j-1} = mu_j - r_j upwards
+      for (int64_t q = e; q >= 1; --q) {
+        m -= r[q];
+        mu[q - 1] = m;
+      }
+    } else {
+      double m = 0.0;  // constraint a-1 is inactive: mu_j = mu_{j-1} + r_j downwards
+      for (int64_t q = a; q < e; ++q) {
+        m += r[q];
+        mu[q] = m;
+      }
+    }
+    j = e + 1;
+  }
+}
+
+// the active constraint with the most negative multiplier (-1 when none is active); its multiplier in mu_min
+HSO_HD int64_t most_negative_multiplier(const double* wk, const double* mu, int64_t N, double& mu_min) {
+  int64_t worst = -1;
+  mu_min = INFINITY;
+  for (int64_t i = 0; i < N; ++i) {
+    if (wk[i] > 0.5 && mu[i] < mu_min) {
+      mu_min = mu[i];
+      worst = i;
+    }
+  }
+  return worst;
+}
+
+// ratio test over the inactive constraints: the largest step along dt that keeps them satisfied, and which blocks
+HSO_HD double ratio_test(const double* wk, const double* c, const double* dt, int64_t N, int64_t& block) {
+  double alpha_max = INFINITY;
+  block = -1;
+  for (int64_t i = 0; i < N; ++i) {
+    if (wk[i] > 0.5) continue;
+    const double dc = dt[i] - dt[i + 1];
+    if (dc < 0.0) {
+      const double ratio = ::fmax(c[i], 0.0) / -dc;
+      if (ratio < alpha_max) {
+        alpha_max = ratio;
+        block = i;
+      }
+    }
+  }
+  return alpha_max;
+}
+
+// the SPF penalty's sum of squared shortfalls below d_min (spec section 6), before the weight gamma
+HSO_HD double spf_sum(const double* t, int64_t N, double d_min) {
+  double pen = 0.0;
+  for (int64_t i = 0; i < N; ++i) {
+    const double sh = ::fmax(0.0, d_min - ::fabs(t[i] - t[i + 1]));
+    pen += sh * sh;
+  }
+  return pen;
+}
+
+// The MEP lower level for one candidate (exact tridiagonal Hessian, O(N) per Newton step). Writes t[0..N], lam[0..N]; returns the number of iterations.
+HSO_HD int64_t lower_row_mep(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max,
                          double* t, double* lam_out, double* objective, double* penalty, bool* feasible_out,
                          double* work) {
   const int64_t N = P.n_int, n1 = N + 1;
@@ -196,17 +285,7 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
       for (int64_t j = 1; j < N; ++j) Hd[j] += tau;
       for (int64_t i = 0; i < N; ++i) c[i] = (t[i] - t[i + 1]) - d;
 
-      // blocks of points glued by active constraints; bid[j] = first point of j's block
-      for (int64_t j = 0; j < n1; ++j) bid[j] = (j > 0 && wk[j - 1] > 0.5) ? bid[j - 1] : static_cast<double>(j);
-      // offsets: dt_{j+1} = dt_j + c_j inside a block; blocks holding point 0 start at 0, blocks holding N end at 0
-      const int64_t bottom = static_cast<int64_t>(bid[N]);
-      for (int64_t j = 0; j < n1; ++j) {
-        off[j] = (static_cast<int64_t>(bid[j]) == j) ? 0.0 : off[j - 1] + c[j - 1];
-      }
-      if (bottom > 0) {  // the block holding N: shift so that dt_N = 0
-        const double sh = off[N];
-        for (int64_t j = bottom; j < n1; ++j) off[j] -= sh;
-      }
+      const int64_t bottom = working_blocks(wk, c, N, bid, off);
       // free blocks are those holding neither end point; number them in order
       // reduced system R u = -Z^T (g + H off), tridiagonal over free blocks
       int64_t nb = 0;
@@ -275,35 +354,10 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
         if (j + 1 < N) v += Ho[j] * dt[j + 1];
         r[j] = v;
       }
-      for (int64_t i = 0; i < N; ++i) mu[i] = 0.0;
-      for (int64_t j = 0; j < n1;) {  // walk the blocks
-        const int64_t a = j;
-        int64_t e = a;
-        while (e + 1 < n1 && static_cast<int64_t>(bid[e + 1]) == a) ++e;
-        if (a == 0) {
-          double m = 0.0;  // constraint e is inactive: mu_e = 0, then mu_{j-1} = mu_j - r_j upwards
-          for (int64_t q = e; q >= 1; --q) {
-            m -= r[q];
-            mu[q - 1] = m;
-          }
-        } else {
-          double m = 0.0;  // constraint a-1 is inactive: mu_j = mu_{j-1} + r_j downwards
-          for (int64_t q = a; q < e; ++q) {
-            m += r[q];
-            mu[q] = m;
-          }
-        }
-        j = e + 1;
-      }
+      block_multipliers(bid, r, N, mu);
       const double mu_tol = 1e-10 * (1.0 + gmax);
-      int64_t worst = -1;
-      double mu_min = INFINITY;
-      for (int64_t i = 0; i < N; ++i) {
-        if (wk[i] > 0.5 && mu[i] < mu_min) {
-          mu_min = mu[i];
-          worst = i;
-        }
-      }
+      double mu_min;
+      const int64_t worst = most_negative_multiplier(wk, mu, N, mu_min);
       if (smax <= P.xtol) {
         if (worst >= 0 && mu_min < -mu_tol) {
           wk[worst] = 0.0;
@@ -313,20 +367,8 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
         iters = it + 1;
         continue;
       }
-      // ratio test over inactive constraints
-      double alpha_max = INFINITY;
-      int64_t block = -1;
-      for (int64_t i = 0; i < N; ++i) {
-        if (wk[i] > 0.5) continue;
-        const double dc = dt[i] - dt[i + 1];
-        if (dc < 0.0) {
-          const double ratio = ::fmax(c[i], 0.0) / -dc;
-          if (ratio < alpha_max) {
-            alpha_max = ratio;
-            block = i;
-          }
-        }
-      }
+      int64_t block;
+      const double alpha_max = ratio_test(wk, c, dt, N, block);
       double alpha = ::fmin(1.0, alpha_max);
       const bool newton_region = dec <= 1e-10 * (1.0 + ::fabs(f));
       bool accepted = false;
@@ -376,13 +418,8 @@ HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho,
     for (int64_t k = 0; k < n1; ++k) t[k] = ts[k];
     value = mep_of_t(s, P, t, lam_out, gl);
   }
-  double pen = 0.0;
-  for (int64_t i = 0; i < N; ++i) {
-    const double sh = ::fmax(0.0, P.d_min - ::fabs(t[i] - t[i + 1]));
-    pen += sh * sh;
-  }
   *objective = value;
-  *penalty = P.gamma * pen;
+  *penalty = P.gamma * spf_sum(t, N, P.d_min);
   return iters;
 }
 

@@ -10,12 +10,14 @@ void lower_solve_cpu(const double* psi, int64_t B, const ScheduleMap& s, const L
   // One candidate per iteration with a per-thread scratch row; dynamic scheduling because candidates that start
   // infeasible or far from their optimum take more Newton iterations than the rest. A DE generation (~60
   // candidates, ~0.2 ms) stays on the calling thread: waking a team costs more than that, and on a busy 2-core
-  // machine one descheduled worker stalls the whole region.
+  // machine one descheduled worker stalls the whole region. A DM-NonUniform candidate (BFGS on a non-smooth
+  // objective, often a hundred iterations) costs about a millisecond, so there a generation is worth a team.
 #if defined(HSO_WITH_OPENMP)
-#pragma omp parallel if (B >= 256)
+  const bool parallel = B >= 256 || (P.objective != OBJECTIVE_MEP && B >= 8);
+#pragma omp parallel if (parallel)
 #endif
   {
-    std::vector<double> work(static_cast<size_t>(lower_work_size(P.n_int)));
+    std::vector<double> work(static_cast<size_t>(lower_work_size_for(P)));
 #if defined(HSO_WITH_OPENMP)
 #pragma omp for schedule(dynamic, 4)
 #endif

@@ -1,9 +1,9 @@
-// The OpenMP batch loop of the lower_solve kernel contract (hso/fast/reference_lower.py).
+// The OpenMP batch loop of the lower_solve kernel contract (hso/fast/reference_lower.py), for MEP and DMN.
 #pragma once
 
 #include <cstdint>
 
-#include "common/lower_row.h"
+#include "common/lower_bfgs.h"
 
 namespace hso {
 

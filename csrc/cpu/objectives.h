@@ -12,4 +12,9 @@ namespace hso {
 void mep_forward_cpu(const double* lambdas, int64_t B, int64_t N1, int kind, double p, double* value, double* grad,
                      double* diag /*nullable*/, double* off /*nullable*/);
 
+// DM-NonUniform value and gradient for a batch of schedules; see `dmn_and_grad` in hso/fast/reference_dmn.py.
+// trunc is the truncNum, already resolved by the caller (>= 0).
+void dmn_forward_cpu(const double* lambdas, int64_t B, int64_t N1, int kind, double p, int64_t trunc, double* value,
+                     double* grad);
+
 }  // namespace hso

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "common/lower_row.h"
+#include "common/lower_bfgs.h"
 #include "common/mep_row.h"
 
 namespace hso {
@@ -86,7 +86,7 @@ __global__ void _lower_solve_kernel(const double* __restrict__ psi, int64_t B, S
   if (b >= B) return;
   const int64_t n1 = P.n_int + 1;
   iters[b] = lower_row(s, P, psi[3 * b], psi[3 * b + 1], psi[3 * b + 2], t + b * n1, lam + b * n1, objective + b,
-                       penalty + b, feasible + b, work + b * lower_work_size(P.n_int));
+                       penalty + b, feasible + b, work + b * lower_work_size_for(P));
 }
 
 void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
@@ -95,7 +95,7 @@ void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap&
   const size_t n1 = static_cast<size_t>(P.n_int + 1);
   const size_t nb = static_cast<size_t>(B);
   DeviceBuffer<> d_psi(3 * nb), d_t(nb * n1), d_lam(nb * n1), d_obj(nb), d_pen(nb);
-  DeviceBuffer<> d_work(nb * static_cast<size_t>(lower_work_size(P.n_int)));
+  DeviceBuffer<> d_work(nb * static_cast<size_t>(lower_work_size_for(P)));
   DeviceBuffer<> d_table(s.family == FAMILY_VP_TABLE ? static_cast<size_t>(s.n) : 0);
   DeviceBuffer<int64_t> d_iters(nb);
   DeviceBuffer<bool> d_feas(nb);

@@ -62,8 +62,11 @@ def _objective_fn(spec: ObjectiveSpec, backend: Backend) -> Callable[..., tuple]
     if spec.name == "mep":
         mep = backend.mep()
         return lambda lam, hessian=False: mep(lam, spec.kind, spec.p, hessian)
-    from .reference_dmn import dmn_and_grad  # one implementation for every backend until it is fused
-    return lambda lam, hessian=False: dmn_and_grad(lam, spec.kind, spec.p, spec.trunc_num)
+    if backend.dmn is not None:
+        dmn = backend.dmn()
+    else:
+        from .reference_dmn import dmn_and_grad as dmn  # the numpy reference serves backends without their own
+    return lambda lam, hessian=False: dmn(lam, spec.kind, spec.p, spec.trunc_num)
 
 
 def objective_and_grad(lambdas: Any, spec: ObjectiveSpec = ObjectiveSpec(), *, hessian: bool = False,
@@ -104,12 +107,12 @@ def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: 
 
 def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec,
               backend: Backend) -> Callable[[np.ndarray], LowerResult]:
-    """Bind the lower level: the backend's fused kernel for MEP when it has one, else the numpy driver on the
-    backend's objective."""
+    """Bind the lower level: the backend's fused kernel when it has one for this objective, else the numpy driver
+    on the backend's objective."""
     if objective.kind != schedule.kind or objective.p != lower.p or objective.name != lower.objective:
         raise ValueError(f"the objective spec ({objective.name}, kind {objective.kind}, p {objective.p}) must match "
                          f"the schedule (kind {schedule.kind}) and the lower spec ({lower.objective}, p {lower.p})")
-    if objective.name == "mep" and backend.lower is not None:
+    if backend.lower is not None and objective.name in backend.lower_objectives:
         fused = backend.lower()
         return lambda psi: fused(psi, schedule, lower)
     fn = _objective_fn(objective, backend)

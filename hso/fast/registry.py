@@ -40,8 +40,10 @@ class Backend:
         priority: `auto` picks the available backend with the highest priority.
         probe: returns None when usable, else the reason it is not.
         mep: ``(lambdas, kind, p, hessian) -> (value, grad[, diag, off])``, loaded lazily.
-        lower: the fused MEP lower level ``(psi, schedule, lower_spec) -> LowerResult``, loaded lazily; None when
+        lower: the fused lower level ``(psi, schedule, lower_spec) -> LowerResult``, loaded lazily; None when
             the backend has none (the numpy driver then runs on the backend's objective).
+        lower_objectives: the objectives its fused lower level takes; the others run the numpy driver.
+        dmn: ``(lambdas, kind, p, trunc_num) -> (value, grad)``, loaded lazily; None: the numpy reference's.
     """
 
     name: str
@@ -50,6 +52,8 @@ class Backend:
     probe: Callable[[], str | None]
     mep: Callable[[], Callable[..., tuple]]
     lower: Callable[[], Callable[..., Any]] | None = None
+    lower_objectives: tuple[str, ...] = ("mep",)
+    dmn: Callable[[], Callable[..., tuple]] | None = None
 
     def is_available(self) -> bool:
         return self.probe() is None
@@ -81,8 +85,22 @@ def _cpp_mep() -> Callable[..., tuple]:
     return mep
 
 
+def _cpp_dmn() -> Callable[..., tuple]:
+    mod = load_extension()
+    if mod is None:
+        raise RuntimeError(_probe_cpp())
+    from .reference_dmn import default_trunc_num
+
+    def dmn(lambdas, kind, p=2.0, trunc_num=None):
+        n = lambdas.shape[1] - 1
+        return mod.dmn_and_grad(lambdas, int(kind), float(p), default_trunc_num(n) if trunc_num is None
+                                else int(trunc_num))
+    return dmn
+
+
 _FAMILY_CODES = {"vp_discrete": 0, "vp_linear": 1, "vp_cosine": 2, "edm": 3, "flow": 4}
 _INIT_CODES = {"edm_rho": 0, "logSNR": 1, "time_uniform": 2, "time_quadratic": 3}
+_OBJECTIVE_CODES = {"mep": 0, "dmn": 1}
 
 
 def schedule_code(schedule: Any) -> tuple[int, float, float, Any]:
@@ -133,11 +151,14 @@ def _compiled_lower(entry: str) -> Callable[[], Callable[..., Any]]:
 def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
     from .reference_lower import LowerResult
 
+    from .reference_dmn import default_trunc_num
+
     def lower(psi, schedule, spec):
         fam, a, b, table = schedule_code(schedule)
+        trunc = default_trunc_num(spec.n_intervals) if spec.trunc_num is None else int(spec.trunc_num)
         t, lam, obj, pen, iters, feas = kernel(
             psi, fam, a, b, table, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
-            _INIT_CODES[spec.init], spec.maxiter, spec.xtol)
+            _INIT_CODES[spec.init], spec.maxiter, spec.xtol, _OBJECTIVE_CODES[spec.objective], trunc)
         return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
                            feasible=feas)
     return lower
@@ -179,7 +200,8 @@ def _triton_lower() -> Callable[..., Any]:
 # to a GPU costs more than solving; ask for "cuda" by name for very large batches.
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
-    "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve")),
+    "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve"), ("mep", "dmn"),
+                   _cpp_dmn),
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda")),
     "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower),
 }
