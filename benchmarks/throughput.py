@@ -5,6 +5,8 @@
 * ``lower_solve`` (SD 2.1, paper box, spacing "rank"): candidate solves per second for B in 64 ... 65536 and
   N in 5, 10, 20, every available backend (the numpy reference up to B = 4096: it is the slow baseline).
 * ``objective_and_grad`` (MEP with Hessian): candidate-intervals per second, same grid.
+* The same two for the DM-NonUniform objective (its lower level on B <= 4096, the reference up to 1024, 3 repeats),
+  and whole DM-NonUniform searches (SD 2.1 and EDM, UniPC, NFE 4/6/8/10), one run per backend.
 * OpenMP scaling: the cpp lower_solve at B = 65536, N = 10 with OMP_NUM_THREADS = 1 and 2 (fresh processes).
 * ``optimize_many`` over NFE 3-20 x {unipc, dpmsolver++, ddim} for SD 2.1 (one pass, seconds).
 * Peak resident memory of the largest lower_solve case (VmHWM of a fresh process, before and after it).
@@ -51,18 +53,43 @@ def _median_time(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def lower_cell(backend: str, b: int, n: int, repeats: int) -> float:
+def lower_cell(backend: str, b: int, n: int, repeats: int, objective: str = "mep") -> float:
     s = hso.NoiseSchedule.preset("sd21")
-    spec = fast.LowerSpec(n_intervals=n, gap=s.time_resolution, d_min=hso.d_min(n))
-    obj = fast.ObjectiveSpec("mep", s.kind)
+    spec = fast.LowerSpec(n_intervals=n, gap=s.time_resolution, d_min=hso.d_min(n), objective=objective)
+    obj = fast.ObjectiveSpec(objective, s.kind)
     psi = _psi(b)
     return _median_time(lambda: fast.lower_solve(psi, s, spec, obj, backend=backend), repeats)
 
 
-def objective_cell(backend: str, b: int, n: int, repeats: int) -> float:
+def objective_cell(backend: str, b: int, n: int, repeats: int, objective: str = "mep") -> float:
     lam = np.sort(np.random.default_rng(1).uniform(-6, 5, (b, n + 1)), axis=1)
-    spec = fast.ObjectiveSpec("mep", 0)
-    return _median_time(lambda: fast.objective_and_grad(lam, spec, hessian=True, backend=backend), repeats)
+    spec = fast.ObjectiveSpec(objective, 0)
+    hessian = objective == "mep"
+    return _median_time(lambda: fast.objective_and_grad(lam, spec, hessian=hessian, backend=backend), repeats)
+
+
+# DM-NonUniform: BFGS on a non-smooth objective takes ~100x MEP's work per candidate, so its lower level is measured
+# on smaller batches (the reference up to B = 1024) with fewer repeats
+DMN_LOWER_BATCHES = (64, 1024, 4096)
+DMN_REFERENCE_MAX_B = 1024
+DMN_SEARCH_NFES = (4, 6, 8, 10)
+
+
+def dmn_search_rows(backends: list[str]) -> list[dict[str, Any]]:
+    """Whole DM-NonUniform searches (SD 2.1 and EDM, UniPC, paper DE settings): one run per cell and backend."""
+    rows = []
+    for preset in ("sd21", "edm"):
+        for nfe in DMN_SEARCH_NFES:
+            for backend in backends:
+                if backend == "triton":
+                    continue  # no DM-NonUniform kernel: it would time the numpy driver again
+                t0 = time.perf_counter()
+                res = hso.optimize(preset, nfe, "unipc", objective="dmn", backend=backend)
+                sec = time.perf_counter() - t0
+                rows.append({"preset": preset, "nfe": nfe, "backend": backend, "seconds": sec,
+                             "fitness": res.fitness, "t": [round(float(x), 6) for x in res.t]})
+                print(f"dmn search {preset} NFE {nfe:2d} {backend:9s} {sec:8.3f} s", file=sys.stderr)
+    return rows
 
 
 def _child(code: str, threads: int) -> dict[str, Any]:
@@ -108,20 +135,28 @@ def main(argv: list[str] | None = None) -> int:
     backends = fast.available_backends()
     batches = QUICK_BATCHES if args.quick else BATCHES
     rows: list[dict[str, Any]] = []
-    for kind, cell in (("lower_solve", lower_cell), ("objective_and_grad", objective_cell)):
+    dmn_batches = tuple(b for b in DMN_LOWER_BATCHES if b in batches or b == 1024)
+    grid = (("lower_solve", "mep", lower_cell, batches, REFERENCE_MAX_B, args.repeats),
+            ("objective_and_grad", "mep", objective_cell, batches, REFERENCE_MAX_B, args.repeats),
+            ("lower_solve", "dmn", lower_cell, dmn_batches, DMN_REFERENCE_MAX_B, 3),
+            ("objective_and_grad", "dmn", objective_cell, batches, REFERENCE_MAX_B, args.repeats))
+    for kind, objective, cell, cell_batches, ref_max, repeats in grid:
         for n in NS:
-            for b in batches:
+            for b in cell_batches:
                 for backend in backends:
-                    if backend == "reference" and b > REFERENCE_MAX_B:
+                    if backend == "reference" and b > ref_max:
                         continue
-                    if backend == "triton" and b > REFERENCE_MAX_B and os.environ.get("TRITON_INTERPRET") == "1":
-                        continue  # the CPU interpreter measures Python, not a kernel
-                    sec = cell(backend, b, n, args.repeats)
-                    rows.append({"kernel": kind, "backend": backend, "B": b, "N": n, "seconds": sec})
-                    print(f"{kind:18s} {backend:9s} B={b:6d} N={n:3d} {sec * 1e3:9.3f} ms", file=sys.stderr)
-    ref = {(r["kernel"], r["B"], r["N"]): r["seconds"] for r in rows if r["backend"] == "reference"}
+                    if backend == "triton" and (objective != "mep" or (
+                            b > REFERENCE_MAX_B and os.environ.get("TRITON_INTERPRET") == "1")):
+                        continue  # no DM-NonUniform kernel; the CPU interpreter measures Python, not a kernel
+                    sec = cell(backend, b, n, repeats, objective)
+                    rows.append({"kernel": kind, "objective": objective, "backend": backend, "B": b, "N": n,
+                                 "seconds": sec})
+                    print(f"{kind:18s} {objective} {backend:9s} B={b:6d} N={n:3d} {sec * 1e3:9.3f} ms",
+                          file=sys.stderr)
+    ref = {(r["kernel"], r["objective"], r["B"], r["N"]): r["seconds"] for r in rows if r["backend"] == "reference"}
     for r in rows:
-        base = ref.get((r["kernel"], r["B"], r["N"]))
+        base = ref.get((r["kernel"], r["objective"], r["B"], r["N"]))
         r["vs_reference"] = None if base is None else base / r["seconds"]
         r["per_second"] = (r["B"] if r["kernel"] == "lower_solve" else r["B"] * r["N"]) / r["seconds"]
 
@@ -133,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick and "cpp" in backends:
         scaling = {str(k): _child(_SCALING, k) for k in (1, 2)}
 
+    dmn_search = dmn_search_rows(backends)
+
     record = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats,
-              "rows": rows, "optimize_many_54_seconds": many, "openmp_scaling_b65536_n10": scaling}
+              "rows": rows, "optimize_many_54_seconds": many, "openmp_scaling_b65536_n10": scaling,
+              "dmn_search": dmn_search}
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "throughput.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -150,11 +188,15 @@ def _markdown(rec: dict[str, Any]) -> str:
              f"{m.get('platform')})", "",
              "Command: `.venv/bin/python -m benchmarks.throughput`. Median of "
              f"{rec['repeats']} runs after a warm-up; ratios against the numpy reference in the same run.", ""]
-    for kernel, unit in (("lower_solve", "solves/s"), ("objective_and_grad", "candidate-intervals/s")):
-        lines += [f"## {kernel} ({unit})", "", "| N | B | backend | ms | " + unit + " | x reference |",
-                  "|---|---|---|---|---|---|"]
+    titles = {"mep": "MEP", "dmn": "DM-NonUniform"}
+    for objective, kernel, unit in (("mep", "lower_solve", "solves/s"), ("mep", "objective_and_grad",
+                                    "candidate-intervals/s"), ("dmn", "lower_solve", "solves/s"),
+                                    ("dmn", "objective_and_grad", "candidate-intervals/s")):
+        extra = " with Hessian" if (objective, kernel) == ("mep", "objective_and_grad") else ""
+        lines += [f"## {kernel}, {titles[objective]}{extra} ({unit})", "",
+                  "| N | B | backend | ms | " + unit + " | x reference |", "|---|---|---|---|---|---|"]
         for r in rec["rows"]:
-            if r["kernel"] != kernel:
+            if r["kernel"] != kernel or r.get("objective", "mep") != objective:
                 continue
             ratio = "" if r["vs_reference"] is None else f"{r['vs_reference']:.1f}"
             lines.append(f"| {r['N']} | {r['B']} | {r['backend']} | {r['seconds'] * 1e3:.3f} | "
@@ -162,6 +204,15 @@ def _markdown(rec: dict[str, Any]) -> str:
         lines.append("")
     lines.append(f"`optimize_many`, NFE 3-20 x (unipc, dpmsolver++, ddim), SD 2.1: "
                  f"{rec['optimize_many_54_seconds']:.3f} s for 54 searches.")
+    if rec.get("dmn_search"):
+        lines += ["", "## Whole DM-NonUniform searches (UniPC, paper DE settings; one run per cell)", "",
+                  "| preset | NFE | backend | s | x reference | fitness |", "|---|---|---|---|---|---|"]
+        ref = {(r["preset"], r["nfe"]): r["seconds"] for r in rec["dmn_search"] if r["backend"] == "reference"}
+        for r in rec["dmn_search"]:
+            base = ref.get((r["preset"], r["nfe"]))
+            ratio = "" if base is None else f"{base / r['seconds']:.1f}"
+            lines.append(f"| {r['preset']} | {r['nfe']} | {r['backend']} | {r['seconds']:.3f} | {ratio} | "
+                         f"{r['fitness']:.6g} |")
     sc = rec["openmp_scaling_b65536_n10"]
     if sc:
         one, two = sc["1"]["seconds"], sc["2"]["seconds"]
