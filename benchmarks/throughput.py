@@ -11,7 +11,8 @@
 * ``optimize_many`` over NFE 3-20 x {unipc, dpmsolver++, ddim} for SD 2.1 (one pass, seconds).
 * Peak resident memory of the largest lower_solve case (VmHWM of a fresh process, before and after it).
 
-Ratios are against the reference backend in the same run. Results: ``benchmarks/results/throughput.md`` and a JSON
+Ratios are against the numpy reference backend and the torch (autograd) twin in the same run. Results:
+``benchmarks/results/throughput.md`` and a JSON
 record appended to ``benchmarks/results/throughput.jsonl``.
 """
 from __future__ import annotations
@@ -81,8 +82,8 @@ def dmn_search_rows(backends: list[str]) -> list[dict[str, Any]]:
     for preset in ("sd21", "edm"):
         for nfe in DMN_SEARCH_NFES:
             for backend in backends:
-                if backend == "triton":
-                    continue  # no DM-NonUniform kernel: it would time the numpy driver again
+                if backend in ("triton", "torch"):
+                    continue  # no DM-NonUniform lower level: it would time the numpy driver again
                 t0 = time.perf_counter()
                 res = hso.optimize(preset, nfe, "unipc", objective="dmn", backend=backend)
                 sec = time.perf_counter() - t0
@@ -144,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         for n in NS:
             for b in cell_batches:
                 for backend in backends:
-                    if backend == "reference" and b > ref_max:
+                    if backend in ("reference", "torch") and b > ref_max:
                         continue
+                    if backend == "torch" and kind == "lower_solve":
+                        continue  # no fused lower level: that would time the numpy driver again
                     if backend == "triton" and (objective != "mep" or (
                             b > REFERENCE_MAX_B and os.environ.get("TRITON_INTERPRET") == "1")):
                         continue  # no DM-NonUniform kernel; the CPU interpreter measures Python, not a kernel
@@ -154,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                                  "seconds": sec})
                     print(f"{kind:18s} {objective} {backend:9s} B={b:6d} N={n:3d} {sec * 1e3:9.3f} ms",
                           file=sys.stderr)
-    ref = {(r["kernel"], r["objective"], r["B"], r["N"]): r["seconds"] for r in rows if r["backend"] == "reference"}
+    base_of = {(r["backend"], r["kernel"], r["objective"], r["B"], r["N"]): r["seconds"] for r in rows
+               if r["backend"] in ("reference", "torch")}
     for r in rows:
-        base = ref.get((r["kernel"], r["objective"], r["B"], r["N"]))
-        r["vs_reference"] = None if base is None else base / r["seconds"]
+        for name in ("reference", "torch"):
+            base = base_of.get((name, r["kernel"], r["objective"], r["B"], r["N"]))
+            r[f"vs_{name}"] = None if base is None else base / r["seconds"]
         r["per_second"] = (r["B"] if r["kernel"] == "lower_solve" else r["B"] * r["N"]) / r["seconds"]
 
     cfgs = [dict(nfe=n, solver=s) for s in ("unipc", "dpmsolver++", "ddim") for n in range(3, 21)]
@@ -187,20 +192,21 @@ def _markdown(rec: dict[str, Any]) -> str:
     lines = [f"# Kernel throughput ({rec['date']}, commit {(m.get('git_commit') or '')[:7]}, {m.get('cpu_count')} CPUs, "
              f"{m.get('platform')})", "",
              "Command: `.venv/bin/python -m benchmarks.throughput`. Median of "
-             f"{rec['repeats']} runs after a warm-up; ratios against the numpy reference in the same run.", ""]
+             f"{rec['repeats']} runs after a warm-up; ratios against the numpy reference and the torch (autograd) twin "
+             "in the same run.", ""]
     titles = {"mep": "MEP", "dmn": "DM-NonUniform"}
     for objective, kernel, unit in (("mep", "lower_solve", "solves/s"), ("mep", "objective_and_grad",
                                     "candidate-intervals/s"), ("dmn", "lower_solve", "solves/s"),
                                     ("dmn", "objective_and_grad", "candidate-intervals/s")):
         extra = " with Hessian" if (objective, kernel) == ("mep", "objective_and_grad") else ""
         lines += [f"## {kernel}, {titles[objective]}{extra} ({unit})", "",
-                  "| N | B | backend | ms | " + unit + " | x reference |", "|---|---|---|---|---|---|"]
+                  "| N | B | backend | ms | " + unit + " | x reference | x torch |", "|---|---|---|---|---|---|---|"]
         for r in rec["rows"]:
             if r["kernel"] != kernel or r.get("objective", "mep") != objective:
                 continue
-            ratio = "" if r["vs_reference"] is None else f"{r['vs_reference']:.1f}"
+            ratios = ["" if r.get(f"vs_{x}") is None else f"{r[f'vs_{x}']:.1f}" for x in ("reference", "torch")]
             lines.append(f"| {r['N']} | {r['B']} | {r['backend']} | {r['seconds'] * 1e3:.3f} | "
-                         f"{r['per_second']:.3g} | {ratio} |")
+                         f"{r['per_second']:.3g} | {ratios[0]} | {ratios[1]} |")
         lines.append("")
     lines.append(f"`optimize_many`, NFE 3-20 x (unipc, dpmsolver++, ddim), SD 2.1: "
                  f"{rec['optimize_many_54_seconds']:.3f} s for 54 searches.")

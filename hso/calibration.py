@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .evaluation.reference import final_data, initial_state
+from .fast.registry import get_backend
 from .schedules import NoiseSchedule, as_schedule
 from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample
 
@@ -160,7 +161,7 @@ def _candidates(schedule: NoiseSchedule, solver: str, nfe: int, convention: str,
 def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule | str, solver: str = "unipc",
               nfe: int = 5, *, sample_shape: Sequence[int], budget: int = GITS_BUDGET // 50,
               prediction: str = "epsilon", convention: str | None = None, solver_options: dict[str, Any] | None = None,
-              teacher_steps: int = 32, max_noise: int = 64, objectives: Sequence[str] = ("mep",),
+              teacher_steps: int = 32, max_noise: int = 64, objectives: Sequence[str] | None = None,
               population: int = 3, refine: bool = False, seed: int = 0,
               progress: bool = False) -> CalibrationResult:
     """Pick, by measurement with your model, the schedule that samples best for a solver and NFE.
@@ -177,8 +178,9 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         solver_options: e.g. ``{"order": 3, "variant": "bh1"}`` (default: `hso.solvers.SAMPLER_DEFAULTS`).
         teacher_steps: intervals of the teacher's fine UniPC schedule.
         max_noise: at most this many calibration noises in all (the budget decides how many fit).
-        objectives: hso objectives to search with ("mep" always; add "dmn" for the DM-NonUniform search,
-            which takes seconds to minutes).
+        objectives: hso objectives to search with ("mep" always; "dmn" adds the DM-NonUniform search). Default:
+            both where the engine has a fused DM-NonUniform lower level (the cpp backend: well under 2 s a
+            search), MEP only otherwise (the numpy driver needs seconds to a minute).
         population: how many extra members of the final DE population to try.
         refine: spend the budget left on a compass search over the winner's interior points (lambda).
         seed: seed of the calibration noises (same seed, same result).
@@ -216,6 +218,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
             import sys
             print(f"hso calibrate: {msg}", file=sys.stderr, flush=True)
 
+    if objectives is None:
+        objectives = ("mep", "dmn") if "dmn" in get_backend("auto").lower_objectives else ("mep",)
     cands = _candidates(sched, spec.name, nfe, conv, objectives, population)
     teach_cost = teacher_steps + 1
     minimum = 1 + 2 * (teach_cost + 2 * nfe)

@@ -23,35 +23,44 @@ __all__ = ["optimize", "optimize_many", "d_min", "SPACINGS", "METHODS", "AUTO_RU
 SPACINGS = ("rank", "constrain")
 METHODS = ("auto", "paper")
 
-# method="auto": the HSO settings that won most solver x NFE cells per (solver, convention) in the committed
-# sample-quality results (benchmarks/quality: two test beds x SD 2.1 and EDM noise, NFE 4-10, RMSE against the
-# converged sample), among the paper's MEP p=2 "rank", spacing "constrain" and MEP p=1; a test re-derives this
-# table from those results. Solvers and conventions without measurements keep the paper's settings. Euler is DDIM
-# (the same step in other coordinates), so it follows DDIM.
-AUTO_RULE: dict[tuple[str, str], dict[str, Any]] = {
-    ("unipc", "jump"): {"p": 1.0},
-    ("dpmsolver++", "jump"): {"spacing": "constrain"},
-    ("ddim", "jump"): {"spacing": "constrain"},
-    ("euler", "jump"): {"spacing": "constrain"},
+# method="auto": per (solver, convention, lambda space of the noise schedule), the HSO setting measured best in the
+# committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP) and EDM (VE) noise, NFE 4-10,
+# RMSE against the converged sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the
+# DM-NonUniform objective: the lowest geometric-mean ratio to each cell's best setting, where a later setting
+# replaces an earlier one only when it is more than 2% better (hso.evaluation.report.derive_auto_rule; a test
+# re-derives this table from those results). Keys without measurements (other solvers, flow matching) keep the
+# paper's settings. Euler is DDIM (the same step in other coordinates), so it follows DDIM.
+AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("unipc", "jump", "vp"): {"p": 1.0},
+    ("dpmsolver++", "jump", "vp"): {"p": 1.0},
+    ("ddim", "jump", "vp"): {"spacing": "constrain"},
+    ("euler", "jump", "vp"): {"spacing": "constrain"},
+    ("unipc", "stop", "ve"): {"objective": "dmn"},
+    ("dpmsolver++", "stop", "ve"): {"objective": "dmn"},
+    ("dpmsolver++", "jump", "ve"): {"objective": "dmn"},
+    ("ddim", "stop", "ve"): {"objective": "dmn"},
+    ("ddim", "jump", "ve"): {"objective": "dmn"},
+    ("euler", "jump", "ve"): {"objective": "dmn"},
 }
 
 
 def resolve_method(method: str, solver: str, convention: str, objective: str | None, spacing: str | None,
-                   p: float | None) -> tuple[str, str, float | None]:
+                   p: float | None, space: str = "vp") -> tuple[str, str, float | None]:
     """(objective, spacing, p) for a method; arguments given explicitly win over the method's choices.
 
     ``"paper"``: MEP, spacing "rank", p = 2 (1 for VE), the paper's procedure. ``"auto"`` (the default): the paper's
-    except where `AUTO_RULE` measured something better for this solver and convention (MEP only).
+    except where `AUTO_RULE` measured something better for this solver, convention and lambda space (``space``:
+    "vp", "ve" or "flow", `NoiseSchedule.kind_name`). An explicit objective other than the rule's drops the rule.
 
     Raises:
         ValueError: an unknown method.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    rule = AUTO_RULE.get((solver, convention), {}) if method == "auto" else {}
-    objective = objective or "mep"
-    if objective != "mep":
+    rule = AUTO_RULE.get((solver, convention, space), {}) if method == "auto" else {}
+    if objective is not None and objective != rule.get("objective", "mep"):
         rule = {}
+    objective = objective or rule.get("objective", "mep")
     return objective, spacing or rule.get("spacing", "rank"), p if p is not None else rule.get("p")
 
 
@@ -110,9 +119,9 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
         objective: ``"mep"`` (the paper's Midpoint Error Proxy, the default) or ``"dmn"`` (the DM-NonUniform solver
             bound).
         method: ``"auto"`` (default): the paper's settings, except where the committed sample-quality results
-            measured better ones for this solver and convention (`AUTO_RULE`: MEP p = 1 for UniPC in convention
-            "jump", spacing "constrain" for DPM-Solver++ / DDIM / Euler in "jump"); ``"paper"``: exactly the paper's
-            procedure (MEP, p = 2, spacing "rank"). Explicit ``objective`` / ``spacing`` / ``p`` always win.
+            measured better ones for this solver, convention and lambda space (`AUTO_RULE`); ``"paper"``: exactly
+            the paper's procedure (MEP, p = 2, spacing "rank"). Explicit ``objective`` / ``spacing`` / ``p``
+            always win.
         convention: ``"stop"`` (N = NFE intervals, the sampler stops at t_eps) or ``"jump"`` (NFE evaluation points,
             then a jump to sigma 0, as diffusers' schedulers do); default: the solver's (stop for UniPC /
             DPM-Solver++, jump for DDIM / Euler / Heun), as in the paper.
@@ -176,7 +185,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     n_int = spec_solver.n_intervals(nfe, conv)
     if objective is not None and objective not in fast.OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(fast.OBJECTIVES)}")
-    objective, spacing, p = resolve_method(method, spec_solver.name, conv, objective, spacing, p)
+    objective, spacing, p = resolve_method(method, spec_solver.name, conv, objective, spacing, p, sched.kind_name)
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; known: {', '.join(SPACINGS)}")
     if init not in INIT_FAMILIES:

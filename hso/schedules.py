@@ -32,6 +32,16 @@ __all__ = ["NoiseSchedule", "PRESETS", "betas_for", "as_schedule"]
 KIND_VP, KIND_VE, KIND_FLOW = 0, 1, 2
 _KIND_NAMES = {KIND_VP: "vp", KIND_VE: "ve", KIND_FLOW: "flow"}
 
+
+def kind_of_family(family: str) -> int:
+    """The lambda-space kind of a noise family: VE for "edm", flow for "flow", VP for the rest."""
+    return {"edm": KIND_VE, "flow": KIND_FLOW}.get(family, KIND_VP)
+
+
+def kind_name_of_family(family: str) -> str:
+    """"vp", "ve" or "flow" for a noise family (`NoiseSchedule.kind_name` without building one)."""
+    return _KIND_NAMES[kind_of_family(family)]
+
 _COSINE_S = 0.008
 _COSINE_T_MAX = 0.9946
 _ZERO_SNR_TERMINAL = 2.0**-24  # diffusers' replacement for a zero terminal alphas_cumprod
@@ -253,10 +263,11 @@ class NoiseSchedule:
     @property
     def kind(self) -> int:
         """lambda-space kind: 0 VP, 1 VE, 2 flow."""
-        return {"edm": KIND_VE, "flow": KIND_FLOW}.get(self.family, KIND_VP)
+        return kind_of_family(self.family)
 
     @property
     def kind_name(self) -> str:
+        """"vp", "ve" or "flow"."""
         return _KIND_NAMES[self.kind]
 
     @property

@@ -56,7 +56,7 @@ def test_failed_extension_load_is_reported(monkeypatch):
     # and no Triton either, so that the reference is what is left
     monkeypatch.setitem(registry.BACKENDS, "triton",
                         dataclasses.replace(registry.BACKENDS["triton"], probe=lambda: "simulated"))
-    assert fast.available_backends() == ["reference"]
+    assert [b for b in fast.available_backends() if b != "torch"] == ["reference"]
     with pytest.raises(RuntimeError, match="simulated.*make install"):
         fast.get_backend("cpp")
     assert hso.optimize("sd21", 4, "ddim").backend == "reference"  # auto falls back

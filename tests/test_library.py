@@ -20,7 +20,8 @@ CONVENTIONS = ("stop", "jump")
 NFES = range(3, 21)
 
 # a deterministic spread over presets, solvers, conventions (explicit and default) and NFEs
-SAMPLE = [("sd21", "unipc", 5, None), ("sdxl", "ddim", 4, None), ("edm", "dpmsolver++", 8, "jump"),
+# (the EDM entry is a DM-NonUniform search (AUTO_RULE) with N = 5, below the sizes where that search is chaotic)
+SAMPLE = [("sd21", "unipc", 5, None), ("sdxl", "ddim", 4, None), ("edm", "dpmsolver++", 6, "jump"),
           ("flow", "euler", 12, "stop"), ("vp_cosine", "unipc", 20, "jump"), ("ddpm", "ddim", 3, "stop"),
           ("vp_linear", "euler", 17, None)]
 
@@ -133,18 +134,20 @@ def test_provenance_and_file():
 
 
 def test_generator_reproduces_the_shipped_entries(tmp_path):
-    # one preset through the same code path as `python -m hso.library.build` (main: write, read back, check)
+    # one preset through the same code path as `python -m hso.library.build` (main: write, read back, check); flow
+    # matching, whose 144 searches take seconds (EDM's DM-NonUniform ones take a minute)
     out = tmp_path / "lib.json"
-    assert lib_build.main(["--presets", "edm", "--out", str(out)]) == 0
+    assert lib_build.main(["--presets", "flow", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["coverage"]["presets"] == ["edm"] and set(data["provenance"]) >= set(library.provenance())
+    assert data["coverage"]["presets"] == ["flow"] and set(data["provenance"]) >= set(library.provenance())
     shipped = library._data()
     same_engine = data["provenance"]["backend"] == shipped["provenance"]["backend"]
     for s in SOLVERS:
         for c in CONVENTIONS:
             for n in NFES:
-                got = library._rebuild(data, "edm", s, data["results"][data["presets"]["edm"]["index"][s][c][str(n)]])
-                _assert_same(got, library.get("edm", s, n, c), 1e-12 if same_engine else 1e-9)
+                got = library._rebuild(data, "flow", s,
+                                       data["results"][data["presets"]["flow"]["index"][s][c][str(n)]])
+                _assert_same(got, library.get("flow", s, n, c), 1e-12 if same_engine else 1e-9)
 
 
 def test_generator_rejects_unknown_presets(tmp_path, capsys):

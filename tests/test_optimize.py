@@ -186,7 +186,8 @@ def test_methods_auto_and_paper():
     explicit = hso.optimize("sd21", 6, "unipc", "mep", convention="jump", spacing="rank", p=2.0)
     np.testing.assert_array_equal(paper.t, explicit.t)
     auto = hso.optimize("sd21", 6, "unipc", convention="jump")
-    ruled = hso.optimize("sd21", 6, "unipc", convention="jump", method="paper", **AUTO_RULE[("unipc", "jump")])
+    ruled = hso.optimize("sd21", 6, "unipc", convention="jump", method="paper",
+                         **AUTO_RULE[("unipc", "jump", "vp")])
     np.testing.assert_array_equal(auto.t, ruled.t)
     assert auto.settings["method"] == "auto" and paper.settings["method"] == "paper"
     # convention "stop" has no rule: auto is the paper's there
@@ -195,6 +196,14 @@ def test_methods_auto_and_paper():
     # an explicit setting overrides the rule
     r = hso.optimize("sd21", 6, "unipc", convention="jump", p=2.0, spacing="rank")
     np.testing.assert_array_equal(r.t, paper.t)
+    # the rule depends on the lambda space: DM-NonUniform for DPM-Solver++ on EDM, not on SD; an explicit objective
+    # other than the rule's drops the rule
+    assert AUTO_RULE[("dpmsolver++", "stop", "ve")] == {"objective": "dmn"}
+    assert hso.optimize("edm", 5, "dpmsolver++").objective == "dmn"
+    assert hso.optimize("sd21", 5, "dpmsolver++").objective == "mep"
+    explicit_mep = hso.optimize("edm", 5, "dpmsolver++", "mep")
+    assert explicit_mep.objective == "mep" and explicit_mep.spacing == "rank"
+    np.testing.assert_array_equal(explicit_mep.t, hso.optimize("edm", 5, "dpmsolver++", method="paper").t)
     with pytest.raises(ValueError, match="unknown method"):
         hso.optimize("sd21", 5, "unipc", method="best")
     with pytest.raises(ValueError, match="unknown objective"):

@@ -45,5 +45,6 @@ def test_auto_rule_is_the_one_the_committed_results_give(results):
     measured = set(evidence)
     assert {k: v for k, v in AUTO_RULE.items() if k in measured} == rule
     # Euler takes DDIM's setting: the two are the same step (tests/test_samplers.py)
-    assert AUTO_RULE.get(("euler", "jump")) == AUTO_RULE.get(("ddim", "jump"))
-    assert all(k in measured or k == ("euler", "jump") for k in AUTO_RULE)
+    for space in ("vp", "ve", "flow"):
+        assert AUTO_RULE.get(("euler", "jump", space)) == AUTO_RULE.get(("ddim", "jump", space))
+    assert all(k in measured or k[:2] == ("euler", "jump") for k in AUTO_RULE)

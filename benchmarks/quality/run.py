@@ -1,7 +1,7 @@
 """The committed quality evaluation: `hso evaluate` on both test beds and two noise families, plus the README summary.
 
-    python -m benchmarks.quality.run                 # everything (about 30-40 min on 2 cores, mostly the
-                                                     # DM-NonUniform searches), writes benchmarks/quality/*/
+    python -m benchmarks.quality.run                 # everything (about 15 min per process on 2 cores; two
+                                                     # processes with --only split it), writes benchmarks/quality/*/
     python -m benchmarks.quality.run --readme-only   # regenerate the README section from the committed results
 
 Each configuration writes ``<testbed>_<preset>/{results.json, table.md, error_vs_nfe.png, schedules.png}``.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
-from hso.evaluation.report import RULE_VARIANTS, derive_auto_rule, summary_markdown
+from hso.evaluation.report import RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, summary_markdown
 
 # every schedule method, plus hso.calibrate at 2% and 6.5% of GITS's budget (held out: the evaluation's noises)
 METHODS = DEFAULT_METHODS + ("calibrate", "calibrate_1000")
@@ -78,15 +78,17 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
         "(held out from calibration).", "",
         summary_markdown(evs, [f"[{name}](benchmarks/quality/{name}/table.md)" for name, _ in results]), ""]
     rule, evidence = derive_auto_rule(evs)
-    lines += ["**The default (`method=\"auto\"`), derived from these results** (a test re-derives it): per solver "
-              "and convention, the HSO setting with the lowest RMSE in most cells (wins / geometric-mean ratio to "
-              "the cell's best setting; ties count for both):", "",
-              "| solver | convention | " + " | ".join(RULE_VARIANTS) + " | default |",
-              "|---|---|" + "---:|" * len(RULE_VARIANTS) + "---|"]
-    for (solver, conv), ev_k in sorted(evidence.items()):
-        chosen = rule.get((solver, conv), {})
+    lines += ["**The default (`method=\"auto\"`), derived from these results** (a test re-derives it): per solver, "
+              "convention and lambda space of the noise schedule (vp: SD 2.1, ve: EDM), the HSO setting with the "
+              "lowest geometric-mean ratio of its RMSE to the cell's best setting, a later column replacing an "
+              f"earlier one only when its ratio is lower by more than {RULE_TOLERANCE - 1:.0%} (cells won / "
+              "geometric-mean ratio; ties count for both):", "",
+              "| solver | convention | space | " + " | ".join(RULE_VARIANTS) + " | default |",
+              "|---|---|---|" + "---:|" * len(RULE_VARIANTS) + "---|"]
+    for (solver, conv, space), ev_k in sorted(evidence.items()):
+        chosen = rule.get((solver, conv, space), {})
         name = next(m for m, v in RULE_VARIANTS.items() if v == chosen)
-        lines.append(f"| {solver} | {conv} | " + " | ".join(f"{w} / {g:.2f}" for w, g in ev_k.values())
+        lines.append(f"| {solver} | {conv} | {space} | " + " | ".join(f"{w} / {g:.2f}" for w, g in ev_k.values())
                      + f" | {name} |")
     lines += ["", "**Against the best baseline** (ratio of RMSE to the best of time-uniform, logSNR, EDM rho=7, "
               "time-quadratic, leading, trailing, AYS in each cell; cells within 1.1x):", "",

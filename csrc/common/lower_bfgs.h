@@ -121,6 +121,17 @@ HSO_HD double bfgs_objective(const LowerParams& P, const double* lam, double* gr
   return dmn_row(lam, P.n_int + 1, P.kind, P.p, P.trunc, grad, work);
 }
 
+// the objective at a trial schedule, with lambda and its t-derivatives (into the trial buffers)
+struct BfgsTrial {
+  const ScheduleMap& s;
+  const LowerParams& P;
+  double *lam, *d1, *d2, *gl, *work;
+  HSO_HD double operator()(const double* t) const {
+    for (int64_t k = 0; k <= P.n_int; ++k) lambda_derivs(s, t[k], lam[k], d1[k], d2[k]);
+    return bfgs_objective(P, lam, gl, work);
+  }
+};
+
 // The BFGS lower level for one candidate; outputs as `lower_row_mep`.
 HSO_HD int64_t lower_row_bfgs(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max,
                               double* t, double* lam_out, double* objective, double* penalty, bool* feasible_out,
@@ -257,53 +268,17 @@ HSO_HD int64_t lower_row_bfgs(const ScheduleMap& s, const LowerParams& P, double
         for (int64_t j = 1; j < N; ++j) vi += Hp[(i - 1) * n + (j - 1)] * dt[j];
         r[i] = vi;
       }
-      block_multipliers(bid, r, N, mu);
-      const double mu_tol = 1e-10 * (1.0 + gmax);
-      double mu_min;
-      const int64_t worst = most_negative_multiplier(wk, mu, N, mu_min);
-      if (smax <= P.xtol) {
-        if (worst >= 0 && mu_min < -mu_tol) {
-          wk[worst] = 0.0;
-        } else {
-          done = true;
-        }
-        iters = it + 1;
-        continue;
-      }
-      int64_t block;
-      const double alpha_max = ratio_test(wk, c, dt, N, block);
-      double alpha = ::fmin(1.0, alpha_max);
-      const bool newton_region = dec <= 1e-10 * (1.0 + ::fabs(f));
-      bool accepted = false;
-      double ft_accepted = f;
-      for (int ls = 0; ls < 24; ++ls) {
-        for (int64_t k = 0; k < n1; ++k) trial[k] = t[k] + alpha * dt[k];
-        for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, trial[k], tlam[k], td1[k], td2[k]);
-        const double ft = bfgs_objective(P, tlam, tgl, ow);
-        const bool ok = is_finite(ft) &&
-                        ((ft <= f - 1e-4 * alpha * dec) ||
-                         (newton_region && ft <= f + 4e-16 * (1.0 + ::fabs(f))));
-        if (ok) {
-          accepted = true;
-          ft_accepted = ft;
-          break;
-        }
-        alpha *= 0.5;
-      }
-      if (accepted) {
-        if (alpha == alpha_max && is_finite(alpha_max) && block >= 0) wk[block] = 1.0;
-        for (int64_t k = 0; k < n1; ++k) t[k] = trial[k];
-        f = ft_accepted;
+      const BfgsTrial eval{s, P, tlam, td1, td2, tgl, ow};
+      const int outcome = active_set_update(bid, r, c, dt, N, gmax, smax, dec, P.xtol, eval, t, trial, wk, mu, f);
+      if (outcome == STEP_TAKEN) {  // the trial buffers hold the new point: they become the current ones
         double* tmp;
         tmp = lam; lam = tlam; tlam = tmp;
         tmp = d1; d1 = td1; td1 = tmp;
         tmp = d2; d2 = td2; td2 = tmp;
         tmp = gl; gl = tgl; tgl = tmp;
-      } else if (worst >= 0 && mu_min < -mu_tol) {  // no acceptable step: solved to rounding on this working set
-        wk[worst] = 0.0;
-      } else {
-        done = true;
+      } else if (outcome != STEP_NONE_RELEASED) {
         iters = it + 1;
+        done = outcome != STEP_RELEASED;
       }
     }
     if (!done) iters = P.maxiter;

@@ -201,6 +201,78 @@ HSO_HD double ratio_test(const double* wk, const double* c, const double* dt, in
   return alpha_max;
 }
 
+// Armijo backtracking along dt over alpha, alpha / 2, ... (24 tries), as the reference: the first step that lowers
+// f by 1e-4 alpha dec, or, in the Newton region (dec below f's rounding), does not raise f beyond rounding.
+// eval(trial) returns the objective at the trial point and fills the caller's trial buffers. Returns whether a step
+// was accepted; alpha and ft then hold it.
+template <class Eval>
+HSO_HD bool armijo_backtrack(const double* t, const double* dt, int64_t n1, double f, double dec, double& alpha,
+                             double& ft, double* trial, const Eval& eval) {
+  const bool newton_region = dec <= 1e-10 * (1.0 + ::fabs(f));
+  for (int ls = 0; ls < 24; ++ls) {
+    for (int64_t k = 0; k < n1; ++k) trial[k] = t[k] + alpha * dt[k];
+    const double v = eval(trial);
+    const bool ok = is_finite(v) &&
+                    ((v <= f - 1e-4 * alpha * dec) || (newton_region && v <= f + 4e-16 * (1.0 + ::fabs(f))));
+    if (ok) {
+      ft = v;
+      return true;
+    }
+    alpha *= 0.5;
+  }
+  return false;
+}
+
+// MEP at a trial schedule, with the derivatives and Hessian the next Newton step needs (into the trial buffers)
+struct MepTrial {
+  const ScheduleMap& s;
+  const LowerParams& P;
+  double *lam, *d1, *d2, *gl, *hd, *ho;
+  HSO_HD double operator()(const double* t) const {
+    const int64_t n1 = P.n_int + 1;
+    for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, t[k], lam[k], d1[k], d2[k]);
+    return mep_row(lam, n1, P.kind, P.p, gl, hd, ho);
+  }
+};
+
+// outcomes of one active-set iteration
+constexpr int STEP_TAKEN = 0;          // a step was accepted; the trial buffers hold the new point
+constexpr int STEP_RELEASED = 1;       // the step was negligible and a constraint left the working set
+constexpr int STEP_DONE = 2;           // the step was negligible and every multiplier is >= 0: converged
+constexpr int STEP_NONE_RELEASED = 3;  // no acceptable step (solved to rounding); a constraint left the working set
+constexpr int STEP_NONE_DONE = 4;      // no acceptable step and nothing to release: converged
+
+// The rest of an iteration once the step dt and the residual r = g + H dt are known (shared by both lower levels):
+// multipliers; at a negligible step release the most negative one or stop; otherwise the ratio test, Armijo
+// backtracking (eval as in `armijo_backtrack`), and the blocking constraint joins the working set when the full
+// ratio-test step was taken. Updates t, f, wk and mu in place.
+template <class Eval>
+HSO_HD int active_set_update(const double* bid, const double* r, const double* c, const double* dt, int64_t N,
+                             double gmax, double smax, double dec, double xtol, const Eval& eval, double* t,
+                             double* trial, double* wk, double* mu, double& f) {
+  block_multipliers(bid, r, N, mu);
+  const double mu_tol = 1e-10 * (1.0 + gmax);
+  double mu_min;
+  const int64_t worst = most_negative_multiplier(wk, mu, N, mu_min);
+  const bool release = worst >= 0 && mu_min < -mu_tol;
+  if (smax <= xtol) {
+    if (release) wk[worst] = 0.0;
+    return release ? STEP_RELEASED : STEP_DONE;
+  }
+  int64_t block;
+  const double alpha_max = ratio_test(wk, c, dt, N, block);
+  double alpha = ::fmin(1.0, alpha_max);
+  double ft = f;
+  if (armijo_backtrack(t, dt, N + 1, f, dec, alpha, ft, trial, eval)) {
+    if (alpha == alpha_max && is_finite(alpha_max) && block >= 0) wk[block] = 1.0;
+    for (int64_t k = 0; k <= N; ++k) t[k] = trial[k];
+    f = ft;
+    return STEP_TAKEN;
+  }
+  if (release) wk[worst] = 0.0;
+  return release ? STEP_NONE_RELEASED : STEP_NONE_DONE;
+}
+
 // the SPF penalty's sum of squared shortfalls below d_min (spec section 6), before the weight gamma
 HSO_HD double spf_sum(const double* t, int64_t N, double d_min) {
   double pen = 0.0;
@@ -354,43 +426,9 @@ HSO_HD int64_t lower_row_mep(const ScheduleMap& s, const LowerParams& P, double 
         if (j + 1 < N) v += Ho[j] * dt[j + 1];
         r[j] = v;
       }
-      block_multipliers(bid, r, N, mu);
-      const double mu_tol = 1e-10 * (1.0 + gmax);
-      double mu_min;
-      const int64_t worst = most_negative_multiplier(wk, mu, N, mu_min);
-      if (smax <= P.xtol) {
-        if (worst >= 0 && mu_min < -mu_tol) {
-          wk[worst] = 0.0;
-        } else {
-          done = true;
-        }
-        iters = it + 1;
-        continue;
-      }
-      int64_t block;
-      const double alpha_max = ratio_test(wk, c, dt, N, block);
-      double alpha = ::fmin(1.0, alpha_max);
-      const bool newton_region = dec <= 1e-10 * (1.0 + ::fabs(f));
-      bool accepted = false;
-      double ft_accepted = f;
-      for (int ls = 0; ls < 24; ++ls) {
-        for (int64_t k = 0; k < n1; ++k) trial[k] = t[k] + alpha * dt[k];
-        for (int64_t k = 0; k < n1; ++k) lambda_derivs(s, trial[k], tlam[k], td1[k], td2[k]);
-        const double ft = mep_row(tlam, n1, P.kind, P.p, tgl, thd, tho);
-        const bool ok = is_finite(ft) &&
-                        ((ft <= f - 1e-4 * alpha * dec) ||
-                         (newton_region && ft <= f + 4e-16 * (1.0 + ::fabs(f))));
-        if (ok) {
-          accepted = true;
-          ft_accepted = ft;
-          break;
-        }
-        alpha *= 0.5;
-      }
-      if (accepted) {
-        if (alpha == alpha_max && is_finite(alpha_max) && block >= 0) wk[block] = 1.0;
-        for (int64_t k = 0; k < n1; ++k) t[k] = trial[k];
-        f = ft_accepted;
+      const MepTrial eval{s, P, tlam, td1, td2, tgl, thd, tho};
+      const int outcome = active_set_update(bid, r, c, dt, N, gmax, smax, dec, P.xtol, eval, t, trial, wk, mu, f);
+      if (outcome == STEP_TAKEN) {  // the trial buffers hold the new point: they become the current ones
         double* tmp;
         tmp = lam; lam = tlam; tlam = tmp;
         tmp = d1; d1 = td1; td1 = tmp;
@@ -398,14 +436,9 @@ HSO_HD int64_t lower_row_mep(const ScheduleMap& s, const LowerParams& P, double 
         tmp = gl; gl = tgl; tgl = tmp;
         tmp = hd; hd = thd; thd = tmp;
         tmp = ho; ho = tho; tho = tmp;
-      } else {
-        // no acceptable step: the working-set problem is solved to rounding
-        if (worst >= 0 && mu_min < -mu_tol) {
-          wk[worst] = 0.0;
-        } else {
-          done = true;
-          iters = it + 1;
-        }
+      } else if (outcome != STEP_NONE_RELEASED) {
+        iters = it + 1;
+        done = outcome != STEP_RELEASED;
       }
     }
     if (!done) iters = P.maxiter;

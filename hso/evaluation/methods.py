@@ -86,7 +86,7 @@ def _hso(objective: str | None = None, **options: Any) -> MethodFn:
         # ones are made once
         name = get_solver(solver).name
         settings = resolve_method(options.get("method", "auto"), name, convention, objective,
-                                  options.get("spacing"), options.get("p"))
+                                  options.get("spacing"), options.get("p"), schedule.kind_name)
         n = get_solver(name).n_intervals(nfe, convention)
         key = (settings, _schedule_key(schedule), n, nfe)
         if key not in _HSO_CACHE:

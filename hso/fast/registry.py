@@ -164,18 +164,40 @@ def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
     return lower
 
 
+def _import_reason(name: str) -> str | None:
+    """Import a module once (a failure is remembered); None when it imported, else why not and how to fix it."""
+    if name not in _MODULES and name not in _LOAD_ERRORS:
+        try:
+            _MODULES[name] = importlib.import_module(name)
+        except Exception as e:  # ImportError, or anything a broken install raises
+            _LOAD_ERRORS[name] = f"{type(e).__name__}: {e}"
+    if name in _LOAD_ERRORS:
+        return (f"{name} did not import ({_LOAD_ERRORS[name]}); install the Triton extra with "
+                "`pip install -e .[triton]` (torch first, as the Makefile does)")
+    return None
+
+
+def _probe_torch() -> str | None:
+    return _import_reason("torch")
+
+
+def _torch_mep() -> Callable[..., tuple]:
+    from .reference_torch import mep_and_grad
+    return mep_and_grad
+
+
+def _torch_dmn() -> Callable[..., tuple]:
+    from .reference_torch import dmn_and_grad
+    return dmn_and_grad
+
+
 def _probe_triton() -> str | None:
     """Triton and torch import (once; a failure is remembered); on a machine without a CUDA device the kernels
     need Triton's CPU interpreter, which TRITON_INTERPRET=1 turns on."""
     for name in ("triton", "torch"):
-        if name not in _MODULES and name not in _LOAD_ERRORS:
-            try:
-                _MODULES[name] = importlib.import_module(name)
-            except Exception as e:  # ImportError, or anything a broken install raises
-                _LOAD_ERRORS[name] = f"{type(e).__name__}: {e}"
-        if name in _LOAD_ERRORS:
-            return (f"{name} did not import ({_LOAD_ERRORS[name]}); install the Triton extra with "
-                    "`pip install -e .[triton]` (torch first, as the Makefile does)")
+        reason = _import_reason(name)
+        if reason is not None:
+            return reason
     if _MODULES["torch"].cuda.is_available():
         return None
     knobs = getattr(_MODULES["triton"], "knobs", None)
@@ -204,6 +226,9 @@ BACKENDS: dict[str, Backend] = {
                    _cpp_dmn),
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda")),
     "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower),
+    # autograd twin of the objectives (hso.fast.reference_torch): a cross-check and a benchmark baseline, never
+    # picked by auto (numpy's reference is faster on the CPU, and the lower level runs the numpy driver)
+    "torch": Backend("torch", ("cpu", "cuda"), -1, _probe_torch, _torch_mep, None, (), _torch_dmn),
 }
 
 
