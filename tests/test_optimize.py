@@ -113,8 +113,8 @@ def test_every_family_and_objective(preset, objective):
 
 def test_default_p_is_the_papers_except_for_ve():
     assert hso.optimize("sd21", 4, "ddim").settings["p"] == 2.0
-    edm = hso.optimize("edm", 4, "ddim")
-    assert edm.settings["p"] == 1.0
+    edm = hso.optimize("edm", 4, "ddim", method="paper")  # (auto takes DM-NonUniform for DDIM on VE)
+    assert edm.settings["p"] == 1.0 and hso.optimize("edm", 4, "ddim").settings["p"] == 1.0
     # with p = 1 MEP is sum 2 sinh(h/2): convex, minimised by equal lambda steps between the end points
     np.testing.assert_allclose(np.diff(edm.lambdas), np.diff(edm.lambdas)[0], rtol=1e-6)
 
@@ -145,7 +145,7 @@ def test_callback_can_stop():
     (dict(solver="ddim", nfe=1), ValueError, "no interval"),
     (dict(solver="heun", nfe=6), ValueError, "heun with convention 'jump' needs NFE = 2 N \\+ 1"),
     (dict(p=float("nan")), ValueError, "p must be a positive number"),
-    (dict(schedule="edm", p=2.0), ValueError, "constant for VE/EDM"),
+    (dict(schedule="edm", objective="mep", p=2.0), ValueError, "constant for VE/EDM"),
     (dict(backend="tpu"), ValueError, "unknown backend 'tpu'"),
     (dict(mutation=(1.0, 0.5)), ValueError, "mutation must be"),
     (dict(mutation=3.0), ValueError, "mutation must be"),
