@@ -42,6 +42,7 @@ def kind_name_of_family(family: str) -> str:
     """"vp", "ve" or "flow" for a noise family (`NoiseSchedule.kind_name` without building one)."""
     return _KIND_NAMES[kind_of_family(family)]
 
+
 _COSINE_S = 0.008
 _COSINE_T_MAX = 0.9946
 _ZERO_SNR_TERMINAL = 2.0**-24  # diffusers' replacement for a zero terminal alphas_cumprod

@@ -58,7 +58,7 @@ def test_objective_and_grad_agree(backend, n_int, b):
 def test_objective_matches_the_reference_function_itself(backend):
     """The dispatch passes truncNum through: the kernel equals dmn_and_grad with the same arguments."""
     lam = np.sort(np.random.default_rng(3).uniform(-5, 5, (5, 9)), axis=1)
-    for trunc in (None, 0, 3, 8):
+    for trunc in (None, -1, 0, 3, 8):
         got = fast.objective_and_grad(lam, fast.ObjectiveSpec("dmn", 0, 2.0, trunc), backend=backend)[0]
         np.testing.assert_allclose(got, dmn_and_grad(lam, 0, 2.0, trunc)[0], rtol=1e-12)
     assert not np.allclose(dmn_and_grad(lam, 0, 2.0, 0)[0], dmn_and_grad(lam, 0, 2.0, 8)[0])
