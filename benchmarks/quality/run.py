@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
 from hso.evaluation.report import RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, summary_markdown
 
@@ -62,6 +64,42 @@ def _ratio_to_best_baseline(ev: Evaluation, method: str) -> list[float]:
     return out
 
 
+def _rule_ratios(ev: Evaluation, rule: dict) -> list[float]:
+    """Per cell, the RMSE ratio to the best baseline of the variant a derived rule picks (the paper's row where the
+    variant does not apply)."""
+    from hso.schedules import kind_name_of_family
+
+    space = kind_name_of_family(ev.meta["schedule"]["family"])
+    out = []
+    for cell in ev.cells():
+        rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
+        chosen = rule.get(cell[:2] + (space,), {})
+        variant = next(m for m, v in RULE_VARIANTS.items() if v == chosen)
+        base = [v for m, v in rows.items() if m in BASELINES]
+        out.append(rows.get(variant, rows["hso_paper"]) / min(base))
+    return out
+
+
+def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:
+    """The default's rule derived from one test bed, scored on the other: how much of its gain is fitted noise."""
+    beds = sorted({ev.meta["testbed"] for _, ev in results})
+    if len(beds) < 2:
+        return []
+    full, _ = derive_auto_rule([ev for _, ev in results])
+    lines = ["", "**Is the rule fitted to these beds?** The same derivation from the other test bed only, scored on "
+             "each configuration (cells within 1.1x of the best baseline / geometric-mean ratio to it):", "",
+             "| results | rule from both beds | rule from the other bed | the paper's settings |",
+             "|---|---|---|---|"]
+    for name, ev in results:
+        other, _ = derive_auto_rule([e for _, e in results if e.meta["testbed"] != ev.meta["testbed"]])
+        cells = []
+        for rule in (full, other, {}):
+            r = np.array(_rule_ratios(ev, rule))
+            cells.append(f"{int(np.sum(r <= 1.1))} / {np.exp(np.mean(np.log(r))):.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def readme_section(results: list[tuple[str, Evaluation]]) -> str:
     if not results:
         return "No committed quality results yet: run `python -m benchmarks.quality.run`."
@@ -100,6 +138,7 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
             r = _ratio_to_best_baseline(ev, m)
             cells.append(f"{sum(x <= 1.1 for x in r)} within, worst {max(r):.2f}x" if r else "")
         lines.append(f"| {name} | {len(ev.cells())} | " + " | ".join(cells) + " |")
+    lines += _cross_validation(results)
     lines += ["", "**`hso.calibrate` against the candidates it saw** (held-out RMSE of its pick / of the best of its "
               "candidates; network evaluations spent):", "",
               "| results | budget | within 2% | worst ratio | evaluations spent (max) |", "|---|---|---:|---:|---:|"]
