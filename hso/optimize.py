@@ -24,12 +24,13 @@ SPACINGS = ("rank", "constrain")
 METHODS = ("auto", "paper")
 
 # method="auto": per (solver, convention, lambda space of the noise schedule), the HSO setting measured best in the
-# committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP) and EDM (VE) noise, NFE 4-10,
-# RMSE against the converged sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the
-# DM-NonUniform objective: the lowest geometric-mean ratio to each cell's best setting, where a later setting
-# replaces an earlier one only when it is more than 2% better (hso.evaluation.report.derive_auto_rule; a test
-# re-derives this table from those results). Keys without measurements (other solvers, flow matching) keep the
-# paper's settings. Euler is DDIM (the same step in other coordinates), so it follows DDIM.
+# committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow
+# matching noise, NFE 4-10, RMSE against the converged sample), among the paper's MEP p=2 "rank", spacing
+# "constrain", MEP p=1 and the DM-NonUniform objective: the lowest geometric-mean ratio to each cell's best
+# setting, where a later setting replaces an earlier one only when it is more than 2% better
+# (hso.evaluation.report.derive_auto_rule; a test re-derives this table from those results). Keys without
+# measurements (other solvers) keep the paper's settings. Euler is DDIM (the same step in other coordinates), so it
+# follows DDIM.
 AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
     ("unipc", "jump", "vp"): {"p": 1.0},
     ("dpmsolver++", "jump", "vp"): {"p": 1.0},
@@ -41,6 +42,13 @@ AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
     ("ddim", "stop", "ve"): {"objective": "dmn"},
     ("ddim", "jump", "ve"): {"objective": "dmn"},
     ("euler", "jump", "ve"): {"objective": "dmn"},
+    ("unipc", "stop", "flow"): {"p": 1.0},
+    ("unipc", "jump", "flow"): {"p": 1.0},
+    ("dpmsolver++", "stop", "flow"): {"p": 1.0},
+    ("dpmsolver++", "jump", "flow"): {"p": 1.0},
+    ("ddim", "stop", "flow"): {"spacing": "constrain"},
+    ("ddim", "jump", "flow"): {"spacing": "constrain"},
+    ("euler", "jump", "flow"): {"spacing": "constrain"},
 }
 
 
