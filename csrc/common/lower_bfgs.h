@@ -271,15 +271,12 @@ HSO_HD int64_t lower_row_bfgs(const ScheduleMap& s, const LowerParams& P, double
       const BfgsTrial eval{s, P, tlam, td1, td2, tgl, ow};
       const int outcome = active_set_update(bid, r, c, dt, N, gmax, smax, dec, P.xtol, eval, t, trial, wk, mu, f);
       if (outcome == STEP_TAKEN) {  // the trial buffers hold the new point: they become the current ones
-        double* tmp;
-        tmp = lam; lam = tlam; tlam = tmp;
-        tmp = d1; d1 = td1; td1 = tmp;
-        tmp = d2; d2 = td2; td2 = tmp;
-        tmp = gl; gl = tgl; tgl = tmp;
-      } else if (outcome != STEP_NONE_RELEASED) {
-        iters = it + 1;
-        done = outcome != STEP_RELEASED;
+        swap_rows(lam, tlam);
+        swap_rows(d1, td1);
+        swap_rows(d2, td2);
+        swap_rows(gl, tgl);
       }
+      done = record_outcome(outcome, it, iters);
     }
     if (!done) iters = P.maxiter;
   }

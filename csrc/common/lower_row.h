@@ -273,6 +273,19 @@ HSO_HD int active_set_update(const double* bid, const double* r, const double* c
   return release ? STEP_NONE_RELEASED : STEP_NONE_DONE;
 }
 
+HSO_HD void swap_rows(double*& a, double*& b) {
+  double* tmp = a;
+  a = b;
+  b = tmp;
+}
+
+// the iteration count and convergence after an `active_set_update` outcome: true when the row has converged
+HSO_HD bool record_outcome(int outcome, int64_t it, int64_t& iters) {
+  if (outcome == STEP_TAKEN || outcome == STEP_NONE_RELEASED) return false;
+  iters = it + 1;
+  return outcome != STEP_RELEASED;
+}
+
 // the SPF penalty's sum of squared shortfalls below d_min (spec section 6), before the weight gamma
 HSO_HD double spf_sum(const double* t, int64_t N, double d_min) {
   double pen = 0.0;
@@ -429,17 +442,14 @@ HSO_HD int64_t lower_row_mep(const ScheduleMap& s, const LowerParams& P, double 
       const MepTrial eval{s, P, tlam, td1, td2, tgl, thd, tho};
       const int outcome = active_set_update(bid, r, c, dt, N, gmax, smax, dec, P.xtol, eval, t, trial, wk, mu, f);
       if (outcome == STEP_TAKEN) {  // the trial buffers hold the new point: they become the current ones
-        double* tmp;
-        tmp = lam; lam = tlam; tlam = tmp;
-        tmp = d1; d1 = td1; td1 = tmp;
-        tmp = d2; d2 = td2; td2 = tmp;
-        tmp = gl; gl = tgl; tgl = tmp;
-        tmp = hd; hd = thd; thd = tmp;
-        tmp = ho; ho = tho; tho = tmp;
-      } else if (outcome != STEP_NONE_RELEASED) {
-        iters = it + 1;
-        done = outcome != STEP_RELEASED;
+        swap_rows(lam, tlam);
+        swap_rows(d1, td1);
+        swap_rows(d2, td2);
+        swap_rows(gl, tgl);
+        swap_rows(hd, thd);
+        swap_rows(ho, tho);
       }
+      done = record_outcome(outcome, it, iters);
     }
     if (!done) iters = P.maxiter;
   }
