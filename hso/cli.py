@@ -20,7 +20,8 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--method", default="auto", choices=METHODS,
                         help="auto (default: the paper's settings except where measured better) or paper")
-    parser.add_argument("--objective", default=None, choices=("mep", "dmn"), help="default: mep")
+    parser.add_argument("--objective", default=None, choices=("mep", "dmn"),
+                        help="default: the method's (mep, or dmn where AUTO_RULE measured it better)")
     parser.add_argument("--spacing", default=None, choices=SPACINGS, help="default: the method's")
 
 
