@@ -17,6 +17,7 @@ from hso import fast
 from agreement import (FAMILIES, KINDS, assert_lower_agree, assert_mep_close, random_lambdas, random_psi,
                        solve_both)
 from hso.fast import reference, registry
+from hso.fast.reference_dmn import dmn_and_grad
 
 _REASON = registry.BACKENDS["triton"].probe()
 if _REASON is not None:
@@ -48,6 +49,22 @@ def test_mep_other_exponents_and_first_order_call(kind: int, p: float) -> None:
     assert len(first) == 2
     np.testing.assert_array_equal(first[0], got[0])
     np.testing.assert_array_equal(first[1], got[1])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10, 17])
+def test_dmn_matches_reference(n: int) -> None:
+    """The DM-NonUniform kernel: every kind, exponents and truncations, to 1e-12 (values; gradients on the scale of
+    each row's largest entry, since its entries are sums of terms of either sign)."""
+    rng = np.random.default_rng(50 + n)
+    for b in (1, 64):
+        lam = np.sort(rng.uniform(-8.0, 6.0, (b, n + 1)), axis=1)
+        # the interpreter's cost is per call, not per lane: each kind once, with its own exponent and truncation
+        for kind, p, trunc in ((0, 2.0, None), (1, 1.0, 0), (2, 1.5, 5)):
+            spec = fast.ObjectiveSpec("dmn", kind, p, trunc)
+            v, g = fast.objective_and_grad(lam, spec, backend="triton")
+            want_v, want_g = dmn_and_grad(lam, kind, p, trunc)
+            np.testing.assert_allclose(v, want_v, rtol=1e-12)
+            assert np.all(np.abs(g - want_g) <= 1e-12 * np.abs(want_g).max(axis=1, keepdims=True))
 
 
 def test_mep_through_the_dispatcher_and_edge_cases() -> None:

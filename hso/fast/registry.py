@@ -214,6 +214,11 @@ def _triton_mep() -> Callable[..., tuple]:
     return mep_and_grad
 
 
+def _triton_dmn() -> Callable[..., tuple]:
+    from .triton_backend import dmn_and_grad
+    return dmn_and_grad
+
+
 def _triton_lower() -> Callable[..., Any]:
     from .triton_backend import lower_solve
     return lower_solve
@@ -226,7 +231,8 @@ BACKENDS: dict[str, Backend] = {
     "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve"), ("mep", "dmn"),
                    _cpp_dmn),
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda")),
-    "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower),
+    "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower, ("mep",),
+                      _triton_dmn),
     # autograd twin of the objectives (hso.fast.reference_torch): a cross-check and a benchmark baseline, never
     # picked by auto (numpy's reference is faster on the CPU, and the lower level runs the numpy driver)
     "torch": Backend("torch", ("cpu", "cuda"), -1, _probe_torch, _torch_mep, None, (), _torch_dmn),

@@ -1,4 +1,4 @@
-"""The ``triton`` backend: the MEP objective and the fused lower level as Triton kernels.
+"""The ``triton`` backend: the MEP and DM-NonUniform objectives and the fused MEP lower level as Triton kernels.
 
 Runs on a CUDA GPU, or on the CPU through Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is
 imported). Only `hso.fast.registry` imports this module, lazily: importing `hso` never imports torch or Triton.
@@ -7,6 +7,9 @@ Kernels, each the twin of a contract documented in the reference (the math is wr
 
 * `_mep_fwd_kernel` - `hso.fast.reference.mep_and_grad`: BLOCK_B candidates per program, one per vector lane, and
   a loop over the N intervals with each output element accumulated in the reference's order (the C++ `mep_row`).
+* `_dmn_fwd_kernel` - `hso.fast.reference_dmn.dmn_and_grad`: one candidate per lane as in the MEP kernel, two
+  sweeps over the steps (per-node sums, then value and adjoints) with the node sums and the w-adjoints in scratch
+  rows (the C++ `dmn_row`).
 * `_lower_solve_kernel` - `hso.fast.reference_lower.lower_solve` for MEP, as ported to one candidate in
   csrc/common/lower_row.h: init family, feasible blend, active-set Newton in t with the block-reduced Thomas solve,
   the Sturm-count positive-definiteness check (bisection shift when it fails), ratio test, backtracking line search,
@@ -32,7 +35,7 @@ from ..schedules import NoiseSchedule
 from .reference_lower import LowerResult, LowerSpec
 from .registry import _INIT_CODES, schedule_code
 
-__all__ = ["mep_and_grad", "lower_solve"]
+__all__ = ["mep_and_grad", "dmn_and_grad", "lower_solve"]
 
 # lambda-space kinds (hso/schedules.py); family and init codes are registry.schedule_code's and _INIT_CODES
 _KINDS = (0, 1, 2)
@@ -206,6 +209,187 @@ def _mep_fwd_kernel(lam_ptr,    # [B, N+1]
     tl.store(grad_ptr + row + N1 - 1, g_carry, mask=ok)
     if HESSIAN:
         tl.store(diag_ptr + row + N1 - 1, h_carry, mask=ok)
+    tl.store(value_ptr + lanes, value, mask=ok)
+
+
+# ----------------------------------------------------------------------------------------- DM-NonUniform objective
+@_device_fn
+def _log_sigma_derivs(lam, KIND: tl.constexpr):
+    # log sigma(lambda) and its derivative (hso.schedules.log_sigma_of_lambda; reference_dmn._dlog_sigma)
+    if KIND == 0:
+        return -0.5 * _softplus(2.0 * lam), -0.5 * (1.0 + _tanh(lam))
+    elif KIND == 1:
+        return -lam, tl.full(lam.shape, -1.0, tl.float64)
+    else:
+        return -_softplus(lam), -0.5 * (1.0 + _tanh(0.5 * lam))
+
+
+@_device_fn
+def _phi(h):
+    # (e^h, H0, H1, H2) as reference_dmn.phi_integrals: the 30-term series below |h| = 1.5, the closed form beyond
+    eh = tl.exp(h)
+    h0 = _expm1(h)
+    s1 = tl.zeros(h.shape, tl.float64)
+    s2 = tl.zeros(h.shape, tl.float64)
+    term = tl.full(h.shape, 1.0, tl.float64)
+    for i in tl.static_range(30):
+        s1 += term / (i + 2.0)
+        s2 += term / (i + 3.0)
+        term = term * h / (i + 1.0)
+    small = tl.abs(h) < 1.5
+    h1 = tl.where(small, h * h * s1, h * eh - h0)
+    h2 = tl.where(small, h * h * h * s2, h * h * eh - 2.0 * (h * eh - h0))
+    return eh, h0, h1, h2
+
+
+@triton.jit
+def _dmn_fwd_kernel(lam_ptr,    # [B, N+1]
+                    prm_ptr,    # [1]: p
+                    value_ptr,  # [B]
+                    grad_ptr,   # [B, N+1]
+                    c_ptr,      # [B, N+1] scratch: per-node sums
+                    gw_ptr,     # [B, N+1] scratch: d value / d w
+                    B, N1, TAU,
+                    KIND: tl.constexpr, BLOCK_B: tl.constexpr):
+    # hso.fast.reference_dmn.dmn_and_grad, one candidate per lane, the steps in a loop (csrc/common/dmn_row.h):
+    # pass 1 the per-node sums of the later steps, pass 2 value and reverse-mode adjoints, then the w chain rule.
+    # Every step's coefficients are formed for both orders 2 and 3 (with clamped node indices) and the step's own
+    # order picks one: the order is the same for every lane, so nothing diverges.
+    lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    ok = lanes < B
+    row = lanes.to(tl.int64) * N1
+    c = tl.load(prm_ptr + tl.zeros([BLOCK_B], dtype=tl.int32), mask=ok, other=2.0) - 1.0
+    N = N1 - 1
+    for m in range(0, N1):
+        tl.store(c_ptr + row + m, tl.zeros([BLOCK_B], dtype=tl.float64), mask=ok)
+        tl.store(gw_ptr + row + m, tl.zeros([BLOCK_B], dtype=tl.float64), mask=ok)
+        tl.store(grad_ptr + row + m, tl.zeros([BLOCK_B], dtype=tl.float64), mask=ok)
+    value = tl.zeros([BLOCK_B], dtype=tl.float64)
+    for sweep in tl.static_range(2):
+        for s in range(0, N):
+            first_last = (s == 0) | (s == N - 1)
+            k2 = (s == 1) | (s == N - 2)
+            i0 = tl.maximum(s - 2, 0)
+            i1 = tl.maximum(s - 1, 0)
+            # (masked lanes read distinct points, so that their discarded coefficients divide by nonzero gaps)
+            l0 = tl.load(lam_ptr + row + i0, mask=ok, other=0.0)
+            l1 = tl.load(lam_ptr + row + i1, mask=ok, other=1.0)
+            l2 = tl.load(lam_ptr + row + s, mask=ok, other=2.0)
+            l3 = tl.load(lam_ptr + row + s + 1, mask=ok, other=3.0)
+            ls0, _d0 = _log_sigma_derivs(l0, KIND)
+            ls1, _d1 = _log_sigma_derivs(l1, KIND)
+            ls2, _d2 = _log_sigma_derivs(l2, KIND)
+            w0 = tl.exp(c * ls0 - l0)
+            w1 = tl.exp(c * ls1 - l1)
+            w2 = tl.exp(c * ls2 - l2)
+            E = tl.exp(l2)
+            h = l3 - l2
+            # order 3 (a = h_{s-2}, b = h_{s-1}) and order 2 (a = h_{s-1}); unused forms are discarded by the order
+            a3 = tl.where(s >= 2, l1 - l0, 1.0)
+            b3 = tl.where(s >= 1, l2 - l1, 1.0)
+            a2 = b3
+            eh, h0, h1, h2 = _phi(h)
+            ab = a3 + b3
+            d0, d1, d2 = a3 * ab, a3 * b3, b3 * ab
+            J30 = E * (h2 + b3 * h1) / d0
+            J31 = -E * (h2 + ab * h1) / d1
+            J32 = E * (h2 + (2.0 * b3 + a3) * h1 + b3 * ab * h0) / d2
+            J20 = -E * h1 / a2
+            J21 = E * (h1 / a2 + h0)
+            # node coefficients J for nodes s-2, s-1, s (zero where the order does not reach)
+            Ja = tl.where(first_last | k2, 0.0, J30)
+            Jb = tl.where(first_last, 0.0, tl.where(k2, J20, J31))
+            Jc = tl.where(first_last, E * _expm1(h), tl.where(k2, J21, J32))
+            Ta, Tb, Tc = w0 * Ja, w1 * Jb, w2 * Jc
+            order3 = (~first_last) & (~k2)
+            rss_mode = (s < TAU) & (~first_last)
+            sum_mode = (s >= TAU) & (~first_last)
+            if sweep == 0:
+                if sum_mode:
+                    if order3:
+                        tl.store(c_ptr + row + i0, tl.load(c_ptr + row + i0, mask=ok, other=0.0) + Ta, mask=ok)
+                    tl.store(c_ptr + row + i1, tl.load(c_ptr + row + i1, mask=ok, other=0.0) + Tb, mask=ok)
+                    tl.store(c_ptr + row + s, tl.load(c_ptr + row + s, mask=ok, other=0.0) + Tc, mask=ok)
+            else:
+                # adjoints of the three terms
+                rss = tl.sqrt(Ta * Ta + Tb * Tb + Tc * Tc)
+                inv = tl.where(rss > 0.0, 1.0 / tl.where(rss > 0.0, rss, 1.0), 0.0)
+                ca = tl.load(c_ptr + row + i0, mask=ok, other=0.0)
+                cb = tl.load(c_ptr + row + i1, mask=ok, other=0.0)
+                cc = tl.load(c_ptr + row + s, mask=ok, other=0.0)
+                sgn_c = tl.where(cc > 0.0, 1.0, tl.where(cc < 0.0, -1.0, 0.0))
+                ga = tl.where(sum_mode, tl.where(ca > 0.0, 1.0, tl.where(ca < 0.0, -1.0, 0.0)), Ta * inv)
+                gb = tl.where(sum_mode, tl.where(cb > 0.0, 1.0, tl.where(cb < 0.0, -1.0, 0.0)), Tb * inv)
+                gc = tl.where(sum_mode, sgn_c, tl.where(first_last, tl.where(Tc > 0.0, 1.0,
+                                                                            tl.where(Tc < 0.0, -1.0, 0.0)),
+                                                        Tc * inv))
+                if first_last:
+                    value += tl.abs(Tc)
+                if rss_mode:
+                    value += rss
+                ga = tl.where(Ja == 0.0, 0.0, ga)
+                gb = tl.where(Jb == 0.0, 0.0, gb)
+                Ga, Gb, Gc = ga * w0, gb * w1, gc * w2
+                # partials of the order-3 and order-2 coefficients in a, b, h (reference_dmn._coeffs)
+                heh = h * eh
+                da30 = -J30 * (1.0 / a3 + 1.0 / ab)
+                da31 = -E * h1 / d1 - J31 / a3
+                da32 = E * (h1 + b3 * h0) / d2 - J32 / ab
+                db30 = E * h1 / d0 - J30 / ab
+                db31 = -E * h1 / d1 - J31 / b3
+                db32 = E * (2.0 * h1 + (a3 + 2.0 * b3) * h0) / d2 - J32 * (1.0 / b3 + 1.0 / ab)
+                dh30 = E * heh * (h + b3) / d0
+                dh31 = -E * heh * (h + ab) / d1
+                dh32 = E * eh * (h + b3) * (h + ab) / d2
+                da20 = E * h1 / (a2 * a2)
+                dh20 = -E * heh / a2
+                dh21 = E * eh * (h + a2) / a2
+                if first_last:
+                    # order 1: J = E_{s+1} - E_s
+                    tl.store(gw_ptr + row + s, tl.load(gw_ptr + row + s, mask=ok, other=0.0) + gc * Jc, mask=ok)
+                    tl.store(grad_ptr + row + s + 1,
+                             tl.load(grad_ptr + row + s + 1, mask=ok, other=0.0) + Gc * tl.exp(l3), mask=ok)
+                    tl.store(grad_ptr + row + s, tl.load(grad_ptr + row + s, mask=ok, other=0.0) - Gc * E,
+                             mask=ok)
+                else:
+                    if order3:
+                        tl.store(gw_ptr + row + i0, tl.load(gw_ptr + row + i0, mask=ok, other=0.0) + ga * Ja,
+                                 mask=ok)
+                    tl.store(gw_ptr + row + i1, tl.load(gw_ptr + row + i1, mask=ok, other=0.0) + gb * Jb, mask=ok)
+                    tl.store(gw_ptr + row + s, tl.load(gw_ptr + row + s, mask=ok, other=0.0) + gc * Jc, mask=ok)
+                    gE = Ga * Ja + Gb * Jb + Gc * Jc
+                    if k2:
+                        g_a = Gb * da20 - Gc * da20
+                        g_h = Gb * dh20 + Gc * dh21
+                        g_b = tl.zeros([BLOCK_B], dtype=tl.float64)
+                    else:
+                        g_a = Ga * da30 + Gb * da31 + Gc * da32
+                        g_b = Ga * db30 + Gb * db31 + Gc * db32
+                        g_h = Ga * dh30 + Gb * dh31 + Gc * dh32
+                    tl.store(grad_ptr + row + s + 1, tl.load(grad_ptr + row + s + 1, mask=ok, other=0.0) + g_h,
+                             mask=ok)
+                    if k2:
+                        tl.store(grad_ptr + row + s, tl.load(grad_ptr + row + s, mask=ok, other=0.0)
+                                 + (gE - g_h) + g_a, mask=ok)
+                        tl.store(grad_ptr + row + s - 1, tl.load(grad_ptr + row + s - 1, mask=ok, other=0.0) - g_a,
+                                 mask=ok)
+                    else:
+                        tl.store(grad_ptr + row + s, tl.load(grad_ptr + row + s, mask=ok, other=0.0)
+                                 + (gE - g_h) + g_b, mask=ok)
+                        tl.store(grad_ptr + row + s - 1, tl.load(grad_ptr + row + s - 1, mask=ok, other=0.0)
+                                 + (g_a - g_b), mask=ok)
+                        tl.store(grad_ptr + row + s - 2, tl.load(grad_ptr + row + s - 2, mask=ok, other=0.0) - g_a,
+                                 mask=ok)
+        if sweep == 0:
+            for m in range(0, N1):
+                value += tl.abs(tl.load(c_ptr + row + m, mask=ok, other=0.0))
+    for m in range(0, N1):
+        lm = tl.load(lam_ptr + row + m, mask=ok, other=0.0)
+        lsm, dlsm = _log_sigma_derivs(lm, KIND)
+        wm = tl.exp(c * lsm - lm)
+        g = tl.load(grad_ptr + row + m, mask=ok, other=0.0)
+        tl.store(grad_ptr + row + m, g + tl.load(gw_ptr + row + m, mask=ok, other=0.0) * wm * (c * dlsm - 1.0),
+                 mask=ok)
     tl.store(value_ptr + lanes, value, mask=ok)
 
 
@@ -738,6 +922,35 @@ def mep_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, hessian: bool =
     if not hessian:
         return value.cpu().numpy(), grad.cpu().numpy()
     return value.cpu().numpy(), grad.cpu().numpy(), diag.cpu().numpy(), off.cpu().numpy()
+
+
+def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int | None = None):
+    """DM-NonUniform value and gradient for ``lambdas  # [B, N+1]``; the contract of
+    `hso.fast.reference_dmn.dmn_and_grad`, float64 numpy in and out.
+
+    Raises:
+        ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
+    """
+    from .reference_dmn import default_trunc_num
+
+    lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])
+    if lam.ndim != 2 or lam.shape[1] < 2:
+        raise ValueError(f"lambdas must have shape [B, N+1] with N >= 1, got {lam.shape}")
+    if int(kind) not in _KINDS:
+        raise ValueError(f"unknown lambda-space kind {kind}")
+    bsz, n1 = lam.shape
+    tau = default_trunc_num(n1 - 1) if trunc_num is None else max(0, int(trunc_num))
+    dev = _device()
+    x = torch.from_numpy(lam).to(dev)
+    value = torch.empty(bsz, dtype=torch.float64, device=dev)
+    grad = torch.empty_like(x)
+    if bsz > 0:
+        scratch = torch.empty((2, bsz, n1), dtype=torch.float64, device=dev)
+        prm = torch.tensor([float(p)], dtype=torch.float64, device=dev)
+        block = _mep_block(bsz)
+        _dmn_fwd_kernel[(triton.cdiv(bsz, block),)](x, prm, value, grad, scratch[0], scratch[1], bsz, n1, tau,
+                                                     KIND=int(kind), BLOCK_B=block, num_warps=4)
+    return value.cpu().numpy(), grad.cpu().numpy()
 
 
 def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
