@@ -53,7 +53,7 @@ AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
 
 
 def resolve_method(method: str, solver: str, convention: str, objective: str | None, spacing: str | None,
-                   p: float | None, space: str = "vp") -> tuple[str, str, float | None]:
+                   p: float | None, space: str) -> tuple[str, str, float | None]:
     """(objective, spacing, p) for a method; arguments given explicitly win over the method's choices.
 
     ``"paper"``: MEP, spacing "rank", p = 2 (1 for VE), the paper's procedure. ``"auto"`` (the default): the paper's

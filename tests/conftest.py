@@ -9,3 +9,13 @@ from hypothesis import settings  # noqa: E402
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def gmm():
+    """The exact GMM denoiser test bed (hso.testbeds.load("gmm")), loaded once for every test that takes it."""
+    from hso.testbeds import load
+    return load("gmm")

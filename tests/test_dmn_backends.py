@@ -2,9 +2,9 @@
 
 The objective is a sum of absolute values and root-sum-squares: float64 on both sides, so values and gradients agree
 to rounding. The lower level runs the same BFGS active-set iterations as the reference, but on a non-smooth objective
-those iterations are chaotic beyond a few steps: for N >= 7 the reference itself moves by more than 1e-7 when psi
-moves by 1e-14 (measured: 20-45 of 64 candidates), so the kernel can only agree to 1e-7 where the reference is
-stable under such a perturbation; where it is not, both must still descend from the common start.
+those iterations are chaotic beyond a few steps: for N >= 7 the reference itself can move by more than 1e-7 when
+psi moves by 1e-14, so the kernel can only agree to 1e-7 where the reference is stable under such a perturbation
+(the test finds those candidates); where it is not, both must still descend from the common start.
 """
 import numpy as np
 import pytest

@@ -7,14 +7,9 @@ import pytest
 import hso
 from hso.evaluation.reference import initial_state, reference_solution
 from hso.solvers import sample
-from hso.testbeds import as_model, load
+from hso.testbeds import as_model
 
 FAMILIES = ["sd21", "vp_linear", "edm", "flow"]
-
-
-@pytest.fixture(scope="module")
-def gmm():
-    return load("gmm")
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,10 @@ diffusers = pytest.importorskip("diffusers")
 
 import hso  # noqa: E402
 from hso.solvers import sample  # noqa: E402
-from hso.testbeds import as_model, load  # noqa: E402
+from hso.testbeds import as_model  # noqa: E402
 
 SD = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
 RTOL = 2e-5  # float32 sigmas inside diffusers
-
-
-@pytest.fixture(scope="module")
-def gmm():
-    return load("gmm")
 
 
 @pytest.fixture(scope="module")

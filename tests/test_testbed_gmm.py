@@ -9,11 +9,6 @@ from hso.testbeds import as_model, load, load_digits
 from hso.testbeds.gmm import GaussianMixtureDenoiser
 
 
-@pytest.fixture(scope="module")
-def gmm():
-    return load("gmm")
-
-
 def _log_marginal(gmm, sched, x, t):
     """log p_t(x) of the family's marginal x = alpha x0 + sigma eps (change of variables from EDM coordinates)."""
     a, s = float(sched.alpha(t)), float(sched.sigma(t))

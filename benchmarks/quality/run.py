@@ -19,6 +19,7 @@ import numpy as np
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
 from hso.evaluation.report import RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, summary_markdown
+from hso.schedules import kind_name_of_family
 
 # every schedule method, plus hso.calibrate at 2% and 6.5% of GITS's budget (held out: the evaluation's noises)
 METHODS = DEFAULT_METHODS + ("calibrate", "calibrate_1000")
@@ -68,8 +69,6 @@ def _ratio_to_best_baseline(ev: Evaluation, method: str) -> list[float]:
 def _rule_ratios(ev: Evaluation, rule: dict) -> list[float]:
     """Per cell, the RMSE ratio to the best baseline of the variant a derived rule picks (the paper's row where the
     variant does not apply)."""
-    from hso.schedules import kind_name_of_family
-
     space = kind_name_of_family(ev.meta["schedule"]["family"])
     out = []
     for cell in ev.cells():

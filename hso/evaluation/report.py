@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..schedules import kind_name_of_family
+
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
 
@@ -183,8 +185,6 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
         (rule: key -> settings, only where they differ from the paper's;
          evidence: key -> {variant: (wins, geometric-mean ratio)}).
     """
-    from ..schedules import kind_name_of_family
-
     wins: dict[tuple[str, str, str], dict[str, list]] = {}
     for ev in evs:
         space = kind_name_of_family(ev.meta["schedule"]["family"])

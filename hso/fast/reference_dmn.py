@@ -80,7 +80,7 @@ import numpy as np
 
 from ..schedules import KIND_FLOW, KIND_VE, KIND_VP, log_sigma_of_lambda
 
-__all__ = ["dmn_and_grad", "phi_integrals", "step_plan", "default_trunc_num"]
+__all__ = ["dmn_and_grad", "phi_integrals", "step_plan", "default_trunc_num", "resolve_trunc_num"]
 
 _SERIES_CUT = 1.5
 _SERIES_TERMS = 30
@@ -94,12 +94,18 @@ def default_trunc_num(n: int) -> int:
     return 3 if n <= 7 else 0
 
 
+def resolve_trunc_num(n: int, trunc_num: int | None) -> int:
+    """truncNum as every backend uses it: the spec default for None; a negative one acts as 0 (no early step then
+    has s < tau), so it is clamped there."""
+    return default_trunc_num(n) if trunc_num is None else max(0, int(trunc_num))
+
+
 def step_plan(n: int, trunc_num: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Orders ``k  # [N]`` and modes ``mode  # [N]`` (0 abs, 1 root-sum-square, 2 per-node sum) of the N steps."""
     n = int(n)
     if n < 1:
         raise ValueError(f"need N >= 1 intervals, got {n}")
-    tau = default_trunc_num(n) if trunc_num is None else int(trunc_num)
+    tau = resolve_trunc_num(n, trunc_num)
     s = np.arange(n)
     first_last = (s == 0) | (s == n - 1)
     k = np.where(first_last, 1, np.where((s == 1) | (s == n - 2), 2, 3))

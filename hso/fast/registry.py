@@ -85,19 +85,14 @@ def _cpp_mep() -> Callable[..., tuple]:
     return mep
 
 
-def _trunc(n_intervals: int, trunc_num: int | None) -> int:
-    """truncNum as the kernels take it: the spec default for None; a negative one means 0 (as in step_plan)."""
-    from .reference_dmn import default_trunc_num
-    return default_trunc_num(n_intervals) if trunc_num is None else max(0, int(trunc_num))
-
-
 def _cpp_dmn() -> Callable[..., tuple]:
     mod = load_extension()
     if mod is None:
         raise RuntimeError(_probe_cpp())
 
     def dmn(lambdas, kind, p=2.0, trunc_num=None):
-        return mod.dmn_and_grad(lambdas, int(kind), float(p), _trunc(lambdas.shape[1] - 1, trunc_num))
+        from .reference_dmn import resolve_trunc_num
+        return mod.dmn_and_grad(lambdas, int(kind), float(p), resolve_trunc_num(lambdas.shape[1] - 1, trunc_num))
     return dmn
 
 
@@ -152,11 +147,12 @@ def _compiled_lower(entry: str) -> Callable[[], Callable[..., Any]]:
 
 
 def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
+    from .reference_dmn import resolve_trunc_num
     from .reference_lower import LowerResult
 
     def lower(psi, schedule, spec):
         fam, a, b, table = schedule_code(schedule)
-        trunc = _trunc(spec.n_intervals, spec.trunc_num)
+        trunc = resolve_trunc_num(spec.n_intervals, spec.trunc_num)
         t, lam, obj, pen, iters, feas = kernel(
             psi, fam, a, b, table, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
             _INIT_CODES[spec.init], spec.maxiter, spec.xtol, _OBJECTIVE_CODES[spec.objective], trunc)

@@ -931,7 +931,7 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
     Raises:
         ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
     """
-    from .reference_dmn import default_trunc_num
+    from .reference_dmn import resolve_trunc_num
 
     lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])
     if lam.ndim != 2 or lam.shape[1] < 2:
@@ -939,7 +939,7 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
     if int(kind) not in _KINDS:
         raise ValueError(f"unknown lambda-space kind {kind}")
     bsz, n1 = lam.shape
-    tau = default_trunc_num(n1 - 1) if trunc_num is None else max(0, int(trunc_num))
+    tau = resolve_trunc_num(n1 - 1, trunc_num)
     dev = _device()
     x = torch.from_numpy(lam).to(dev)
     value = torch.empty(bsz, dtype=torch.float64, device=dev)

@@ -6,13 +6,12 @@ metadata. Inference is a plain MLP in float64: hidden layers with the stored act
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hso.testbeds.data import DIM, weights_path
+from hso.testbeds.data import DIM, read_meta, weights_path
 
 __all__ = ["DigitsClassifier", "DEFAULT_CLASSIFIER_WEIGHTS"]
 
@@ -72,7 +71,7 @@ class DigitsClassifier:
         """
         p = weights_path(path, DEFAULT_CLASSIFIER_WEIGHTS.name, "python -m hso.testbeds.train")
         with np.load(p, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+            meta = read_meta(data)
             n = int(data["n_layers"])
             weights = [data[f"w{i}"] for i in range(n)]
             biases = [data[f"b{i}"] for i in range(n)]

@@ -5,15 +5,23 @@ Pixels 0..16 are mapped to [-1, 1] (``x / 8 - 1``), flattened to 64 values, floa
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["DIM", "load_digits", "IMAGE_SHAPE", "weights_path", "WEIGHTS_DIR"]
+__all__ = ["DIM", "load_digits", "IMAGE_SHAPE", "weights_path", "read_meta", "WEIGHTS_DIR"]
 
 IMAGE_SHAPE = (8, 8)
 DIM = 64
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def read_meta(data: Any) -> dict[str, Any]:
+    """The metadata of a loaded weights npz: a JSON string stored as a 0-d unicode array (so loading never needs
+    pickle); {} when the file has none."""
+    return json.loads(str(data["meta"])) if "meta" in data.files else {}
 
 
 def weights_path(path: str | Path | None, default: str, command: str) -> Path:

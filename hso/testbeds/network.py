@@ -15,13 +15,12 @@ input layer; residual SiLU layers ``h <- h + silu(h W + b)``; a linear output la
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hso.testbeds.data import DIM, weights_path
+from hso.testbeds.data import DIM, read_meta, weights_path
 
 __all__ = ["DigitsNet", "DEFAULT_WEIGHTS", "silu"]
 
@@ -31,11 +30,6 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_net.npz"
 def silu(x: np.ndarray) -> np.ndarray:
     """SiLU ``x * sigmoid(x)`` in the overflow-free form ``x (1 + tanh(x / 2)) / 2``."""
     return 0.5 * x * (1.0 + np.tanh(0.5 * x))
-
-
-def _read_meta(data: Any) -> dict[str, Any]:
-    # metadata is a JSON string stored as a 0-d unicode array, so loading never needs pickle
-    return json.loads(str(data["meta"])) if "meta" in data else {}
 
 
 class DigitsNet:
@@ -102,7 +96,7 @@ class DigitsNet:
         """
         p = weights_path(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train")
         with np.load(p, allow_pickle=False) as data:
-            meta = _read_meta(data)
+            meta = read_meta(data)
             params = {k: data[k] for k in data.files if k != "meta"}
         return cls(params, meta)
 
