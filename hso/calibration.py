@@ -139,7 +139,7 @@ def _candidates(schedule: NoiseSchedule, solver: str, nfe: int, convention: str,
             spec = get_solver(solver)
             stop_nfe = (nfe - 1) if spec.evals_per_step == 1 else None
             if stop_nfe and stop_nfe >= 1:
-                t = make_schedule("hso", schedule, solver, nfe, "stop")[:-1]
+                t = make_schedule("hso_search", schedule, solver, nfe, "stop")[:-1]
                 if t.size == spec.n_intervals(nfe, "jump") + 1:
                     out.append(("hso_stop_ported", t))
         except (ValueError, MethodNotApplicable):

@@ -19,9 +19,10 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     from .optimize import METHODS, SPACINGS
 
     parser.add_argument("--method", default="auto", choices=METHODS,
-                        help="auto (default: the paper's settings except where measured better) or paper")
+                        help="auto (default: the measured best of hso's settings and the baselines), hso (the "
+                             "measured best of hso's settings) or paper")
     parser.add_argument("--objective", default=None, choices=("mep", "dmn"),
-                        help="default: the method's (mep, or dmn where AUTO_RULE measured it better)")
+                        help="default: the method's (mep, or dmn where the measured rule picks it)")
     parser.add_argument("--spacing", default=None, choices=SPACINGS, help="default: the method's")
 
 
@@ -329,11 +330,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.format == "json":
             print(res.to_json(indent=2))
         else:
-            print(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention {res.convention}, "
-                  f"objective {res.objective}, spacing {res.spacing}")
-            print(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); fitness "
-                  f"{res.mep:.4f} + penalty {res.penalty:.3g}; {res.nit} generations, {res.nfev} lower solves, "
-                  f"{res.wall_time * 1e3:.1f} ms on backend {res.backend!r}")
+            m = res.settings.get("measured")
+            if res.source == "hso":
+                print(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
+                      f"{res.convention}, objective {res.objective}, spacing {res.spacing}, p {res.settings['p']:g}")
+                print(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); fitness "
+                      f"{res.mep:.4f} + penalty {res.penalty:.3g}; {res.nit} generations, {res.nfev} lower solves, "
+                      f"{res.wall_time * 1e3:.1f} ms on backend {res.backend!r}")
+            else:
+                print(f"# schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention {res.convention}: "
+                      f"the {res.source} baseline (no search ran; {res.objective} {res.mep:.4f} + penalty "
+                      f"{res.penalty:.3g})")
+            if m is not None:
+                print(f"# method auto: measured pick {m['pick']} (NFE {m['nfe']}: worst RMSE ratio to the best "
+                      f"baseline over the test beds {m['worst_ratio']:.3g}"
+                      + ("" if m["supported"] else "; not a supported cell, consider hso.calibrate") + ")")
             print(res.table())
             if res.timesteps is not None:
                 print(f"timesteps: {res.timesteps.tolist()}")

@@ -11,9 +11,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import fast
+from .fast.reference import spacing_penalty_and_grad
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
+from .baselines import MethodNotApplicable, baseline_schedule
 from .inits import INIT_FAMILIES
+from .measured import VARIANTS, Pick, measured_pick
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
@@ -21,9 +24,13 @@ from .solvers import get_solver
 __all__ = ["optimize", "optimize_many", "d_min", "SPACINGS", "METHODS", "AUTO_RULE", "resolve_method"]
 
 SPACINGS = ("rank", "constrain")
-METHODS = ("auto", "paper")
+METHODS = ("auto", "hso", "paper")
+# optimize's arguments that only an HSO search uses: passing any of them asks for a search, so method="auto"
+# then chooses among hso's settings only (never a baseline that would ignore them)
+SEARCH_ARGS = ("objective", "spacing", "p", "trunc_num", "init", "bounds", "popsize", "maxiter", "tol", "mutation",
+               "recombination", "polish", "gamma")
 
-# method="auto": per (solver, convention, lambda space of the noise schedule), the HSO setting measured best in the
+# method="hso" (and "auto" where it runs a search without a measured pick): per (solver, convention, lambda space of the noise schedule), the HSO setting measured best in the
 # committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow
 # matching noise, NFE 4-10, RMSE against the converged sample), among the paper's MEP p=2 "rank", spacing
 # "constrain", MEP p=1 and the DM-NonUniform objective: the lowest geometric-mean ratio to each cell's best
@@ -54,18 +61,19 @@ AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
 
 def resolve_method(method: str, solver: str, convention: str, objective: str | None, spacing: str | None,
                    p: float | None, space: str) -> tuple[str, str, float | None]:
-    """(objective, spacing, p) for a method; arguments given explicitly win over the method's choices.
+    """(objective, spacing, p) of an HSO search for a method; arguments given explicitly win over its choices.
 
-    ``"paper"``: MEP, spacing "rank", p = 2 (1 for VE), the paper's procedure. ``"auto"`` (the default): the paper's
-    except where `AUTO_RULE` measured something better for this solver, convention and lambda space (``space``:
-    "vp", "ve" or "flow", `NoiseSchedule.kind_name`). An explicit objective other than the rule's drops the rule.
+    ``"paper"``: MEP, spacing "rank", p = 2 (1 for VE), the paper's procedure. ``"hso"``: the paper's except where
+    `AUTO_RULE` measured something better for this solver, convention and lambda space (``space``: "vp", "ve" or
+    "flow", `NoiseSchedule.kind_name`). ``"auto"`` searches with the same settings as "hso" where it searches (its
+    measured picks are made by `optimize`). An explicit objective other than the rule's drops the rule.
 
     Raises:
         ValueError: an unknown method.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    rule = AUTO_RULE.get((solver, convention, space), {}) if method == "auto" else {}
+    rule = AUTO_RULE.get((solver, convention, space), {}) if method != "paper" else {}
     if objective is not None and objective != rule.get("objective", "mep"):
         rule = {}
     objective = objective or rule.get("objective", "mep")
@@ -160,6 +168,8 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
                    trunc_num=trunc_num, init=init, bounds=bounds, popsize=popsize, maxiter=maxiter, tol=tol,
                    mutation=mutation, recombination=recombination, polish=polish, seed=seed, gamma=gamma,
                    backend=backend)
+    if job.baseline is not None:
+        return _baseline_result(job, time.perf_counter() - t_start)
     out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend, callback=callback)
     return _result(job, out, time.perf_counter() - t_start)
 
@@ -178,6 +188,25 @@ class _Job:
     nfe: int
     spacing: str
     settings: dict[str, Any]
+    source: str = "hso"  # "hso" (a search) or the baseline the measured rule picked
+    baseline: np.ndarray | None = None  # that baseline's schedule points
+
+
+def _measured_choice(sched: NoiseSchedule, solver: str, conv: str, nfe: int, n_int: int
+                     ) -> tuple[str, Pick, np.ndarray | None] | None:
+    """method="auto": the best-ranked measured candidate that applies to this noise schedule, as (name, pick,
+    baseline points or None for one of hso's settings); None where nothing was measured."""
+    pick = measured_pick(solver, conv, sched.kind_name, nfe)
+    if pick is None:
+        return None
+    for name, _ in pick.ranking:
+        if name in VARIANTS:
+            return name, pick, None
+        try:
+            return name, pick, baseline_schedule(name, sched, n_int)
+        except MethodNotApplicable:  # e.g. integer spacings on a continuous model: the next one
+            continue
+    return None
 
 
 def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: str | None, *, method: str = "auto",
@@ -193,7 +222,28 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     n_int = spec_solver.n_intervals(nfe, conv)
     if objective is not None and objective not in fast.OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(fast.OBJECTIVES)}")
-    objective, spacing, p = resolve_method(method, spec_solver.name, conv, objective, spacing, p, sched.kind_name)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    given = dict(objective=objective, spacing=spacing, p=p, trunc_num=trunc_num, init=init, bounds=bounds,
+                 popsize=popsize, maxiter=maxiter, tol=tol, mutation=mutation, recombination=recombination,
+                 polish=polish, gamma=gamma)
+    defaults = _defaults()
+    searching = any(not _same(given[k], defaults[k]) for k in SEARCH_ARGS)
+    choice = _measured_choice(sched, spec_solver.name, conv, nfe, n_int) if method == "auto" and not searching \
+        else None
+    measured = None
+    if choice is not None:
+        name, pick, _ = choice
+        measured = {"pick": name, "nfe": pick.nfe, "worst_ratio": dict(pick.ranking)[name],
+                    "supported": pick.supported(name)}
+        if name in VARIANTS:  # one of hso's settings, relative to the paper's
+            objective, spacing, p = resolve_method("paper", spec_solver.name, conv, VARIANTS[name].get("objective"),
+                                                   VARIANTS[name].get("spacing"), VARIANTS[name].get("p"),
+                                                   sched.kind_name)
+    if choice is None or choice[2] is not None:
+        # a search with the "hso" settings, or a baseline (whose objective value the result reports)
+        objective, spacing, p = resolve_method(method, spec_solver.name, conv, objective, spacing, p,
+                                               sched.kind_name)
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; known: {', '.join(SPACINGS)}")
     if init not in INIT_FAMILIES:
@@ -247,8 +297,18 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
                 "bounds": [list(b) for b in box],
                 "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
                 "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
-                "n_intervals": n_int, "min_gap": gap}
-    return _Job(sched, lower, obj, de, engine.name, spec_solver.name, conv, nfe, spacing, settings)
+                "n_intervals": n_int, "min_gap": gap, "measured": measured}
+    baseline = choice[2] if choice is not None else None
+    return _Job(sched, lower, obj, de, engine.name, spec_solver.name, conv, nfe, spacing, settings,
+                source=choice[0] if baseline is not None else "hso", baseline=baseline)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """An argument equal to its default (numbers compared as numbers, sequences element-wise)."""
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except (TypeError, ValueError):
+        return a is b
 
 
 def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:
@@ -272,6 +332,34 @@ def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleRes
         success=out.success, message=out.message, wall_time=wall_time, backend=job.backend,
         convention=conv, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
         d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings))
+
+
+def _baseline_result(job: _Job, wall_time: float) -> ScheduleResult:
+    """The result for a baseline the measured rule picked: its points, with the HSO objective and spacing penalty
+    of that schedule reported for comparison (no search ran: ``psi`` is empty, ``nit = nfev = 0``)."""
+    sched, t = job.schedule, job.baseline
+    lam = sched.lambda_(t)
+    value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
+    penalty = float(spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
+    sig = np.exp(-lam)
+    if job.convention == "jump":
+        sig = np.append(sig, 0.0)
+    timesteps = None
+    if sched.is_discrete:
+        timesteps = sched.timesteps_of_t(t)
+        if np.any(np.diff(timesteps) >= 0):
+            raise RuntimeError(f"internal error: baseline {job.source} gave integer timesteps {timesteps.tolist()} "
+                               "that are not strictly decreasing")
+    m = job.settings["measured"]
+    msg = (f"measured default: baseline {job.source!r} ranked first for {job.solver} / {job.convention} / "
+           f"{sched.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the best baseline over the test beds "
+           f"{m['worst_ratio']:.3g}); no search ran")
+    return ScheduleResult(
+        t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, psi=np.zeros(0), fitness=value + penalty, mep=value,
+        penalty=penalty, nit=0, nfev=0, success=True, message=msg, wall_time=wall_time, backend=job.backend,
+        convention=job.convention, solver=job.solver, nfe=job.nfe, objective=job.objective.name,
+        spacing=job.spacing, d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings),
+        source=job.source)
 
 
 def _defaults() -> dict[str, Any]:
@@ -314,7 +402,8 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
     def report(done: int, total: int) -> None:
         print(f"\rhso: {done}/{total} searches", end="\n" if done == total else "", file=sys.stderr, flush=True)
 
-    outs = fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in jobs], backend=backend,
-                            progress=report if progress else None)
+    searches = [j for j in jobs if j.baseline is None]
+    outs = iter(fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in searches], backend=backend,
+                                 progress=report if progress else None))
     wall = time.perf_counter() - t_start
-    return [_result(j, o, wall) for j, o in zip(jobs, outs)]
+    return [_baseline_result(j, wall) if j.baseline is not None else _result(j, next(outs), wall) for j in jobs]

@@ -22,13 +22,20 @@ class ScheduleResult:
             sampler needs for the convention the schedule was optimised for.
         timesteps: integer model timesteps ``round(T t) - 1`` for discrete models (strictly decreasing, unique),
             else None.
-        psi: the best upper-level candidate (rho, t_eps, T_max).
+        psi: the best upper-level candidate (rho, t_eps, T_max); empty when no search ran (``source`` names a
+            baseline).
         fitness: SPF fitness = objective + penalty at psi.
         mep: the lower-level objective value of the schedule (MEP, or the DM-NonUniform bound for ``objective="dmn"``).
         penalty: the SPF spacing penalty of the schedule.
         x / fun / nit / nfev / success / message: scipy-style aliases (x = psi, fun = fitness, nit = generations,
             nfev = lower-level solves).
         convention: "stop" (the sampler stops at t_eps) or "jump" (evaluates at every point, then jumps to 0).
+        settings: the resolved search settings; ``settings["measured"]`` says what ``method="auto"``'s measured
+            table picked (``pick``, the measured ``nfe`` it used, the pick's ``worst_ratio`` of RMSE to the best
+            baseline over the test beds, and whether the cell is ``supported``: measured at this NFE within 1.1x),
+            or None where the table was not consulted.
+        source: "hso" (the schedule comes from the HSO search) or the name of the `hso.baselines` schedule that
+            ``method="auto"`` measured better than every HSO setting for this solver, convention, space and NFE.
     """
 
     t: np.ndarray
@@ -53,6 +60,7 @@ class ScheduleResult:
     d_min: float
     schedule: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    source: str = "hso"
 
     @property
     def x(self) -> np.ndarray:

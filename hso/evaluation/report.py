@@ -6,19 +6,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
 from ..schedules import kind_name_of_family
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
 
 __all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
-           "RULE_VARIANTS", "RULE_TOLERANCE"]
+           "derive_measured_rule", "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
-# the settings `method="auto"` chooses among, as evaluation methods (all relative to the paper's procedure)
-RULE_VARIANTS = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"}, "hso_p1": {"p": 1.0},
-                 "hso_dmn": {"objective": "dmn"}}
+# the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
+RULE_VARIANTS = VARIANTS
 # a variant replaces an earlier one only if its geometric-mean ratio is lower by more than this factor
-RULE_TOLERANCE = 1.02
+RULE_TOLERANCE = TOLERANCE
+# the schedules "the best baseline" ranges over
+BASELINE_NAMES = tuple(m for m in CANDIDATE_ORDER if m not in VARIANTS)
 
 METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
                 "fd_pixel": "Frechet distance (pixels)", "fd_feature": "Frechet distance (classifier features)"}
@@ -207,3 +209,41 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
         if RULE_VARIANTS[winner]:
             rule[key] = dict(RULE_VARIANTS[winner])
     return rule, evidence
+
+
+def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
+    """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, lambda
+    space, NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of every evaluation of the
+    space, ranked by its worst RMSE ratio to the cell's best baseline over those evaluations. A candidate ranks
+    above an earlier one in `CANDIDATE_ORDER` only when its worst ratio is lower by more than `RULE_TOLERANCE`
+    (so hso's own search is kept where a baseline is not clearly better).
+
+    Returns:
+        ``[{"solver", "convention", "space", "nfe", "ranking": [[candidate, worst ratio], ...]}]``, sorted by key.
+    """
+    cells: dict[tuple, list[dict[str, float]]] = {}
+    for ev in evs:
+        space = kind_name_of_family(ev.meta["schedule"]["family"])
+        for solver, conv, nfe in ev.cells():
+            rows = {r["method"]: r["rmse"] for r in ev.rows
+                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)}
+            if not any(m in rows for m in BASELINE_NAMES):
+                continue
+            best = min(rows[m] for m in BASELINE_NAMES if m in rows)
+            cells.setdefault((solver, conv, space, nfe), []).append(
+                {m: rows[m] / best for m in CANDIDATE_ORDER if m in rows})
+    out = []
+    for key in sorted(cells):
+        per_bed = cells[key]
+        common = [m for m in CANDIDATE_ORDER if all(m in bed for bed in per_bed)]
+        worst = {m: max(bed[m] for bed in per_bed) for m in common}
+        ranking: list[str] = []
+        left = list(common)
+        while left:  # repeatedly: the lowest worst ratio, or an earlier candidate within the tolerance of it
+            low = min(worst[m] for m in left)
+            pick = next(m for m in left if worst[m] <= low * RULE_TOLERANCE)
+            ranking.append(pick)
+            left.remove(pick)
+        out.append({"solver": key[0], "convention": key[1], "space": key[2], "nfe": int(key[3]),
+                    "ranking": [[m, round(float(worst[m]), 6)] for m in ranking]})
+    return out

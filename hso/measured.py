@@ -1,0 +1,73 @@
+"""The measured default behind ``hso.optimize(method="auto")``: per (solver, convention, lambda space, NFE), which
+schedule sampled best in the committed quality results.
+
+The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
+DM-NonUniform objective) and the baselines of `hso.baselines`. For each measured cell (two test beds, an exact
+denoiser and a trained network, per noise family; NFE 4, 5, 6, 8, 10; RMSE against the converged sample) every
+candidate's *worst* RMSE ratio to the best baseline over the test beds is recorded, and candidates are ranked by
+it (`hso.evaluation.report.derive_measured_rule`, which writes ``measured_rule.json``; a test re-derives it from
+the committed results). A later candidate in `CANDIDATE_ORDER` (hso's settings first, then the baselines) must be
+more than `TOLERANCE` better to rank above an earlier one.
+
+A cell is *supported* when its pick's worst ratio is at most `SUPPORT_RATIO`: the claim the README makes for it.
+NFEs between or beyond the measured ones take the nearest measured NFE's ranking (not supported: not measured).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from .baselines import BASELINES
+
+__all__ = ["VARIANTS", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick", "rule_table",
+           "RULE_FILE"]
+
+# hso's search settings the measurement compares (the evaluation's method names)
+VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
+                                       "hso_p1": {"p": 1.0}, "hso_dmn": {"objective": "dmn"}}
+CANDIDATE_ORDER = tuple(VARIANTS) + tuple(BASELINES)
+SUPPORT_RATIO = 1.1
+TOLERANCE = 1.02
+RULE_FILE = "measured_rule.json"
+# solvers without their own measurements that take another's: Euler's step is DDIM's in other coordinates
+SAME_AS = {"euler": "ddim"}
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The measured ranking for one request.
+
+    Attributes:
+        ranking: ``((candidate, worst ratio to the best baseline), ...)``, best first.
+        nfe: the measured NFE the ranking comes from.
+        measured: True when that is the requested NFE itself.
+    """
+
+    ranking: tuple[tuple[str, float], ...]
+    nfe: int
+    measured: bool
+
+    def supported(self, name: str) -> bool:
+        """True when ``name`` was measured at this NFE within `SUPPORT_RATIO` of the best baseline on every bed."""
+        return self.measured and dict(self.ranking).get(name, float("inf")) <= SUPPORT_RATIO
+
+
+@lru_cache(maxsize=1)
+def rule_table() -> dict[str, Any]:
+    """The committed ``measured_rule.json`` (see the module docstring)."""
+    return json.loads(resources.files("hso").joinpath(RULE_FILE).read_text(encoding="utf-8"))
+
+
+def measured_pick(solver: str, convention: str, space: str, nfe: int) -> Pick | None:
+    """The ranking for a solver, convention, lambda space ("vp", "ve", "flow") and NFE; None where nothing was
+    measured for that solver and convention in that space."""
+    solver = SAME_AS.get(solver, solver)
+    rows = [r for r in rule_table()["rules"]
+            if (r["solver"], r["convention"], r["space"]) == (solver, convention, space)]
+    if not rows:
+        return None
+    row = min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
+    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), row["nfe"] == nfe)
