@@ -21,17 +21,17 @@ from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
 
-__all__ = ["optimize", "optimize_many", "d_min", "SPACINGS", "METHODS", "AUTO_RULE", "resolve_method"]
+__all__ = ["optimize", "optimize_many", "d_min", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
 
 SPACINGS = ("rank", "constrain")
 METHODS = ("auto", "hso", "paper")
-# optimize's arguments that only an HSO search uses: passing any of them asks for a search, so method="auto"
-# then chooses among hso's settings only (never a baseline that would ignore them)
+# optimize's arguments that only an HSO search uses: passing any of them (or a callback) asks for a search, so
+# method="auto" then takes method "hso"'s settings (never a baseline that would ignore them)
 SEARCH_ARGS = ("objective", "spacing", "p", "trunc_num", "init", "bounds", "popsize", "maxiter", "tol", "mutation",
                "recombination", "polish", "gamma")
 
-# method="hso" (and "auto" where it runs a search without a measured pick): per (solver, convention, lambda space of the noise schedule), the HSO setting measured best in the
-# committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow
+# method="hso" (and "auto" where it searches without a measured pick): per (solver, convention, lambda space of
+# the noise schedule), the HSO setting measured best in the committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow
 # matching noise, NFE 4-10, RMSE against the converged sample), among the paper's MEP p=2 "rank", spacing
 # "constrain", MEP p=1 and the DM-NonUniform objective: the lowest geometric-mean ratio to each cell's best
 # setting, where a later setting replaces an earlier one only when it is more than 2% better
@@ -126,7 +126,8 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
              maxiter: int = 60, tol: float = 0.01, mutation: float | tuple[float, float] = (0.5, 1.0),
              recombination: float = 0.7, polish: bool = True, seed: int | None = 66, gamma: float = 1e9,
              backend: str = "auto", callback: Callable[..., Any] | None = None) -> ScheduleResult:
-    """Find the HSO schedule for a model's noise schedule, a solver and an NFE.
+    """Find the best schedule for a model's noise schedule, a solver and an NFE (by default the measured best; the
+    HSO search with ``method="hso"`` or ``"paper"``).
 
     Args:
         schedule: a `NoiseSchedule` or a preset name (``"sd21"``, ``"sdxl"``, ``"edm"``, ``"flow"``, ...).
@@ -134,10 +135,15 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
         solver: ``"unipc"``, ``"dpmsolver++"``, ``"ddim"``, ``"euler"``, ``"heun"``, ``"deis"``, ``"ipndm"``.
         objective: ``"mep"`` (the paper's Midpoint Error Proxy, the default) or ``"dmn"`` (the DM-NonUniform solver
             bound).
-        method: ``"auto"`` (default): the paper's settings, except where the committed sample-quality results
-            measured better ones for this solver, convention and lambda space (`AUTO_RULE`); ``"paper"``: exactly
-            the paper's procedure (MEP, p = 2, spacing "rank"). Explicit ``objective`` / ``spacing`` / ``p``
-            always win.
+        method: ``"auto"`` (default): the schedule that sampled best in the committed quality results for this
+            solver, convention, lambda space and NFE (`hso.measured`): the HSO search under the setting ranked
+            first, or, where one of the usual baselines (`hso.baselines`) measured better than every HSO setting,
+            that baseline's points (``source`` names it; no search runs). Passing any search argument
+            (`SEARCH_ARGS` with a non-default value, or a callback) asks for a search: "auto" then behaves as
+            "hso". ``"hso"``: the HSO search with the paper's settings, except where the quality results measured
+            a better setting for this solver, convention and lambda space (`AUTO_RULE`). ``"paper"``: exactly the
+            paper's procedure (MEP, p = 2, spacing "rank"). Explicit ``objective`` / ``spacing`` / ``p`` always
+            win.
         convention: ``"stop"`` (N = NFE intervals, the sampler stops at t_eps) or ``"jump"`` (NFE evaluation points,
             then a jump to sigma 0, as diffusers' schedulers do); default: the solver's (stop for UniPC /
             DPM-Solver++, jump for DDIM / Euler / Heun), as in the paper.
@@ -167,7 +173,7 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
     job = _prepare(schedule, nfe, solver, objective, method=method, convention=convention, spacing=spacing, p=p,
                    trunc_num=trunc_num, init=init, bounds=bounds, popsize=popsize, maxiter=maxiter, tol=tol,
                    mutation=mutation, recombination=recombination, polish=polish, seed=seed, gamma=gamma,
-                   backend=backend)
+                   backend=backend, search_requested=callback is not None)
     if job.baseline is not None:
         return _baseline_result(job, time.perf_counter() - t_start)
     out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend, callback=callback)
@@ -213,7 +219,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
              convention: str | None, spacing: str | None, p: float | None, trunc_num: int | None, init: str,
              bounds: Any, popsize: int,
              maxiter: int, tol: float, mutation: Any, recombination: float, polish: bool, seed: int | None,
-             gamma: float, backend: str) -> _Job:
+             gamma: float, backend: str, search_requested: bool = False) -> _Job:
     """Validate every argument (raising before any kernel runs) and build the engine's specs."""
     sched = as_schedule(schedule)
     nfe = _check_int("nfe", nfe, 1)
@@ -228,7 +234,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
                  popsize=popsize, maxiter=maxiter, tol=tol, mutation=mutation, recombination=recombination,
                  polish=polish, gamma=gamma)
     defaults = _defaults()
-    searching = any(not _same(given[k], defaults[k]) for k in SEARCH_ARGS)
+    searching = search_requested or any(not _same(given[k], defaults[k]) for k in SEARCH_ARGS)
     choice = _measured_choice(sched, spec_solver.name, conv, nfe, n_int) if method == "auto" and not searching \
         else None
     measured = None
@@ -400,10 +406,13 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
             raise type(e)(f"config {i} ({dict(cfg)}): {e}") from None
 
     def report(done: int, total: int) -> None:
-        print(f"\rhso: {done}/{total} searches", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        print(f"\rhso: {done}/{total} searches", end="", file=sys.stderr, flush=True)
 
     searches = [j for j in jobs if j.baseline is None]
     outs = iter(fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in searches], backend=backend,
                                  progress=report if progress else None))
     wall = time.perf_counter() - t_start
+    if progress:
+        print(f"\rhso: {len(jobs)} schedules: {len(searches)} searches, {len(jobs) - len(searches)} measured "
+              "baselines (no search)", file=sys.stderr, flush=True)
     return [_baseline_result(j, wall) if j.baseline is not None else _result(j, next(outs), wall) for j in jobs]

@@ -20,7 +20,7 @@ CONVENTIONS = ("stop", "jump")
 NFES = range(3, 21)
 
 # a deterministic spread over presets, solvers, conventions (explicit and default) and NFEs
-# (the EDM entry is a DM-NonUniform search (AUTO_RULE) with N = 5, below the sizes where that search is chaotic)
+# (searches and measured baselines both; any DM-NonUniform entry must stay below N = 7, where that search is chaotic)
 SAMPLE = [("sd21", "unipc", 5, None), ("sdxl", "ddim", 4, None), ("edm", "dpmsolver++", 6, "jump"),
           ("flow", "euler", 12, "stop"), ("vp_cosine", "unipc", 20, "jump"), ("ddpm", "ddim", 3, "stop"),
           ("vp_linear", "euler", 17, None)]
@@ -35,7 +35,7 @@ def _assert_same(got: hso.ScheduleResult, want: hso.ScheduleResult, t_tol: float
     if want.timesteps is not None:
         assert got.timesteps.tolist() == want.timesteps.tolist()
     np.testing.assert_allclose(got.sigmas, want.sigmas, rtol=t_tol * 1e3, atol=0)
-    for f in ("convention", "solver", "nfe", "objective", "spacing", "d_min", "schedule", "settings"):
+    for f in ("convention", "solver", "nfe", "objective", "spacing", "d_min", "schedule", "settings", "source"):
         assert getattr(got, f) == getattr(want, f), f
 
 
@@ -44,6 +44,9 @@ def _boom(*args: object, **kwargs: object) -> None:
 
 
 def test_get_runs_no_search(monkeypatch):
+    want = {key: hso.optimize("sd21", 6, solver, convention="jump") for key, solver in (("search", "unipc"),
+                                                                                        ("baseline", "ddim"))}
+    assert want["search"].source == "hso" and want["baseline"].source != "hso"
     # patch every search entry point, then load from scratch (the file read is part of what must not search)
     monkeypatch.setattr(sys.modules["hso.optimize"], "optimize", _boom)
     monkeypatch.setattr(sys.modules["hso.optimize"], "optimize_many", _boom)
@@ -52,9 +55,10 @@ def test_get_runs_no_search(monkeypatch):
     for name in ("search", "search_many", "lower_solve"):
         monkeypatch.setattr(hso.fast, name, _boom)
     library._data.cache_clear()
-    res = library.get("sd21", "ddim", 4)
-    assert res.timesteps.tolist() == [959, 708, 376, 29]  # the README's value
-    assert res.convention == "jump" and res.solver == "ddim"
+    for solver, w in (("unipc", want["search"]), ("ddim", want["baseline"])):
+        res = library.get("sd21", solver, 6, "jump")
+        assert res.timesteps.tolist() == w.timesteps.tolist() and res.source == w.source
+        assert res.convention == "jump" and res.solver == solver
 
 
 @pytest.mark.parametrize("preset,solver,nfe,convention", SAMPLE)

@@ -87,8 +87,8 @@ def test_same_seed_same_bytes_and_json_roundtrip():
 
 
 def test_result_fields_and_conventions():
-    stop = hso.optimize("sd21", 5, "unipc")
-    jump = hso.optimize("sd21", 5, "unipc", convention="jump")
+    stop = hso.optimize("sd21", 5, "unipc", method="hso")
+    jump = hso.optimize("sd21", 5, "unipc", convention="jump", method="hso")
     assert len(stop.t) == 6 and len(stop.sigmas) == 6 and stop.sigmas[-1] > 0
     assert len(jump.t) == 5 and len(jump.sigmas) == 6 and jump.sigmas[-1] == 0.0
     for r in (stop, jump):
@@ -161,7 +161,8 @@ def test_bad_input_raises_clear_errors(kwargs, exc, msg):
 
 
 def test_optimize_many_equals_one_by_one(capsys):
-    cfgs = [dict(schedule="sd21", nfe=n, solver=s) for s in ("unipc", "dpmsolver++", "ddim") for n in (3, 5, 9)]
+    cfgs = [dict(schedule="sd21", nfe=n, solver=s, method="hso") for s in ("unipc", "dpmsolver++", "ddim")
+            for n in (3, 5, 9)]
     cfgs.append(dict(schedule="edm", nfe=5, solver="euler", spacing="constrain"))
     many = hso.optimize_many(cfgs, progress=True)
     assert "hso: 10/10 searches" in capsys.readouterr().err
@@ -178,29 +179,30 @@ def test_optimize_many_rejects_bad_configs_before_running():
         hso.optimize_many([dict(steps=4)])
 
 
-def test_methods_auto_and_paper():
-    """method="paper" is the paper's procedure; "auto" applies AUTO_RULE; explicit settings always win."""
+def test_methods_hso_and_paper():
+    """method="paper" is the paper's procedure; "hso" applies AUTO_RULE; explicit settings always win."""
     from hso.optimize import AUTO_RULE
 
     paper = hso.optimize("sd21", 6, "unipc", convention="jump", method="paper")
     explicit = hso.optimize("sd21", 6, "unipc", "mep", convention="jump", spacing="rank", p=2.0)
     np.testing.assert_array_equal(paper.t, explicit.t)
-    auto = hso.optimize("sd21", 6, "unipc", convention="jump")
+    ruled_hso = hso.optimize("sd21", 6, "unipc", convention="jump", method="hso")
     ruled = hso.optimize("sd21", 6, "unipc", convention="jump", method="paper",
                          **AUTO_RULE[("unipc", "jump", "vp")])
-    np.testing.assert_array_equal(auto.t, ruled.t)
-    assert auto.settings["method"] == "auto" and paper.settings["method"] == "paper"
-    # convention "stop" has no rule: auto is the paper's there
-    np.testing.assert_array_equal(hso.optimize("sd21", 5, "unipc").t, hso.optimize("sd21", 5, "unipc",
-                                                                                   method="paper").t)
+    np.testing.assert_array_equal(ruled_hso.t, ruled.t)
+    assert ruled_hso.settings["method"] == "hso" and paper.settings["method"] == "paper"
+    assert ruled_hso.settings["measured"] is None and ruled_hso.source == "hso"
+    # convention "stop" has no rule: "hso" is the paper's there
+    np.testing.assert_array_equal(hso.optimize("sd21", 5, "unipc", method="hso").t,
+                                  hso.optimize("sd21", 5, "unipc", method="paper").t)
     # an explicit setting overrides the rule
     r = hso.optimize("sd21", 6, "unipc", convention="jump", p=2.0, spacing="rank")
     np.testing.assert_array_equal(r.t, paper.t)
     # the rule depends on the lambda space: DM-NonUniform for DPM-Solver++ on EDM, not on SD; an explicit objective
     # other than the rule's drops the rule
     assert AUTO_RULE[("dpmsolver++", "stop", "ve")] == {"objective": "dmn"}
-    assert hso.optimize("edm", 5, "dpmsolver++").objective == "dmn"
-    assert hso.optimize("sd21", 5, "dpmsolver++").objective == "mep"
+    assert hso.optimize("edm", 5, "dpmsolver++", method="hso").objective == "dmn"
+    assert hso.optimize("sd21", 5, "dpmsolver++", method="hso").objective == "mep"
     explicit_mep = hso.optimize("edm", 5, "dpmsolver++", "mep")
     assert explicit_mep.objective == "mep" and explicit_mep.spacing == "rank"
     np.testing.assert_array_equal(explicit_mep.t, hso.optimize("edm", 5, "dpmsolver++", method="paper").t)
@@ -208,3 +210,83 @@ def test_methods_auto_and_paper():
         hso.optimize("sd21", 5, "unipc", method="best")
     with pytest.raises(ValueError, match="unknown objective"):
         hso.optimize("sd21", 5, "unipc", "l2")
+
+
+def _first_applicable(pick, sched):
+    from hso.baselines import BASELINES, MethodNotApplicable, baseline_schedule
+    for name, _ in pick.ranking:
+        if name not in BASELINES:
+            return name
+        try:
+            baseline_schedule(name, sched, 5)
+            return name
+        except MethodNotApplicable:
+            continue
+
+
+@pytest.mark.parametrize("preset,solver,nfe,convention", [
+    ("sd21", "unipc", 5, "stop"), ("sd21", "ddim", 5, "jump"), ("flow", "unipc", 6, "jump"),
+    ("edm", "unipc", 4, "jump"), ("vp_linear", "ddim", 4, "stop")])
+def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
+    """method="auto" (the default) returns the schedule the measured table ranks first: a baseline's own points
+    (no search) or the search under the picked setting, equal to that setting asked for explicitly."""
+    from hso.baselines import BASELINES, baseline_schedule
+    from hso.measured import VARIANTS, measured_pick
+    from hso.solvers import get_solver
+
+    sched = hso.NoiseSchedule.preset(preset)
+    res = hso.optimize(preset, nfe, solver, convention=convention)
+    pick = measured_pick(solver, convention, sched.kind_name, nfe)
+    want = _first_applicable(pick, sched)
+    m = res.settings["measured"]
+    assert m["pick"] == want and m["nfe"] == nfe and m["worst_ratio"] == dict(pick.ranking)[want]
+    assert m["supported"] == (m["worst_ratio"] <= 1.1)
+    n = get_solver(solver).n_intervals(nfe, convention)
+    if want in BASELINES:
+        assert res.source == want and res.psi.size == 0 and res.nit == res.nfev == 0
+        np.testing.assert_array_equal(res.t, baseline_schedule(want, sched, n))
+        value = hso.fast.objective_and_grad(res.lambdas[None], hso.fast.ObjectiveSpec(res.objective, sched.kind,
+                                                                                      res.settings["p"]))[0][0]
+        assert res.mep == pytest.approx(value, rel=1e-12) and res.fitness == res.mep + res.penalty
+        assert want in res.message
+    else:
+        assert res.source == "hso" and res.psi.size == 3 and res.nfev > 0
+        np.testing.assert_array_equal(res.t, hso.optimize(preset, nfe, solver, convention=convention,
+                                                          method="paper", **VARIANTS[want]).t)
+    assert len(res.t) == n + 1 and np.all(np.diff(res.t) < 0)
+    if res.timesteps is not None:
+        assert np.all(np.diff(res.timesteps) < 0)
+    assert json.loads(res.to_json())["source"] == res.source
+
+
+def test_auto_skips_baselines_that_do_not_apply_and_search_arguments_ask_for_a_search():
+    # DDIM "stop" on VP ranks diffusers' "leading" first (measured on SD 2.1); a continuous VP model has no integer
+    # timesteps, so the next applicable candidate is taken
+    from hso.measured import measured_pick
+    pick = measured_pick("ddim", "stop", "vp", 4)
+    assert pick.ranking[0][0] == "leading"
+    assert hso.optimize("sd21", 4, "ddim", convention="stop").source == "leading"
+    cont = hso.optimize("vp_linear", 4, "ddim", convention="stop")
+    assert cont.settings["measured"]["pick"] == pick.ranking[1][0] != "leading"
+    # any HSO search argument given explicitly (here the population) asks for a search: no measured pick
+    searched = hso.optimize("sd21", 5, "unipc", popsize=6, maxiter=4)
+    assert searched.source == "hso" and searched.settings["measured"] is None
+    # the same value as the default is not a request for a search
+    assert hso.optimize("sd21", 5, "unipc", popsize=20).source == hso.optimize("sd21", 5, "unipc").source
+    # unmeasured NFE: the nearest measured one (ties: the larger), not claimed as supported
+    r7 = hso.optimize("sd21", 7, "unipc")
+    assert r7.settings["measured"]["nfe"] == 8 and not r7.settings["measured"]["supported"]
+    assert hso.optimize("sd21", 20, "unipc").settings["measured"]["nfe"] == 10
+    # unmeasured solvers: an HSO search with method "hso"'s settings
+    heun = hso.optimize("sd21", 7, "heun", popsize=4, maxiter=5)
+    assert heun.source == "hso" and heun.settings["measured"] is None
+
+
+def test_optimize_many_mixes_baselines_and_searches_in_order():
+    cfgs = [dict(nfe=5), dict(nfe=6, convention="jump", schedule="flow"), dict(nfe=4, solver="ddim"),
+            dict(nfe=5, method="paper")]
+    many = hso.optimize_many(cfgs, schedule="sd21")
+    for cfg, r in zip(cfgs, many):
+        one = hso.optimize(**{"schedule": "sd21", **cfg})
+        assert r.source == one.source
+        np.testing.assert_array_equal(r.t, one.t)

@@ -48,3 +48,36 @@ def test_auto_rule_is_the_one_the_committed_results_give(results):
     for space in ("vp", "ve", "flow"):
         assert AUTO_RULE.get(("euler", "jump", space)) == AUTO_RULE.get(("ddim", "jump", space))
     assert all(k in measured or k[:2] == ("euler", "jump") for k in AUTO_RULE)
+
+
+def test_measured_rule_is_the_one_the_committed_results_give(results):
+    """`method="auto"`'s table (hso/measured_rule.json) is derived from the committed results, not typed: re-derive
+    it, and check its invariants against the rows themselves."""
+    import json
+
+    from hso.measured import CANDIDATE_ORDER, SUPPORT_RATIO, measured_pick, rule_table
+
+    assert rule_table() == json.loads(json.dumps(run.rule_data(results))), \
+        "hso/measured_rule.json is stale: run `python -m benchmarks.quality.run --readme-only`"
+    spaces = {"gmm_sd21": "vp", "net_sd21": "vp", "gmm_edm": "ve", "net_edm": "ve", "gmm_flow": "flow",
+              "net_flow": "flow"}
+    for name, ev in results:
+        for solver, conv, nfe in ev.cells():
+            rows = {r["method"]: r["rmse"] for r in ev.rows
+                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)}
+            best = min(v for m, v in rows.items() if m in run.BASELINES)
+            pick = measured_pick(solver, conv, spaces[name], nfe)
+            assert pick.measured and pick.nfe == nfe
+            ranked = dict(pick.ranking)
+            assert set(ranked) <= set(CANDIDATE_ORDER)
+            # every recorded ratio bounds this bed's ratio (it is the worst over the beds)
+            for m, worst in ranked.items():
+                assert rows[m] / best <= worst * (1 + 1e-6)
+            # the first-ranked candidate is within the tolerance of the lowest worst ratio
+            assert pick.ranking[0][1] <= min(ranked.values()) * 1.02 + 1e-12
+            # and the default's row ("hso") is that candidate's schedule where it applies (SD 2.1 has every one)
+            first = pick.ranking[0][0]
+            if "hso" in rows:
+                assert rows["hso"] == pytest.approx(rows[first], rel=1e-12), (name, solver, conv, nfe, first)
+            if pick.supported(first):
+                assert rows["hso"] <= SUPPORT_RATIO * best * (1 + 1e-9)

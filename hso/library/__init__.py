@@ -29,7 +29,7 @@ __all__ = ["get", "available", "coverage", "provenance", "FILENAME", "FORMAT", "
 
 FILENAME = "schedules.json"
 FORMAT = "hso-schedule-library"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries record their source (a search or a measured baseline)
 
 
 @functools.lru_cache(maxsize=1)
@@ -125,7 +125,7 @@ def _rebuild(data: dict[str, Any], preset: str, solver: str, entry: dict[str, An
         success=bool(entry["success"]), message=str(entry["message"]), wall_time=float(meta["wall_time"]),
         backend=str(meta["backend"]), convention=str(entry["convention"]), solver=solver, nfe=int(entry["nfe"]),
         objective=str(entry["objective"]), spacing=str(entry["spacing"]), d_min=float(entry["d_min"]),
-        schedule=json.loads(json.dumps(meta["schedule"])), settings=settings)
+        schedule=json.loads(json.dumps(meta["schedule"])), settings=settings, source=str(entry["source"]))
 
 
 def available() -> list[tuple[str, str, str, int]]:
