@@ -70,11 +70,11 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
             assert pick.measured and pick.nfe == nfe
             ranked = dict(pick.ranking)
             assert set(ranked) <= set(CANDIDATE_ORDER)
-            # every recorded ratio bounds this bed's ratio (it is the worst over the beds)
+            # every recorded ratio bounds this bed's ratio (it is the worst over the beds; stored to 6 decimals)
             for m, worst in ranked.items():
-                assert rows[m] / best <= worst * (1 + 1e-6)
+                assert rows[m] / best <= worst + 1e-6
             # the first-ranked candidate is within the tolerance of the lowest worst ratio
-            assert pick.ranking[0][1] <= min(ranked.values()) * 1.02 + 1e-12
+            assert pick.ranking[0][1] <= min(ranked.values()) * 1.02 + 1e-6
             # and the default's row ("hso") is that candidate's schedule where it applies (SD 2.1 has every one)
             first = pick.ranking[0][0]
             if "hso" in rows:
