@@ -135,13 +135,8 @@ def _candidates(schedule: NoiseSchedule, solver: str, nfe: int, convention: str,
         except MethodNotApplicable:
             pass
     if convention == "jump":
-        try:  # the paper's convention ported naively: drop the t_eps point
-            spec = get_solver(solver)
-            stop_nfe = (nfe - 1) if spec.evals_per_step == 1 else None
-            if stop_nfe and stop_nfe >= 1:
-                t = make_schedule("hso_search", schedule, solver, nfe, "stop")[:-1]
-                if t.size == spec.n_intervals(nfe, "jump") + 1:
-                    out.append(("hso_stop_ported", t))
+        try:  # the "stop" search ported to "jump" by dropping its t_eps point
+            out.append(("hso_stop_ported", make_schedule("hso_stop_ported", schedule, solver, nfe, convention)))
         except (ValueError, MethodNotApplicable):
             pass
     for i, t in enumerate(_diverse_population(schedule, nfe, solver, convention, population, {})):

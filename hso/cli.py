@@ -331,9 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(res.to_json(indent=2))
         else:
             m = res.settings.get("measured")
-            if res.source == "hso":
+            if res.psi.size:  # a search ran ("hso", or its "stop" schedule ported to "jump")
+                ported = "" if res.source == "hso" else " (the 'stop' search's schedule without its last point)"
                 print(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
-                      f"{res.convention}, objective {res.objective}, spacing {res.spacing}, p {res.settings['p']:g}")
+                      f"{res.convention}{ported}, objective {res.objective}, spacing {res.spacing}, "
+                      f"p {res.settings['p']:g}")
                 print(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); fitness "
                       f"{res.mep:.4f} + penalty {res.penalty:.3g}; {res.nit} generations, {res.nfev} lower solves, "
                       f"{res.wall_time * 1e3:.1f} ms on backend {res.backend!r}")

@@ -2,7 +2,8 @@
 schedule sampled best in the committed quality results.
 
 The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
-DM-NonUniform objective) and the baselines of `hso.baselines`. For each measured cell (two test beds, an exact
+DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search with its last point dropped), and
+the baselines of `hso.baselines`. For each measured cell (two test beds, an exact
 denoiser and a trained network, per noise family; NFE 4, 5, 6, 8, 10; RMSE against the converged sample) every
 candidate's *worst* RMSE ratio to the best baseline over the test beds is recorded, and candidates are ranked by
 it (`hso.evaluation.report.derive_measured_rule`, which writes ``measured_rule.json``; a test re-derives it from
@@ -22,13 +23,16 @@ from typing import Any
 
 from .baselines import BASELINES
 
-__all__ = ["VARIANTS", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick", "rule_table",
+__all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick", "rule_table",
            "RULE_FILE"]
 
 # hso's search settings the measurement compares (the evaluation's method names)
 VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
                                        "hso_p1": {"p": 1.0}, "hso_dmn": {"objective": "dmn"}}
-CANDIDATE_ORDER = tuple(VARIANTS) + tuple(BASELINES)
+# for convention "jump": the "stop" schedule of method "hso" for the same NFE with its last point (t_eps) dropped,
+# so the sampler evaluates at the stop schedule's first NFE points and then jumps to sigma 0
+PORTED = "hso_stop_ported"
+CANDIDATE_ORDER = tuple(VARIANTS) + (PORTED,) + tuple(BASELINES)
 SUPPORT_RATIO = 1.1
 TOLERANCE = 1.02
 RULE_FILE = "measured_rule.json"

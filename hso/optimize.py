@@ -16,7 +16,7 @@ from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .baselines import MethodNotApplicable, baseline_schedule
 from .inits import INIT_FAMILIES
-from .measured import VARIANTS, Pick, measured_pick
+from .measured import PORTED, VARIANTS, Pick, measured_pick
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
@@ -194,7 +194,7 @@ class _Job:
     nfe: int
     spacing: str
     settings: dict[str, Any]
-    source: str = "hso"  # "hso" (a search) or the baseline the measured rule picked
+    source: str = "hso"  # "hso" (a search), PORTED (a "stop" search, last point dropped) or a measured baseline
     baseline: np.ndarray | None = None  # that baseline's schedule points
 
 
@@ -208,6 +208,10 @@ def _measured_choice(sched: NoiseSchedule, solver: str, conv: str, nfe: int, n_i
     for name, _ in pick.ranking:
         if name in VARIANTS:
             return name, pick, None
+        if name == PORTED:
+            if conv == "jump" and get_solver(solver).evals_per_step == 1:
+                return name, pick, None
+            continue
         try:
             return name, pick, baseline_schedule(name, sched, n_int)
         except MethodNotApplicable:  # e.g. integer spacings on a continuous model: the next one
@@ -238,6 +242,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     choice = _measured_choice(sched, spec_solver.name, conv, nfe, n_int) if method == "auto" and not searching \
         else None
     measured = None
+    search_conv = conv
     if choice is not None:
         name, pick, _ = choice
         measured = {"pick": name, "nfe": pick.nfe, "worst_ratio": dict(pick.ranking)[name],
@@ -245,6 +250,11 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
         if name in VARIANTS:  # one of hso's settings, relative to the paper's
             objective, spacing, p = resolve_method("paper", spec_solver.name, conv, VARIANTS[name].get("objective"),
                                                    VARIANTS[name].get("spacing"), VARIANTS[name].get("p"),
+                                                   sched.kind_name)
+        elif name == PORTED:  # method "hso"'s "stop" search for this NFE; the result drops its last point
+            search_conv = "stop"
+            n_int = spec_solver.n_intervals(nfe, search_conv)
+            objective, spacing, p = resolve_method("hso", spec_solver.name, search_conv, None, None, None,
                                                    sched.kind_name)
     if choice is None or choice[2] is not None:
         # a search with the "hso" settings, or a baseline (whose objective value the result reports)
@@ -303,10 +313,11 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
                 "bounds": [list(b) for b in box],
                 "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
                 "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
-                "n_intervals": n_int, "min_gap": gap, "measured": measured}
+                "n_intervals": n_int, "min_gap": gap, "measured": measured, "search_convention": search_conv}
     baseline = choice[2] if choice is not None else None
+    source = "hso" if choice is None or choice[0] in VARIANTS else choice[0]
     return _Job(sched, lower, obj, de, engine.name, spec_solver.name, conv, nfe, spacing, settings,
-                source=choice[0] if baseline is not None else "hso", baseline=baseline)
+                source=source, baseline=baseline)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -322,6 +333,8 @@ def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleRes
     sched, conv = job.schedule, job.convention
     t = out.lower.t[0]
     lam = out.lower.lambdas[0]
+    if job.source == PORTED:  # the "stop" search's points up to its last, for convention "jump"
+        t, lam = t[:-1], lam[:-1]
     sig = np.exp(-lam)
     if conv == "jump":
         sig = np.append(sig, 0.0)
@@ -337,7 +350,7 @@ def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleRes
         mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit, nfev=out.nfev,
         success=out.success, message=out.message, wall_time=wall_time, backend=job.backend,
         convention=conv, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
-        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings))
+        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings), source=job.source)
 
 
 def _baseline_result(job: _Job, wall_time: float) -> ScheduleResult:

@@ -34,8 +34,10 @@ class ScheduleResult:
             table picked (``pick``, the measured ``nfe`` it used, the pick's ``worst_ratio`` of RMSE to the best
             baseline over the test beds, and whether the cell is ``supported``: measured at this NFE within 1.1x),
             or None where the table was not consulted.
-        source: "hso" (the schedule comes from the HSO search) or the name of the `hso.baselines` schedule that
-            ``method="auto"`` measured better than every HSO setting for this solver, convention, space and NFE.
+        source: "hso" (the HSO search's schedule), "hso_stop_ported" (for convention "jump": the "stop" search's
+            schedule for this NFE with its last point dropped; ``fitness`` / ``mep`` / ``penalty`` / ``psi`` are that
+            search's), or the name of the `hso.baselines` schedule that ``method="auto"`` measured better than
+            every HSO candidate for this solver, convention, space and NFE.
     """
 
     t: np.ndarray

@@ -215,7 +215,7 @@ def test_methods_hso_and_paper():
 def _first_applicable(pick, sched):
     from hso.baselines import BASELINES, MethodNotApplicable, baseline_schedule
     for name, _ in pick.ranking:
-        if name not in BASELINES:
+        if name not in BASELINES:  # hso's settings and the ported "stop" search apply everywhere measured
             return name
         try:
             baseline_schedule(name, sched, 5)
@@ -226,12 +226,13 @@ def _first_applicable(pick, sched):
 
 @pytest.mark.parametrize("preset,solver,nfe,convention", [
     ("sd21", "unipc", 5, "stop"), ("sd21", "ddim", 5, "jump"), ("flow", "unipc", 6, "jump"),
-    ("edm", "unipc", 4, "jump"), ("vp_linear", "ddim", 4, "stop")])
+    ("edm", "unipc", 4, "jump"), ("vp_linear", "ddim", 4, "stop"), ("edm", "dpmsolver++", 5, "jump"),
+    ("flow", "ddim", 4, "stop")])
 def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
     """method="auto" (the default) returns the schedule the measured table ranks first: a baseline's own points
     (no search) or the search under the picked setting, equal to that setting asked for explicitly."""
     from hso.baselines import BASELINES, baseline_schedule
-    from hso.measured import VARIANTS, measured_pick
+    from hso.measured import PORTED, VARIANTS, measured_pick
     from hso.solvers import get_solver
 
     sched = hso.NoiseSchedule.preset(preset)
@@ -242,7 +243,13 @@ def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
     assert m["pick"] == want and m["nfe"] == nfe and m["worst_ratio"] == dict(pick.ranking)[want]
     assert m["supported"] == (m["worst_ratio"] <= 1.1)
     n = get_solver(solver).n_intervals(nfe, convention)
-    if want in BASELINES:
+    if want == PORTED:  # the "stop" search of method "hso", its last point dropped
+        stop = hso.optimize(preset, nfe, solver, convention="stop", method="hso")
+        assert res.source == PORTED and res.convention == "jump" and res.settings["search_convention"] == "stop"
+        np.testing.assert_array_equal(res.t, stop.t[:-1])
+        np.testing.assert_array_equal(res.psi, stop.psi)
+        assert res.sigmas[-1] == 0.0 and len(res.sigmas) == len(res.t) + 1
+    elif want in BASELINES:
         assert res.source == want and res.psi.size == 0 and res.nit == res.nfev == 0
         np.testing.assert_array_equal(res.t, baseline_schedule(want, sched, n))
         value = hso.fast.objective_and_grad(res.lambdas[None], hso.fast.ObjectiveSpec(res.objective, sched.kind,

@@ -8,7 +8,8 @@ whole time domain ``[t_min, t_max]`` (for SD: timesteps 999 -> 0), as their refe
   baselines); ``hso_search``: ``method="hso"`` (the measured best of hso's settings); ``hso_paper``: ``method="paper"`` (MEP, p = 2
   (1 for VE), spacing "rank"); relative to the paper's: ``hso_dmn`` the DM-NonUniform objective, ``hso_constrain``
   ``spacing="constrain"``, ``hso_p1`` MEP with p = 1 (recommended for pixel-space models; VP and flow only, it is
-  the VE default);
+  the VE default); ``hso_stop_ported`` (convention "jump" only): ``hso_search``'s "stop" schedule for the same NFE
+  with its last point dropped (evaluate at its first NFE points, then jump to sigma 0);
 * the baselines of `hso.baselines`: ``time_uniform``, ``logSNR``, ``edm_rho7``, ``time_quadratic``, ``leading``,
   ``trailing``, ``ays``.
 
@@ -96,6 +97,14 @@ register_method("hso_constrain")(_hso(method="paper", spacing="constrain"))
 register_method("hso_p1")(_hso(method="paper", p=1.0))
 
 
+@register_method("hso_stop_ported")
+def _stop_ported(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
+    if convention != "jump" or get_solver(solver).evals_per_step != 1:
+        raise MethodNotApplicable("hso_stop_ported is a schedule for convention 'jump' of a solver with one "
+                                  "evaluation per step (a 'stop' schedule ported)")
+    return METHODS["hso_search"](schedule, solver, nfe, "stop")[:-1]
+
+
 def _baseline(name: str) -> MethodFn:
     def fn(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
         return baseline_schedule(name, schedule, _n_points(solver, nfe, convention) - 1)
@@ -106,5 +115,5 @@ for _name in BASELINES:
     register_method(_name)(_baseline(_name))
 
 
-DEFAULT_METHODS = ("hso", "hso_search", "hso_paper", "hso_dmn", "hso_constrain", "hso_p1", "time_uniform", "logSNR", "edm_rho7",
-                   "time_quadratic", "leading", "trailing", "ays")
+DEFAULT_METHODS = ("hso", "hso_search", "hso_paper", "hso_dmn", "hso_constrain", "hso_p1", "hso_stop_ported",
+                   "time_uniform", "logSNR", "edm_rho7", "time_quadratic", "leading", "trailing", "ays")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..baselines import BASELINES
 from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
 from ..schedules import kind_name_of_family
 
@@ -20,7 +21,7 @@ RULE_VARIANTS = VARIANTS
 # a variant replaces an earlier one only if its geometric-mean ratio is lower by more than this factor
 RULE_TOLERANCE = TOLERANCE
 # the schedules "the best baseline" ranges over
-BASELINE_NAMES = tuple(m for m in CANDIDATE_ORDER if m not in VARIANTS)
+BASELINE_NAMES = tuple(BASELINES)
 
 METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
                 "fd_pixel": "Frechet distance (pixels)", "fd_feature": "Frechet distance (classifier features)"}
