@@ -229,7 +229,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     nfe = _check_int("nfe", nfe, 1)
     spec_solver = get_solver(solver)
     conv = convention or spec_solver.default_convention
-    n_int = spec_solver.n_intervals(nfe, conv)
+    n_int = n_out = spec_solver.n_intervals(nfe, conv)
     if objective is not None and objective not in fast.OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(fast.OBJECTIVES)}")
     if method not in METHODS:
@@ -313,7 +313,7 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
                 "bounds": [list(b) for b in box],
                 "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
                 "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
-                "n_intervals": n_int, "min_gap": gap, "measured": measured, "search_convention": search_conv}
+                "n_intervals": n_out, "min_gap": gap, "measured": measured, "search_convention": search_conv}
     baseline = choice[2] if choice is not None else None
     source = "hso" if choice is None or choice[0] in VARIANTS else choice[0]
     return _Job(sched, lower, obj, de, engine.name, spec_solver.name, conv, nfe, spacing, settings,
