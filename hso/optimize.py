@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import fast
+from .baselines import MethodNotApplicable, baseline_schedule
 from .fast.reference import spacing_penalty_and_grad
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
-from .baselines import MethodNotApplicable, baseline_schedule
 from .inits import INIT_FAMILIES
 from .measured import PORTED, VARIANTS, Pick, measured_pick
 from .result import ScheduleResult
@@ -31,10 +31,11 @@ SEARCH_ARGS = ("objective", "spacing", "p", "trunc_num", "init", "bounds", "pops
                "recombination", "polish", "gamma")
 
 # method="hso" (and "auto" where it searches without a measured pick): per (solver, convention, lambda space of
-# the noise schedule), the HSO setting measured best in the committed sample-quality results (benchmarks/quality: two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow
-# matching noise, NFE 4-10, RMSE against the converged sample), among the paper's MEP p=2 "rank", spacing
-# "constrain", MEP p=1 and the DM-NonUniform objective: the lowest geometric-mean ratio to each cell's best
-# setting, where a later setting replaces an earlier one only when it is more than 2% better
+# the noise schedule), the HSO setting measured best in the committed sample-quality results (benchmarks/quality:
+# two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow matching noise, NFE 4-10, RMSE against the converged
+# sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the DM-NonUniform objective: the
+# lowest geometric-mean ratio to each cell's best setting, where a later setting replaces an earlier one only when
+# it is more than 2% better
 # (hso.evaluation.report.derive_auto_rule; a test re-derives this table from those results). Keys without
 # measurements (other solvers) keep the paper's settings. Euler is DDIM (the same step in other coordinates), so it
 # follows DDIM.

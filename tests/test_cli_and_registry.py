@@ -16,6 +16,20 @@ def test_cli_default_prints_the_sd21_schedule(capsys):
     assert "sd21" in out and "timesteps: [" in out
 
 
+@pytest.mark.parametrize("convention", ["stop", "jump"])
+def test_cli_says_what_the_measured_default_picked(convention, capsys):
+    """The text output names the pick: a baseline ("no search ran") or an HSO search (with psi)."""
+    res = hso.optimize("sd21", 5, "unipc", convention=convention)
+    assert cli.main(["optimize", "--convention", convention]) == 0
+    out = capsys.readouterr().out
+    assert f"measured pick {res.settings['measured']['pick']} (NFE 5" in out
+    if res.source == "hso":
+        assert "# HSO schedule" in out and "psi* = (rho" in out
+    else:
+        assert f"the {res.source} baseline (no search ran" in out and "psi*" not in out
+    assert f"timesteps: {res.timesteps.tolist()}" in out
+
+
 def test_cli_json_is_parseable_and_matches_python(capsys):
     assert cli.main(["optimize", "--preset", "sd21", "--solver", "ddim", "--nfe", "4", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -5,11 +5,12 @@ the solver's number of intervals for that NFE and convention (spec §3). Model-f
 whole time domain ``[t_min, t_max]`` (for SD: timesteps 999 -> 0), as their reference implementations do.
 
 * ``hso``: `hso.optimize` with its defaults (``method="auto"``: the measured best of hso's settings and the
-  baselines); ``hso_search``: ``method="hso"`` (the measured best of hso's settings); ``hso_paper``: ``method="paper"`` (MEP, p = 2
-  (1 for VE), spacing "rank"); relative to the paper's: ``hso_dmn`` the DM-NonUniform objective, ``hso_constrain``
-  ``spacing="constrain"``, ``hso_p1`` MEP with p = 1 (recommended for pixel-space models; VP and flow only, it is
-  the VE default); ``hso_stop_ported`` (convention "jump" only): ``hso_search``'s "stop" schedule for the same NFE
-  with its last point dropped (evaluate at its first NFE points, then jump to sigma 0);
+  baselines); ``hso_search``: ``method="hso"`` (the measured best of hso's settings); ``hso_paper``:
+  ``method="paper"`` (MEP, p = 2 (1 for VE), spacing "rank"); relative to the paper's: ``hso_dmn`` the
+  DM-NonUniform objective, ``hso_constrain`` ``spacing="constrain"``, ``hso_p1`` MEP with p = 1 (recommended for
+  pixel-space models; VP and flow only, it is the VE default); ``hso_stop_ported`` (convention "jump" only):
+  ``hso_search``'s "stop" schedule for the same NFE with its last point dropped (evaluate at its first NFE points,
+  then jump to sigma 0);
 * the baselines of `hso.baselines`: ``time_uniform``, ``logSNR``, ``edm_rho7``, ``time_quadratic``, ``leading``,
   ``trailing``, ``ays``.
 
