@@ -68,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                          "pipeline); kdiffusion (the sigma list)")
     sub.add_parser("info", help="versions and which backends loaded")
     ev = sub.add_parser("evaluate", help="score schedules with real samplers on a test bed (tables, JSON, plots)")
-    ev.add_argument("--testbed", default="gmm", help="gmm (exact digits denoiser) or net (the trained network)")
+    ev.add_argument("--testbed", default="gmm", help="gmm (exact digits denoiser), net (the trained digits network) "
+                    "or patches (exact denoiser of natural-image patches)")
     ev.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
     ev.add_argument("--solvers", default="unipc,dpmsolver++,ddim", help="comma-separated sampler names")
     ev.add_argument("--nfe", default="4,5,6,8,10", help="comma-separated NFEs or ranges, e.g. 4-6,8,10")

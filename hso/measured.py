@@ -3,8 +3,8 @@ schedule sampled best in the committed quality results.
 
 The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
 DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search with its last point dropped), and
-the baselines of `hso.baselines`. For each measured cell (two test beds, an exact denoiser and a trained network,
-per noise family; NFE 4, 5, 6, 8, 10; RMSE against the converged sample) every candidate's *worst* RMSE ratio to
+the baselines of `hso.baselines`. For each measured cell (three test beds per noise family: exact denoisers of
+digits and of photograph patches, and a trained network; NFE 4, 5, 6, 8, 10; RMSE against the converged sample) every candidate's *worst* RMSE ratio to
 the best baseline over the test beds is recorded, and candidates are ranked by it
 (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes ``measured_rule.json``
 and a test re-derives it from the committed results). A later candidate in `CANDIDATE_ORDER` (hso's settings

@@ -32,7 +32,7 @@ SEARCH_ARGS = ("objective", "spacing", "p", "trunc_num", "init", "bounds", "pops
 
 # method="hso" (and "auto" where it searches without a measured pick): per (solver, convention, lambda space of
 # the noise schedule), the HSO setting measured best in the committed sample-quality results (benchmarks/quality:
-# two test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow matching noise, NFE 4-10, RMSE against the converged
+# three test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow matching noise, NFE 4-10, RMSE against the converged
 # sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the DM-NonUniform objective: the
 # lowest geometric-mean ratio to each cell's best setting, where a later setting replaces an earlier one only when
 # it is more than 2% better

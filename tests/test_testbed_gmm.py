@@ -1,4 +1,5 @@
-"""Test bed 1: the exact Gaussian-mixture denoiser (closed-form posterior mean) and its model wrapper."""
+"""The exact Gaussian-mixture denoisers (closed-form posterior mean; digits and image patches) and the model
+wrapper."""
 from __future__ import annotations
 
 import numpy as np
@@ -86,3 +87,26 @@ def test_bad_mixtures():
         load("imagenet")
     with pytest.raises(ValueError, match="flow"):
         as_model(load("gmm"), hso.NoiseSchedule.preset("sd21"), "flow")
+
+
+def test_patches_bed_is_a_mixture_of_natural_image_patches():
+    """The held-out bed: a mixture of the bundled photographs' 8x8 patches whose draws match the patches'
+    statistics, and whose exact denoiser removes most of the noise, like the digits one."""
+    from hso.testbeds.data import load_patches
+
+    x = load_patches()
+    assert x.shape[1] == 64 and x.shape[0] > 30000 and x.min() >= -1.0 and x.max() <= 1.0
+    assert not x.flags.writeable
+    # natural patches are smooth: neighbouring pixels correlate far more than in the digits
+    assert np.corrcoef(x[:, 27], x[:, 28])[0, 1] > 0.9 > np.corrcoef(load_digits()[:, 27], load_digits()[:, 28])[0, 1]
+    g = load("patches")
+    assert g.name == "patches_gmm" and g.dim == 64 and g.weights.size == 10
+    rng = np.random.default_rng(0)
+    draws = g.sample(4000, rng)
+    assert abs(draws.mean() - x.mean()) < 0.03 and abs(draws.std() - x.std()) < 0.03
+    y = x[::50] + 0.5 * rng.standard_normal(x[::50].shape)
+    assert np.mean((g(y, 0.5) - x[::50]) ** 2) < 0.25 * np.mean((x - x.mean(0)) ** 2)
+    with pytest.raises(ValueError, match="unknown mixture data"):
+        GaussianMixtureDenoiser.load(data="faces")
+    with pytest.raises(ValueError, match="unknown test bed"):
+        load("faces")

@@ -1,6 +1,10 @@
-"""The digits data set every test bed is built on: sklearn's bundled 8x8 handwritten digits (offline, 1797 images).
+"""The data the test beds are built on, both bundled with sklearn (offline):
 
-Pixels 0..16 are mapped to [-1, 1] (``x / 8 - 1``), flattened to 64 values, float64.
+* the 8x8 handwritten digits (1797 images; pixels 0..16 mapped to [-1, 1] by ``x / 8 - 1``);
+* 8x8 grayscale patches of sklearn's two sample photographs (``china.jpg``, ``flower.jpg``; luminance 0..255
+  mapped to [-1, 1]), for a test bed on natural-image statistics.
+
+Both are flattened to 64 values, float64.
 """
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DIM", "load_digits", "IMAGE_SHAPE", "weights_path", "read_meta", "WEIGHTS_DIR"]
+__all__ = ["DIM", "load_digits", "load_patches", "IMAGE_SHAPE", "weights_path", "read_meta", "WEIGHTS_DIR",
+           "PATCH_STRIDE"]
 
 IMAGE_SHAPE = (8, 8)
 DIM = 64
+PATCH_STRIDE = 4  # pixels between neighbouring patches (they overlap by half)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -54,3 +60,26 @@ def load_digits(with_labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.
     """The 1797 digits as ``x  # [1797, 64]`` in [-1, 1] (and labels ``[1797]`` when asked), read-only."""
     x, y = _digits()
     return (x, y) if with_labels else x
+
+
+@functools.lru_cache(maxsize=1)
+def _patches() -> np.ndarray:
+    try:
+        from sklearn.datasets import load_sample_images
+    except ImportError as e:  # pragma: no cover - the eval extra is installed by `make`
+        raise ImportError("the patches test bed needs scikit-learn: pip install 'hso[eval]'") from e
+    out = []
+    h, w = IMAGE_SHAPE
+    for img in load_sample_images().images:
+        gray = np.asarray(img, dtype=np.float64) @ np.array([0.299, 0.587, 0.114]) / 127.5 - 1.0
+        win = np.lib.stride_tricks.sliding_window_view(gray, (h, w))[::PATCH_STRIDE, ::PATCH_STRIDE]
+        out.append(win.reshape(-1, h * w))
+    x = np.ascontiguousarray(np.concatenate(out))
+    x.setflags(write=False)
+    return x
+
+
+def load_patches() -> np.ndarray:
+    """Every 8x8 patch (stride `PATCH_STRIDE`) of sklearn's two sample photographs, in grayscale, as
+    ``x  # [n, 64]`` in [-1, 1], read-only."""
+    return _patches()

@@ -1,4 +1,4 @@
-"""Test bed 1: an exact denoiser. A Gaussian mixture fitted to the digits, whose posterior mean is closed-form.
+"""Exact denoisers: Gaussian mixtures fitted to real data, whose posterior mean is closed-form.
 
 For ``y = x0 + s z`` (EDM coordinates, any noise family maps to them by ``y = x / alpha``, ``s = sigma / alpha``)
 and ``x0 ~ sum_k pi_k N(mu_k, C_k)``, with ``C_k = U_k diag(c_k) U_k^T``:
@@ -7,10 +7,11 @@ and ``x0 ~ sum_k pi_k N(mu_k, C_k)``, with ``C_k = U_k diag(c_k) U_k^T``:
     E[x0 | y]   = sum_k r_k(y) (mu_k + U_k diag(c_k / (c_k + s^2)) U_k^T (y - mu_k)),
     r_k(y)      = pi_k N(y; mu_k, C_k + s^2 I) / p_s(y)      (log-space, float64)
 
-so the "network" has zero error and every sampler's error is pure discretisation error. The shipped mixture
-(``weights/digits_gmm.npz``) has K = 10 full-covariance components fitted by EM (sklearn ``GaussianMixture``,
-``reg_covar=1e-3``, k-means start, ``random_state=0``) on all 1797 digits scaled to [-1, 1]; regenerate it with
-``python -m hso.testbeds.gmm``.
+so the "network" has zero error and every sampler's error is pure discretisation error. Two mixtures are shipped,
+each with K = 10 full-covariance components fitted by EM (sklearn ``GaussianMixture``, ``reg_covar=1e-3``, k-means
+start, ``random_state=0``): ``weights/digits_gmm.npz`` on all 1797 digits (test bed "gmm") and
+``weights/patches_gmm.npz`` on the 8x8 patches of sklearn's sample photographs (test bed "patches", natural-image
+statistics); regenerate them with ``python -m hso.testbeds.gmm [digits|patches]``.
 """
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from .data import DIM, load_digits, weights_path
+from .data import DIM, load_digits, load_patches, weights_path
 
-__all__ = ["GaussianMixtureDenoiser", "DEFAULT_GMM_PATH", "fit_digits_gmm"]
+__all__ = ["GaussianMixtureDenoiser", "DEFAULT_GMM_PATH", "fit_digits_gmm", "fit_gmm", "MIXTURES"]
 
 DEFAULT_GMM_PATH = Path(__file__).parent / "weights" / "digits_gmm.npz"
+# data set -> (shipped file name, loader, description recorded in the file)
+MIXTURES = {"digits": ("digits_gmm.npz", load_digits, "sklearn load_digits, 1797 x 64, x / 8 - 1"),
+            "patches": ("patches_gmm.npz", load_patches,
+                        "sklearn load_sample_images, 8x8 grayscale patches at stride 4, luminance / 127.5 - 1")}
 GMM_SETTINGS = {"n_components": 10, "covariance_type": "full", "reg_covar": 1e-3, "random_state": 0,
                 "init_params": "kmeans", "max_iter": 500}
 
@@ -77,13 +82,16 @@ class GaussianMixtureDenoiser:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, path: str | Path | None = None) -> GaussianMixtureDenoiser:
-        """The shipped digits mixture (or one saved by `save`).
+    def load(cls, path: str | Path | None = None, *, data: str = "digits") -> GaussianMixtureDenoiser:
+        """A shipped mixture (``data``: "digits" or "patches"), or one saved by `save` at ``path``.
 
         Raises:
             FileNotFoundError: no such file (the message says how to regenerate the shipped one).
+            ValueError: an unknown data set.
         """
-        p = weights_path(path, DEFAULT_GMM_PATH.name, "python -m hso.testbeds.gmm")
+        if data not in MIXTURES:
+            raise ValueError(f"unknown mixture data {data!r}; known: {', '.join(MIXTURES)}")
+        p = weights_path(path, MIXTURES[data][0], f"python -m hso.testbeds.gmm {data}")
         with np.load(p, allow_pickle=False) as z:
             return cls(z["weights"], z["means"], z["covariances"], name=str(z["name"]))
 
@@ -133,22 +141,34 @@ class GaussianMixtureDenoiser:
         return self.means[k] + np.einsum("bde,be->bd", self._eigvecs[k], np.sqrt(self._eigvals[k]) * z)
 
 
-def fit_digits_gmm(**overrides: Any) -> GaussianMixtureDenoiser:
-    """Fit the digits mixture with `GMM_SETTINGS` (sklearn EM)."""
+def fit_gmm(data: str = "digits", **overrides: Any) -> GaussianMixtureDenoiser:
+    """Fit the mixture of a data set of `MIXTURES` with `GMM_SETTINGS` (sklearn EM)."""
     from sklearn.mixture import GaussianMixture
 
-    gm = GaussianMixture(**{**GMM_SETTINGS, **overrides}).fit(load_digits())
-    return GaussianMixtureDenoiser(gm.weights_ / gm.weights_.sum(), gm.means_, gm.covariances_, name="digits_gmm")
+    if data not in MIXTURES:
+        raise ValueError(f"unknown mixture data {data!r}; known: {', '.join(MIXTURES)}")
+    gm = GaussianMixture(**{**GMM_SETTINGS, **overrides}).fit(MIXTURES[data][1]())
+    return GaussianMixtureDenoiser(gm.weights_ / gm.weights_.sum(), gm.means_, gm.covariances_, name=f"{data}_gmm")
 
 
-def main() -> None:  # pragma: no cover - regeneration command
+def fit_digits_gmm(**overrides: Any) -> GaussianMixtureDenoiser:
+    """Fit the digits mixture with `GMM_SETTINGS` (sklearn EM)."""
+    return fit_gmm("digits", **overrides)
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - regeneration command
+    import sys
+
     import sklearn
 
-    g = fit_digits_gmm()
-    DEFAULT_GMM_PATH.parent.mkdir(parents=True, exist_ok=True)
-    g.save(DEFAULT_GMM_PATH, command="python -m hso.testbeds.gmm", sklearn=sklearn.__version__,
-           settings=GMM_SETTINGS, data="sklearn load_digits, 1797 x 64, x / 8 - 1")
-    print(f"wrote {DEFAULT_GMM_PATH} ({DEFAULT_GMM_PATH.stat().st_size / 1e3:.0f} kB)")
+    names = (argv if argv is not None else sys.argv[1:]) or ["digits"]
+    for data in names:
+        g = fit_gmm(data)
+        path = DEFAULT_GMM_PATH.parent / MIXTURES[data][0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        g.save(path, command=f"python -m hso.testbeds.gmm {data}", sklearn=sklearn.__version__,
+               settings=GMM_SETTINGS, data=MIXTURES[data][2])
+        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":  # pragma: no cover
