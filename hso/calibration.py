@@ -103,7 +103,8 @@ def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, conventi
     from . import fast
     from .optimize import _defaults, _prepare
 
-    job = _prepare(**{**_defaults(), **options, "schedule": schedule, "nfe": nfe, "solver": solver,
+    # method "hso": the search for this convention (the measured default may port the "stop" search instead)
+    job = _prepare(**{**_defaults(), "method": "hso", **options, "schedule": schedule, "nfe": nfe, "solver": solver,
                       "convention": convention})
     out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend)
     pop = np.unique(np.round(out.population, 6), axis=0)
@@ -141,6 +142,11 @@ def _candidates(schedule: NoiseSchedule, solver: str, nfe: int, convention: str,
             pass
     for i, t in enumerate(_diverse_population(schedule, nfe, solver, convention, population, {})):
         out.append((f"hso_population_{i}", t))
+    # every candidate spends exactly the solver's evaluations for this NFE (the budget accounting relies on it)
+    n_points = get_solver(solver).n_intervals(nfe, convention) + 1
+    bad = [name for name, t in out if t.shape != (n_points,)]
+    if bad:
+        raise RuntimeError(f"internal error: candidates {bad} do not have {n_points} points")
     if schedule.is_discrete:
         # a discrete model is conditioned on integer timesteps: run (and compare) the points it will really see
         out = [(name, schedule.t_of_timesteps(schedule.timesteps_of_t(t))) for name, t in out]

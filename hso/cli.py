@@ -179,11 +179,12 @@ def _csv(results: Sequence[Any]) -> str:
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["preset", "solver", "convention", "nfe", "objective", "spacing", "fitness", "mep", "penalty", "psi",
-                "t", "timesteps", "sigmas"])
+    w.writerow(["preset", "solver", "convention", "nfe", "source", "objective", "spacing", "fitness", "mep",
+                "penalty", "psi", "t", "timesteps", "sigmas"])
     for r in results:
-        w.writerow([r.schedule.get("name"), r.solver, r.convention, r.nfe, r.objective, r.spacing, repr(r.fitness),
-                    repr(r.mep), repr(r.penalty), join(r.psi), join(r.t), join(r.timesteps), join(r.sigmas)])
+        w.writerow([r.schedule.get("name"), r.solver, r.convention, r.nfe, r.source, r.objective, r.spacing,
+                    repr(r.fitness), repr(r.mep), repr(r.penalty), join(r.psi), join(r.t), join(r.timesteps),
+                    join(r.sigmas)])
     return buf.getvalue()
 
 

@@ -41,6 +41,16 @@ def test_calibrate_picks_by_measurement_within_budget_and_is_deterministic(setup
     assert "<- chosen" in r.report()
 
 
+def test_budget_holds_where_the_default_ports_the_stop_search():
+    """Every candidate spends exactly the NFE (the budget is never exceeded), also for "jump" on EDM noise, where
+    the measured default is the "stop" search ported to "jump" and the DE population comes from the jump search."""
+    sch = hso.NoiseSchedule.preset("edm")
+    m = Counting(as_model(load("gmm"), sch, "epsilon"))
+    r = hso.calibrate(m, sch, "ddim", 4, sample_shape=(64,), budget=307, convention="jump", objectives=("mep",))
+    assert r.nfe_spent == m.calls <= 307
+    assert all(len(c["t"]) == 4 for c in r.candidates) and len(r.t) == 4
+
+
 def test_calibrated_choice_holds_on_held_out_noises(setup):
     """Scored on 128 fresh noises against the converged reference, the pick is within 10% of the best candidate
     (the benchmark measures the finer claims cell by cell)."""

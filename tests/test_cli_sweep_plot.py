@@ -46,12 +46,12 @@ def test_sweep_csv(capsys):
     rc, out, _ = _run(["sweep", *GRID, "--format", "csv"], capsys)
     assert rc == 0
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert out.splitlines()[0] == ("preset,solver,convention,nfe,objective,spacing,fitness,mep,penalty,psi,t,"
-                                   "timesteps,sigmas")
+    assert out.splitlines()[0] == ("preset,solver,convention,nfe,source,objective,spacing,fitness,mep,penalty,psi,"
+                                   "t,timesteps,sigmas")
     assert len(rows) == 6
     row = next(r for r in rows if r["solver"] == "unipc" and r["nfe"] == "5")
     want = hso.optimize("sd21", 5, "unipc")
-    assert row["preset"] == "sd21" and row["convention"] == "stop"
+    assert row["preset"] == "sd21" and row["convention"] == "stop" and row["source"] == want.source
     # full precision: the floats read back exactly
     assert [float(v) for v in row["t"].split()] == want.t.tolist()
     assert [int(v) for v in row["timesteps"].split()] == want.timesteps.tolist()

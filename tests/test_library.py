@@ -43,9 +43,20 @@ def _boom(*args: object, **kwargs: object) -> None:
     raise AssertionError("hso.library.get must not run a search")
 
 
+def _sd21_cells_by_pick():
+    """A (solver, convention, NFE) of SD 2.1 whose measured default is an MEP search, and one whose is a baseline."""
+    from hso.baselines import BASELINES
+    from hso.measured import measured_pick
+    cells = [(s, c, n) for s in ("unipc", "dpmsolver++", "ddim") for c in CONVENTIONS for n in (4, 5, 6, 8, 10)]
+    first = {cell: measured_pick(cell[0], cell[1], "vp", cell[2]).ranking[0][0] for cell in cells}
+    search = next(cell for cell in cells if first[cell] in ("hso_paper", "hso_p1", "hso_constrain"))
+    baseline = next(cell for cell in cells if first[cell] in BASELINES)
+    return {"search": search, "baseline": baseline}
+
+
 def test_get_runs_no_search(monkeypatch):
-    want = {key: hso.optimize("sd21", 6, solver, convention="jump") for key, solver in (("search", "unipc"),
-                                                                                        ("baseline", "ddim"))}
+    cells = _sd21_cells_by_pick()
+    want = {key: hso.optimize("sd21", n, s, convention=c) for key, (s, c, n) in cells.items()}
     assert want["search"].source == "hso" and want["baseline"].source != "hso"
     # patch every search entry point, then load from scratch (the file read is part of what must not search)
     monkeypatch.setattr(sys.modules["hso.optimize"], "optimize", _boom)
@@ -55,10 +66,10 @@ def test_get_runs_no_search(monkeypatch):
     for name in ("search", "search_many", "lower_solve"):
         monkeypatch.setattr(hso.fast, name, _boom)
     library._data.cache_clear()
-    for solver, w in (("unipc", want["search"]), ("ddim", want["baseline"])):
-        res = library.get("sd21", solver, 6, "jump")
-        assert res.timesteps.tolist() == w.timesteps.tolist() and res.source == w.source
-        assert res.convention == "jump" and res.solver == solver
+    for key, (solver, conv, nfe) in cells.items():
+        res = library.get("sd21", solver, nfe, conv)
+        assert res.timesteps.tolist() == want[key].timesteps.tolist() and res.source == want[key].source
+        assert res.convention == conv and res.solver == solver
 
 
 @pytest.mark.parametrize("preset,solver,nfe,convention", SAMPLE)
