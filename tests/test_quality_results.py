@@ -41,7 +41,7 @@ def test_auto_rule_is_the_one_the_committed_results_give(results):
     from hso.evaluation.report import derive_auto_rule
     from hso.optimize import AUTO_RULE
 
-    rule, evidence = derive_auto_rule([ev for _, ev in results])
+    rule, evidence = derive_auto_rule(run.rule_evaluations(results, run.HSO_RULE_BEDS))
     measured = set(evidence)
     assert {k: v for k, v in AUTO_RULE.items() if k in measured} == rule
     # Euler takes DDIM's setting: the two are the same step (tests/test_samplers.py)
@@ -83,3 +83,13 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
             assert rows["hso"] == pytest.approx(rows[first], rel=1e-12), (name, solver, conv, nfe, first)
             if pick.supported(first) and derived:
                 assert rows["hso"] <= SUPPORT_RATIO * best * (1 + 1e-9)
+
+
+def test_calibration_rows_stay_within_their_budgets(results):
+    """Every committed `hso.calibrate` row spent at most its budget of network evaluations."""
+    from hso.evaluation.runner import MODEL_METHODS
+
+    rows = [r for _, ev in results for r in ev.rows if r["method"] in MODEL_METHODS]
+    assert rows
+    for r in rows:
+        assert 0 < r["nfe_calibration"] <= MODEL_METHODS[r["method"]], (r["method"], r["solver"], r["nfe"])
