@@ -329,57 +329,51 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
-def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:
-    """Turn a search outcome into the public result, checking the guarantees it promises."""
-    sched, conv = job.schedule, job.convention
-    t = out.lower.t[0]
-    lam = out.lower.lambdas[0]
-    if job.source == PORTED:  # the "stop" search's points up to its last, for convention "jump"
-        t, lam = t[:-1], lam[:-1]
-    sig = np.exp(-lam)
-    if conv == "jump":
-        sig = np.append(sig, 0.0)
-    timesteps = None
-    if sched.is_discrete:
-        timesteps = sched.timesteps_of_t(t)
-        if np.any(np.diff(timesteps) >= 0):  # cannot happen with gap >= one step; never return it silently
-            raise RuntimeError(f"internal error: integer timesteps {timesteps.tolist()} are not strictly decreasing")
-    if job.spacing == "constrain" and out.lower.penalty[0] > 0:
-        raise RuntimeError("internal error: the constrained search returned an infeasible schedule")
-    return ScheduleResult(
-        t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, psi=out.psi, fitness=out.fitness,
-        mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit, nfev=out.nfev,
-        success=out.success, message=out.message, wall_time=wall_time, backend=job.backend,
-        convention=conv, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
-        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings), source=job.source)
-
-
-def _baseline_result(job: _Job, wall_time: float) -> ScheduleResult:
-    """The result for a baseline the measured rule picked: its points, with the HSO objective and spacing penalty
-    of that schedule reported for comparison (no search ran: ``psi`` is empty, ``nit = nfev = 0``)."""
-    sched, t = job.schedule, job.baseline
-    lam = sched.lambda_(t)
-    value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
-    penalty = float(spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
+def _make_result(job: _Job, t: np.ndarray, lam: np.ndarray, wall_time: float, **fields: Any) -> ScheduleResult:
+    """The public result for points ``t`` (lambdas ``lam``): sigmas for the convention, integer timesteps for
+    discrete models (checked: never returned silently wrong), and the job's labels; ``fields`` are the rest."""
+    sched = job.schedule
     sig = np.exp(-lam)
     if job.convention == "jump":
         sig = np.append(sig, 0.0)
     timesteps = None
     if sched.is_discrete:
         timesteps = sched.timesteps_of_t(t)
-        if np.any(np.diff(timesteps) >= 0):
-            raise RuntimeError(f"internal error: baseline {job.source} gave integer timesteps {timesteps.tolist()} "
-                               "that are not strictly decreasing")
+        if np.any(np.diff(timesteps) >= 0):  # cannot happen with gap >= one step (or a measured baseline)
+            raise RuntimeError(f"internal error: the {job.source} schedule's integer timesteps "
+                               f"{timesteps.tolist()} are not strictly decreasing")
+    return ScheduleResult(
+        t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, wall_time=wall_time, backend=job.backend,
+        convention=job.convention, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
+        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings), source=job.source, **fields)
+
+
+def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:
+    """Turn a search outcome into the public result, checking the guarantees it promises."""
+    t = out.lower.t[0]
+    lam = out.lower.lambdas[0]
+    if job.source == PORTED:  # the "stop" search's points up to its last, for convention "jump"
+        t, lam = t[:-1], lam[:-1]
+    if job.spacing == "constrain" and out.lower.penalty[0] > 0:
+        raise RuntimeError("internal error: the constrained search returned an infeasible schedule")
+    return _make_result(job, t, lam, wall_time, psi=out.psi, fitness=out.fitness,
+                        mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit,
+                        nfev=out.nfev, success=out.success, message=out.message)
+
+
+def _baseline_result(job: _Job, wall_time: float) -> ScheduleResult:
+    """The result for a baseline the measured rule picked: its points, with the HSO objective and spacing penalty
+    of that schedule reported for comparison (no search ran: ``psi`` is empty, ``nit = nfev = 0``)."""
+    t = job.baseline
+    lam = job.schedule.lambda_(t)
+    value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
+    penalty = float(spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
     msg = (f"measured default: baseline {job.source!r} ranked first for {job.solver} / {job.convention} / "
-           f"{sched.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the best baseline over the test beds "
+           f"{job.schedule.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the best baseline over the test beds "
            f"{m['worst_ratio']:.3g}); no search ran")
-    return ScheduleResult(
-        t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, psi=np.zeros(0), fitness=value + penalty, mep=value,
-        penalty=penalty, nit=0, nfev=0, success=True, message=msg, wall_time=wall_time, backend=job.backend,
-        convention=job.convention, solver=job.solver, nfe=job.nfe, objective=job.objective.name,
-        spacing=job.spacing, d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings),
-        source=job.source)
+    return _make_result(job, t, lam, wall_time, psi=np.zeros(0), fitness=value + penalty, mep=value,
+                        penalty=penalty, nit=0, nfev=0, success=True, message=msg)
 
 
 def _defaults() -> dict[str, Any]:

@@ -258,24 +258,14 @@ HSO_HD int64_t lower_row_bfgs(const ScheduleMap& s, const LowerParams& P, double
         const int64_t a = static_cast<int64_t>(blk[j]);
         dt[j] = off[j] + (a >= 0 ? rb[a] : 0.0);
       }
-      double smax = 0.0, dec = 0.0;
-      for (int64_t j = 1; j < N; ++j) {
-        smax = ::fmax(smax, ::fabs(dt[j]));
-        dec -= g[j] * dt[j];
-      }
       for (int64_t i = 1; i < N; ++i) {
         double vi = g[i];
         for (int64_t j = 1; j < N; ++j) vi += Hp[(i - 1) * n + (j - 1)] * dt[j];
         r[i] = vi;
       }
       const BfgsTrial eval{s, P, tlam, td1, td2, tgl, ow};
-      const int outcome = active_set_update(bid, r, c, dt, N, gmax, smax, dec, P.xtol, eval, t, trial, wk, mu, f);
-      if (outcome == STEP_TAKEN) {  // the trial buffers hold the new point: they become the current ones
-        swap_rows(lam, tlam);
-        swap_rows(d1, td1);
-        swap_rows(d2, td2);
-        swap_rows(gl, tgl);
-      }
+      const int outcome = active_set_update(bid, g, r, c, dt, N, gmax, P.xtol, eval, t, trial, wk, mu, f);
+      if (outcome == STEP_TAKEN) swap_point(lam, tlam, d1, td1, d2, td2, gl, tgl);
       done = record_outcome(outcome, it, iters);
     }
     if (!done) iters = P.maxiter;

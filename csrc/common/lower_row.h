@@ -243,13 +243,18 @@ constexpr int STEP_NONE_RELEASED = 3;  // no acceptable step (solved to rounding
 constexpr int STEP_NONE_DONE = 4;      // no acceptable step and nothing to release: converged
 
 // The rest of an iteration once the step dt and the residual r = g + H dt are known (shared by both lower levels):
-// multipliers; at a negligible step release the most negative one or stop; otherwise the ratio test, Armijo
-// backtracking (eval as in `armijo_backtrack`), and the blocking constraint joins the working set when the full
-// ratio-test step was taken. Updates t, f, wk and mu in place.
+// the step's size and predicted decrease -g.dt; multipliers; at a negligible step release the most negative one or
+// stop; otherwise the ratio test, Armijo backtracking (eval as in `armijo_backtrack`), and the blocking constraint
+// joins the working set when the full ratio-test step was taken. Updates t, f, wk and mu in place.
 template <class Eval>
-HSO_HD int active_set_update(const double* bid, const double* r, const double* c, const double* dt, int64_t N,
-                             double gmax, double smax, double dec, double xtol, const Eval& eval, double* t,
-                             double* trial, double* wk, double* mu, double& f) {
+HSO_HD int active_set_update(const double* bid, const double* g, const double* r, const double* c, const double* dt,
+                             int64_t N, double gmax, double xtol, const Eval& eval, double* t, double* trial,
+                             double* wk, double* mu, double& f) {
+  double smax = 0.0, dec = 0.0;
+  for (int64_t j = 1; j < N; ++j) {
+    smax = ::fmax(smax, ::fabs(dt[j]));
+    dec -= g[j] * dt[j];
+  }
   block_multipliers(bid, r, N, mu);
   const double mu_tol = 1e-10 * (1.0 + gmax);
   double mu_min;
@@ -277,6 +282,16 @@ HSO_HD void swap_rows(double*& a, double*& b) {
   double* tmp = a;
   a = b;
   b = tmp;
+}
+
+// after a step is taken the trial buffers hold the new point: they become the current ones (lambda, the two
+// derivatives of lambda(t) and the gradient; each lower level swaps its own Hessian buffers besides)
+HSO_HD void swap_point(double*& lam, double*& tlam, double*& d1, double*& td1, double*& d2, double*& td2,
+                       double*& gl, double*& tgl) {
+  swap_rows(lam, tlam);
+  swap_rows(d1, td1);
+  swap_rows(d2, td2);
+  swap_rows(gl, tgl);
 }
 
 // the iteration count and convergence after an `active_set_update` outcome: true when the row has converged
@@ -427,11 +442,6 @@ HSO_HD int64_t lower_row_mep(const ScheduleMap& s, const LowerParams& P, double 
           dt[j] = off[j] + (fixed ? 0.0 : rb[b]);
         }
       }
-      double smax = 0.0, dec = 0.0;
-      for (int64_t j = 1; j < N; ++j) {
-        smax = ::fmax(smax, ::fabs(dt[j]));
-        dec -= g[j] * dt[j];
-      }
       // multipliers of the active constraints from r = g + H dt
       for (int64_t j = 1; j < N; ++j) {
         double v = g[j] + Hd[j] * dt[j];
@@ -440,12 +450,9 @@ HSO_HD int64_t lower_row_mep(const ScheduleMap& s, const LowerParams& P, double 
         r[j] = v;
       }
       const MepTrial eval{s, P, tlam, td1, td2, tgl, thd, tho};
-      const int outcome = active_set_update(bid, r, c, dt, N, gmax, smax, dec, P.xtol, eval, t, trial, wk, mu, f);
-      if (outcome == STEP_TAKEN) {  // the trial buffers hold the new point: they become the current ones
-        swap_rows(lam, tlam);
-        swap_rows(d1, td1);
-        swap_rows(d2, td2);
-        swap_rows(gl, tgl);
+      const int outcome = active_set_update(bid, g, r, c, dt, N, gmax, P.xtol, eval, t, trial, wk, mu, f);
+      if (outcome == STEP_TAKEN) {
+        swap_point(lam, tlam, d1, td1, d2, td2, gl, tgl);
         swap_rows(hd, thd);
         swap_rows(ho, tho);
       }
