@@ -31,14 +31,34 @@ def test_calibrate_picks_by_measurement_within_budget_and_is_deterministic(setup
     m = Counting(model)
     r = hso.calibrate(m, sch, "unipc", 5, sample_shape=(64,), budget=600)
     assert r.nfe_spent == m.calls <= 600
+    rmse = {c["name"]: c["rmse"] for c in r.candidates}
+    # the default is the incumbent: run on every noise, replaced only by a challenger more than 2% better there
+    assert r.candidates[0]["name"] == "hso" and r.candidates[0]["noises"] == r.n_noise
     full = [c for c in r.candidates if c["noises"] == r.n_noise]
-    assert r.method == min(full, key=lambda c: c["rmse"])["name"] and np.isclose(r.rmse, min(c["rmse"] for c in full))
+    best = min(full, key=lambda c: c["rmse"])
+    assert r.method == (best["name"] if best["rmse"] < 0.98 * rmse["hso"] else "hso")
+    assert np.isclose(r.rmse, rmse[r.method])
     assert {"hso", "logSNR", "trailing"} <= {c["name"] for c in r.candidates}
     assert np.all(np.diff(r.t) < 0) and len(r.t) == 6 and r.convention == "stop"
     assert r.timesteps is not None and np.all(np.diff(r.timesteps) < 0)
     r2 = hso.calibrate(model, sch, "unipc", 5, sample_shape=(64,), budget=600)
     assert np.array_equal(r.t, r2.t) and r.candidates == r2.candidates
     assert "<- chosen" in r.report()
+
+
+def test_without_a_margin_the_lowest_measured_error_wins_and_candidates_follow_the_measured_ranking(setup):
+    from hso.measured import measured_pick
+
+    sch, gmm, model = setup
+    r = hso.calibrate(model, sch, "ddim", 6, sample_shape=(64,), budget=600, margin=0.0, convention="jump")
+    full = [c for c in r.candidates if c["noises"] == r.n_noise]
+    assert r.method == min(full, key=lambda c: c["rmse"])["name"]
+    rank = [name for name, _ in measured_pick("ddim", "jump", "vp", 6).ranking]
+    ranked = [c["name"] for c in r.candidates[1:] if c["name"] in rank]
+    assert ranked == sorted(ranked, key=rank.index) and len(ranked) >= 3
+    # unranked candidates (members of the DE population) come after every ranked one
+    names = [c["name"] for c in r.candidates[1:]]
+    assert all(names.index(a) < names.index(b) for a in ranked for b in names if b.startswith("hso_population"))
 
 
 def test_budget_holds_where_the_default_ports_the_stop_search():
@@ -97,6 +117,8 @@ def test_bad_arguments_spend_nothing(setup):
         hso.calibrate(m, sch, "heun", 4, sample_shape=(64,))
     with pytest.raises(TypeError, match="callable"):
         hso.calibrate(42, sch, "unipc", 5, sample_shape=(64,))
+    with pytest.raises(ValueError, match="margin"):
+        hso.calibrate(m, sch, "unipc", 5, sample_shape=(64,), margin=-0.1)
     assert m.calls == 0
 
 
@@ -114,3 +136,48 @@ def test_calibrate_pipeline_with_a_unet():
     assert r.nfe_spent <= 300 and r.convention == "jump" and r.solver == "dpmsolver++"
     pipe.scheduler.set_timesteps()
     assert pipe.scheduler.timesteps.tolist() == r.timesteps.tolist()
+
+
+def _replay(errors, budget, nfe=5, teach=33, **kw):
+    """`select` on fixed per-noise errors (rows: candidates), with calibrate's budget accounting."""
+    from hso.calibration import select
+
+    state = {"used": 0, "spent": 1}
+
+    def run_round(alive, k):
+        idx = np.arange(state["used"], state["used"] + k) % errors.shape[1]
+        state["used"] += k
+        state["spent"] += k * (teach + len(alive) * nfe)
+        return errors[np.ix_(alive, idx)].sum(axis=1)
+
+    sel = select(errors.shape[0], run_round, lambda: budget - state["spent"], teach, nfe, **kw)
+    return sel, state["spent"]
+
+
+@pytest.mark.parametrize("better,wins", [(0.99, False), (0.97, True)])
+def test_select_keeps_the_incumbent_unless_a_challenger_beats_the_margin(better, wins):
+    # candidate 0 the incumbent; candidate 3 better by the given RMSE factor on every noise; the rest worse
+    e = np.ones((6, 64)) * np.array([1.0, 1.3, 1.5, better ** 2, 2.0, 1.2])[:, None]
+    sel, spent = _replay(e, 1000)
+    assert spent <= 1000 and sel.runs[0] == sel.n_noise  # the incumbent ran on every noise
+    assert sel.winner == (3 if wins else 0)
+    plain, _ = _replay(e, 1000, incumbent=False)
+    assert plain.winner == 3  # without the incumbent rule the lowest measured error wins
+
+
+def test_select_spends_at_most_the_budget_and_halves_the_field():
+    e = np.random.default_rng(0).gamma(0.5, size=(12, 200))
+    for budget in (307, 600, 1000, 3000):
+        sel, spent = _replay(e, budget)
+        assert spent <= budget
+        assert sel.runs.max() == sel.n_noise and np.count_nonzero(sel.runs) == 12  # all ran in the first round
+        assert sel.runs.min() == 2 and sel.n_noise <= 64
+
+
+def test_first_round_keeps_half_the_budget_for_later_rounds():
+    from hso.calibration import first_round
+
+    assert first_round(14, 1000, 33, 5) == 14
+    n = first_round(14, 307, 33, 10)  # two noises each: 2 * (33 + n * 10) <= 307 / 2
+    assert n == 4 and 1 + 2 * (33 + n * 10) <= 307 // 2 < 1 + 2 * (33 + (n + 1) * 10)
+    assert first_round(14, 150, 33, 10) == 2

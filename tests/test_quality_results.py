@@ -41,7 +41,7 @@ def test_auto_rule_is_the_one_the_committed_results_give(results):
     from hso.evaluation.report import derive_auto_rule
     from hso.optimize import AUTO_RULE
 
-    rule, evidence = derive_auto_rule(run.rule_evaluations(results, run.HSO_RULE_BEDS))
+    rule, evidence = derive_auto_rule(run.rule_evaluations(results))
     measured = set(evidence)
     assert {k: v for k, v in AUTO_RULE.items() if k in measured} == rule
     # Euler takes DDIM's setting: the two are the same step (tests/test_samplers.py)

@@ -1,0 +1,188 @@
+"""How well does `hso.calibrate` choose? Its selection replayed on recorded errors, many times per cell.
+
+For every configuration (test bed x noise family) and cell (solver x convention x NFE), every candidate that
+`hso.calibrate` considers is run once with the real sampler on ``--noises`` noises, and each noise's squared error
+is recorded twice: against calibrate's own teacher (what calibration sees) and against the converged reference
+(the truth the quality benchmark scores). `hso.calibration.select` is then replayed ``--draws`` times per cell, each
+time on fresh random noises from that pool with its budget accounting, and its pick is scored on the noises that
+draw did not use. Rules compared, at 307 and 1000 network evaluations:
+
+* ``calibrate``: what `hso.calibrate` does (the default is the incumbent, 2% margin, ranked first round);
+* ``lowest error``: plain successive halving, the lowest measured error wins (calibrate before the incumbent rule);
+* ``default only``: no measurement, `hso.optimize`'s model-free pick;
+* ``ceiling``: the lowest error on half of the pool (256 noises: 50-100x the budget), scored on the other half, to
+  show how much of the 2% criterion is noise in the scoring itself.
+
+    python -m benchmarks.quality.selection                      # all configurations (about 25 min on one core)
+    python -m benchmarks.quality.selection --only gmm_sd21      # one
+
+Writes ``benchmarks/quality/selection.md`` (a configuration not re-run keeps its committed section).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hso import testbeds
+from hso.calibration import _candidates, _Counter, first_round, select, teacher_solution
+from hso.evaluation.reference import final_data, initial_state, reference_solution
+from hso.evaluation.runner import _prediction_for
+from hso.fast.registry import get_backend
+from hso.schedules import as_schedule
+from hso.solvers import SAMPLER_DEFAULTS, sample
+
+from .run import CONFIGS
+
+HERE = Path(__file__).parent
+OUT = HERE / "selection.md"
+BUDGETS = (307, 1000)
+TEACHER_STEPS = 32  # calibrate's default
+WITHIN = 1.02
+
+
+def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
+    """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference, teacher cost."""
+    sched = as_schedule(preset)
+    den = testbeds.load(bed)
+    pred = _prediction_for(sched)
+    model = testbeds.as_model(den, sched, pred)
+    z = np.random.default_rng(seed).standard_normal((n_noise, getattr(den, "dim", 64)))
+    ref = reference_solution(den, sched, z, []).clean
+    counter = _Counter(model)
+    teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
+    teach_cost = counter.spent // n_noise
+    objectives = ("mep", "dmn") if "dmn" in get_backend("auto").lower_objectives else ("mep",)
+    cells = {}
+    for solver in ("unipc", "dpmsolver++", "ddim"):
+        for conv in ("stop", "jump"):
+            for nfe in (4, 5, 6, 8, 10):
+                names, e_teacher, e_ref = [], [], []
+                for name, t in _candidates(sched, solver, nfe, conv, objectives, 3):
+                    x = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=pred,
+                               convention=conv, **SAMPLER_DEFAULTS[solver])
+                    y = final_data(sched, x, float(t[-1]), conv)
+                    names.append(name)
+                    e_teacher.append(np.mean((y - teacher) ** 2, axis=1))
+                    e_ref.append(np.mean((y - ref) ** 2, axis=1))
+                cells[(solver, conv, nfe)] = (names, np.array(e_teacher), np.array(e_ref))
+    return {"cells": cells, "teach_cost": teach_cost}
+
+
+def replay(e_teacher: np.ndarray, nfe: int, budget: int, teach_cost: int, rng: np.random.Generator,
+           rule: str) -> tuple[int, np.ndarray]:
+    """One calibration on random noises of the pool: (pick, noises used)."""
+    n_cand, n_noise = e_teacher.shape
+    order = rng.permutation(n_noise)
+    used = 0
+    spent = 1  # the probe
+
+    def run_round(alive: list[int], k: int) -> np.ndarray:
+        nonlocal used, spent
+        idx = order[used:used + k]
+        used += k
+        spent += k * (teach_cost + len(alive) * nfe)
+        return e_teacher[np.ix_(alive, idx)].sum(axis=1)
+
+    if rule == "calibrate":
+        n = first_round(n_cand, budget, TEACHER_STEPS + 1, nfe)
+        sel = select(n, run_round, lambda: budget - spent, TEACHER_STEPS + 1, nfe)
+    else:  # lowest error: every candidate the budget affords in a first round of two noises
+        n = min(n_cand, max(2, (budget - 1 - 2 * (TEACHER_STEPS + 1)) // (2 * nfe)))
+        sel = select(n, run_round, lambda: budget - spent, TEACHER_STEPS + 1, nfe, incumbent=False)
+    return sel.winner, order[:used]
+
+
+def score(data: dict, draws: int, seed: int) -> dict:
+    """Per rule and budget: share of (cell, draw) picks within 2% of the best candidate on the unused noises, the
+    number of cells where that share is at least one half, and the mean / worst-cell mean ratio to the best."""
+    out = {}
+    rules = [(r, b) for b in BUDGETS for r in ("calibrate", "lowest error")] + [("default only", 0), ("ceiling", None)]
+    for rule, budget in rules:
+        shares, means = [], []
+        for (solver, conv, nfe), (names, e_t, e_r) in data["cells"].items():
+            rng = np.random.default_rng(seed)
+            ratios = []
+            for _ in range(draws):
+                if rule == "ceiling":
+                    perm = rng.permutation(e_t.shape[1])
+                    half = e_t.shape[1] // 2
+                    pick, used = int(np.argmin(e_t[:, perm[:half]].sum(axis=1))), perm[:half]
+                elif rule == "default only":
+                    pick, used = 0, np.array([], dtype=int)
+                else:
+                    pick, used = replay(e_t, nfe, budget, data["teach_cost"], rng, rule)
+                mask = np.ones(e_r.shape[1], dtype=bool)
+                mask[used] = False
+                held = np.sqrt(e_r[:, mask].mean(axis=1))
+                ratios.append(held[pick] / held.min())
+                if rule == "default only":
+                    break  # deterministic
+            ratios = np.array(ratios)
+            shares.append(float(np.mean(ratios <= WITHIN)))
+            means.append(float(np.mean(ratios)))
+        out[f"{rule}|{budget}"] = {"rule": rule, "budget": budget, "within": float(np.mean(shares)),
+                                   "cells_half": int(sum(s >= 0.5 for s in shares)), "cells": len(shares),
+                                   "mean_ratio": float(np.mean(means)), "worst_cell_ratio": float(max(means))}
+    return out
+
+
+def section(name: str, res: dict, meta: dict) -> str:
+    lines = [f"## {name}", "",
+             f"{meta['noises']} noises per cell (seed {meta['seed']}), {meta['draws']} replays per cell, teacher "
+             f"{meta['teach_cost']} evaluations per noise; {meta['wall_time_s']} s.", "",
+             "| rule | budget | picks within 2% | cells within 2% in at least half the replays | mean ratio | "
+             "worst cell (mean ratio) |", "|---|---:|---:|---:|---:|---:|"]
+    for r in res.values():
+        budget = "256 noises" if r["budget"] is None else r["budget"]
+        lines.append(f"| {r['rule']} | {budget} | {r['within']:.2f} | {r['cells_half']} / {r['cells']} | "
+                     f"{r['mean_ratio']:.3f} | {r['worst_cell_ratio']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+HEADER = """# How well `hso.calibrate` chooses (generated by `python -m benchmarks.quality.selection`)
+
+Each candidate calibration considers, run once on a pool of noises; `hso.calibration.select` replayed on random
+draws from the pool with its budget accounting; its pick scored by RMSE against the converged reference on the
+noises the draw did not use, as a ratio to the best candidate there. "picks within 2%": the share of (cell, replay)
+pairs within 2% of the best; "ceiling": the lowest error on 256 noises, scored on the other 256.
+
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=None, help="comma-separated configs, e.g. gmm_sd21,net_edm")
+    ap.add_argument("--noises", type=int, default=512)
+    ap.add_argument("--draws", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=123)
+    args = ap.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    sections = {}
+    if OUT.exists():  # keep the committed sections of configurations not re-run
+        for part in OUT.read_text().split("\n## ")[1:]:
+            sections[part.split("\n", 1)[0].strip()] = "## " + part.rstrip() + "\n"
+    for bed, preset in CONFIGS:
+        name = f"{bed}_{preset}"
+        if only and name not in only:
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        data = record(bed, preset, args.noises, args.seed)
+        res = score(data, args.draws, args.seed)
+        meta = {"noises": args.noises, "seed": args.seed, "draws": args.draws, "teach_cost": data["teach_cost"],
+                "wall_time_s": round(time.perf_counter() - t0, 1)}
+        sections[name] = section(name, res, meta)
+        print(json.dumps({k: round(v["within"], 3) for k, v in res.items()}), file=sys.stderr, flush=True)
+        # written after every configuration, in the order of CONFIGS
+        order = [f"{b}_{p}" for b, p in CONFIGS]
+        OUT.write_text(HEADER + "\n".join(sections[n] for n in order if n in sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
