@@ -198,14 +198,15 @@ def test_methods_hso_and_paper():
     # an explicit setting overrides the rule
     r = hso.optimize("sd21", 6, "unipc", convention="jump", p=2.0, spacing="rank")
     np.testing.assert_array_equal(r.t, paper.t)
-    # the rule depends on the lambda space: DM-NonUniform for DPM-Solver++ on EDM, not on SD; an explicit objective
+    # the rule depends on the lambda space: DM-NonUniform for DDIM on EDM, not on SD; an explicit objective
     # other than the rule's drops the rule
-    assert AUTO_RULE[("dpmsolver++", "stop", "ve")] == {"objective": "dmn"}
-    assert hso.optimize("edm", 5, "dpmsolver++", method="hso").objective == "dmn"
-    assert hso.optimize("sd21", 5, "dpmsolver++", method="hso").objective == "mep"
-    explicit_mep = hso.optimize("edm", 5, "dpmsolver++", "mep")
+    assert AUTO_RULE[("ddim", "stop", "ve")] == {"objective": "dmn"}
+    assert hso.optimize("edm", 5, "ddim", convention="stop", method="hso").objective == "dmn"
+    assert hso.optimize("sd21", 5, "ddim", convention="stop", method="hso").objective == "mep"
+    explicit_mep = hso.optimize("edm", 5, "ddim", "mep", convention="stop")
     assert explicit_mep.objective == "mep" and explicit_mep.spacing == "rank"
-    np.testing.assert_array_equal(explicit_mep.t, hso.optimize("edm", 5, "dpmsolver++", method="paper").t)
+    np.testing.assert_array_equal(explicit_mep.t, hso.optimize("edm", 5, "ddim", convention="stop",
+                                                               method="paper").t)
     with pytest.raises(ValueError, match="unknown method"):
         hso.optimize("sd21", 5, "unipc", method="best")
     with pytest.raises(ValueError, match="unknown objective"):

@@ -93,3 +93,20 @@ def test_calibration_rows_stay_within_their_budgets(results):
     assert rows
     for r in rows:
         assert 0 < r["nfe_calibration"] <= MODEL_METHODS[r["method"]], (r["method"], r["solver"], r["nfe"])
+
+
+def test_merge_replaces_only_the_rerun_methods(results):
+    from hso.evaluation import Evaluation
+
+    _, ev = results[0]
+    redo = ("hso", "calibrate")
+    new_rows = [{**r, "rmse": -1.0} for r in ev.rows if r["method"] in redo]
+    new = Evaluation(new_rows, {**ev.meta, "methods": list(redo), "wall_time_s": 1.5}, [])
+    merged = run.merge(ev, new)
+    assert [(r["solver"], r["convention"], r["nfe"], r["method"]) for r in merged.rows] == \
+        [(r["solver"], r["convention"], r["nfe"], r["method"]) for r in ev.rows]
+    assert all((r["rmse"] == -1.0) == (r["method"] in redo) for r in merged.rows)
+    assert merged.meta["methods"] == ev.meta["methods"] and merged.meta["runs"][-1] == \
+        {"methods": list(redo), "wall_time_s": 1.5}
+    with pytest.raises(ValueError, match="different settings"):
+        run.merge(ev, Evaluation(new_rows, {**new.meta, "n_samples": 7}, []))

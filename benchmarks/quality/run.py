@@ -117,9 +117,9 @@ def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:
     if len({ev.meta["testbed"] for ev in evs}) < 2:
         return []
     full_auto, full_hso = derive_measured_rule(evs), derive_auto_rule(evs)[0]
-    lines = ["", "**Are the rules fitted to these beds?** Each rule derived from its test beds (all three), and again with the scored configuration's bed left out (leave-one-bed-out: an "
-             "out-of-sample estimate), scored on each configuration (cells within 1.1x of the best baseline / "
-             "geometric-mean ratio to it):",
+    lines = ["", "**Are the rules fitted to these beds?** Each rule derived from all three test beds, and again "
+             "with the scored configuration's bed left out (leave-one-bed-out: an out-of-sample estimate), "
+             "scored on each configuration (cells within 1.1x of the best baseline / geometric-mean ratio to it):",
              "", "| results | `auto` from all beds | `auto` without this bed | `hso` from its beds | "
              "`hso` without this bed | the paper's settings |", "|---|---|---|---|---|---|"]
     for name, ev in results:
@@ -270,7 +270,12 @@ def merge(old: Evaluation, new: Evaluation) -> Evaluation:
     rows.sort(key=lambda r: (old.meta["solvers"].index(r["solver"]), r["convention"] != "stop", r["nfe"],
                              methods.index(r["method"])))
     skipped = [s for s in old.skipped if s["method"] not in redone] + new.skipped
-    meta = {**new.meta, "methods": methods, "wall_time_s": round(old.meta["wall_time_s"] + new.meta["wall_time_s"], 2)}
+    # the wall time is this run's, for the methods it re-ran; the merged-in rows keep theirs
+    runs = old.meta.get("runs") or [{"methods": old.meta["methods"], "wall_time_s": old.meta["wall_time_s"]}]
+    runs = [{**r, "methods": [m for m in r["methods"] if m not in redone]} for r in runs]
+    runs = [r for r in runs if r["methods"]]
+    runs.append({"methods": new.meta["methods"], "wall_time_s": new.meta["wall_time_s"]})
+    meta = {**new.meta, "methods": methods, "runs": runs}
     return Evaluation(rows, meta, skipped)
 
 
