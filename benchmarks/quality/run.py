@@ -223,10 +223,35 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
                 ratios = [r["ratio_to_best_candidate"] for r in rows]
                 lines.append(f"| {name} | {m} | {sum(x <= 1.02 for x in ratios)} / {len(rows)} | "
                              f"{max(ratios):.2f}x | {max(r['nfe_calibration'] for r in rows)} |")
+    lines += _selection_table()
     lines += ["", "Cells where `hso` (the default) is more than 5% worse than the best schedule (winner, ratio):", ""]
     for name, ev in results:
         lines.append(f"- {name}: {_losses(ev)}")
     return "\n".join(lines)
+
+
+def _selection_table() -> list[str]:
+    """The replayed selection (`benchmarks.quality.selection`): how often each rule picks within 2%."""
+    from .selection import load_selection
+
+    sel = load_selection()
+    if not sel:
+        return []
+    cols = [("calibrate", 307), ("lowest error", 307), ("calibrate", 1000), ("lowest error", 1000),
+            ("default only", 0), ("ceiling", None)]
+    noises = {d["meta"]["noises"] // 2 for d in sel.values()}
+    lines = ["", "**How well `hso.calibrate` chooses, replayed** (`python -m benchmarks.quality.selection`, "
+             "[selection.md](benchmarks/quality/selection.md)): every candidate's per-noise errors recorded on a pool "
+             "of noises, the selection replayed on random draws from it and its pick scored on the unused noises. "
+             "Share of replays within 2% of the best candidate (mean ratio to it); `calibrate` is the rule "
+             "`hso.calibrate` uses (the default as incumbent, 2% margin), `lowest error` plain successive halving, "
+             f"`ceiling` the lowest error on {'/'.join(map(str, sorted(noises)))} noises:", "",
+             "| results | calibrate (307) | lowest error (307) | calibrate (1000) | lowest error (1000) | "
+             "default only | ceiling |", "|---|---|---|---|---|---|---|"]
+    for name, d in sel.items():
+        cells = [d["rules"][f"{rule}|{budget}"] for rule, budget in cols]
+        lines.append(f"| {name} | " + " | ".join(f"{c['within']:.2f} ({c['mean_ratio']:.3f})" for c in cells) + " |")
+    return lines
 
 
 def update_readme(results: list[tuple[str, Evaluation]]) -> bool:
