@@ -63,6 +63,8 @@ class CalibrationResult:
         nfe_spent: network evaluations spent (per sample), teacher and probe included.
         budget, n_noise, teacher_steps, solver, solver_options, nfe, convention, prediction, seed, wall_time,
         margin: as passed to `calibrate` (candidate "hso", the default, is the incumbent).
+        objectives: the hso objectives searched for candidates (("mep", "dmn") where the engine has the fused
+            DM-NonUniform lower level), and backend: the engine backend that ran the searches.
     """
 
     t: np.ndarray
@@ -84,12 +86,15 @@ class CalibrationResult:
     wall_time: float
     schedule: dict[str, Any] = field(default_factory=dict)
     margin: float = 0.02
+    objectives: tuple[str, ...] = ()
+    backend: str = ""
 
     def report(self) -> str:
         """A table of the candidates, best first."""
         rows = sorted(self.candidates, key=lambda c: (-c["noises"], c["rmse"]))
         lines = [f"# calibrate: {self.solver} NFE {self.nfe} ({self.convention}), {self.n_noise} noises, teacher "
-                 f"{self.teacher_steps} steps, {self.nfe_spent} / {self.budget} network evaluations",
+                 f"{self.teacher_steps} steps, {self.nfe_spent} / {self.budget} network evaluations; searches: "
+                 f"{', '.join(self.objectives)} on backend {self.backend}",
                  f"'hso' is the default: a challenger replaces it only when more than {self.margin:.0%} better",
                  f"{'candidate':<22} {'rmse':>10} {'noises':>7}"]
         lines += [f"{c['name']:<22} {c['rmse']:>10.5g} {c['noises']:>7d}"
@@ -303,7 +308,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
                              candidates=report, nfe_spent=counter.spent, budget=int(budget), n_noise=n_noise,
                              teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
                              convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,
-                             schedule=sched.describe(), margin=float(margin))
+                             schedule=sched.describe(), margin=float(margin), objectives=tuple(objectives),
+                             backend=get_backend("auto").name)
 
 
 def teacher_solution(model: Callable[[Any, float], Any], sched: NoiseSchedule, z: np.ndarray, prediction: str,

@@ -44,6 +44,9 @@ def test_calibrate_picks_by_measurement_within_budget_and_is_deterministic(setup
     r2 = hso.calibrate(model, sch, "unipc", 5, sample_shape=(64,), budget=600)
     assert np.array_equal(r.t, r2.t) and r.candidates == r2.candidates
     assert "<- chosen" in r.report()
+    from hso.fast.registry import get_backend
+    assert r.backend == get_backend("auto").name and "mep" in r.objectives
+    assert ("dmn" in r.objectives) == ("dmn" in get_backend("auto").lower_objectives)
 
 
 def test_without_a_margin_the_lowest_measured_error_wins_and_candidates_follow_the_measured_ranking(setup):
