@@ -251,6 +251,9 @@ def _selection_table() -> list[str]:
     for name, d in sel.items():
         cells = [d["rules"][f"{rule}|{budget}"] for rule, budget in cols]
         lines.append(f"| {name} | " + " | ".join(f"{c['within']:.2f} ({c['mean_ratio']:.3f})" for c in cells) + " |")
+    means = [[np.mean([d["rules"][f"{rule}|{budget}"][k] for d in sel.values()]) for k in ("within", "mean_ratio")]
+             for rule, budget in cols]
+    lines.append("| mean over configurations | " + " | ".join(f"{w:.3f} ({r:.3f})" for w, r in means) + " |")
     return lines
 
 
