@@ -246,8 +246,9 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
             import sys
             print(f"hso calibrate: {msg}", file=sys.stderr, flush=True)
 
+    engine = get_backend("auto")
     if objectives is None:
-        objectives = ("mep", "dmn") if "dmn" in get_backend("auto").lower_objectives else ("mep",)
+        objectives = default_objectives(engine)
     cands = _candidates(sched, spec.name, nfe, conv, objectives, population)
     teach_cost = teacher_steps + 1
     minimum = 1 + 2 * (teach_cost + 2 * nfe)
@@ -309,7 +310,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
                              teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
                              convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,
                              schedule=sched.describe(), margin=float(margin), objectives=tuple(objectives),
-                             backend=get_backend("auto").name)
+                             backend=engine.name)
 
 
 def teacher_solution(model: Callable[[Any, float], Any], sched: NoiseSchedule, z: np.ndarray, prediction: str,
@@ -325,10 +326,17 @@ def teacher_solution(model: Callable[[Any, float], Any], sched: NoiseSchedule, z
                              convention="jump", order=3, variant="bh1"), dtype=np.float64)
 
 
-def first_round(n: int, budget: int, teach_cost: int, nfe: int) -> int:
+def default_objectives(engine: Any = None) -> tuple[str, ...]:
+    """The hso objectives calibration searches with by default: MEP, plus DM-NonUniform where the engine
+    (default: the "auto" backend) has its fused lower level (the numpy driver needs seconds to a minute)."""
+    engine = engine or get_backend("auto")
+    return ("mep", "dmn") if "dmn" in engine.lower_objectives else ("mep",)
+
+
+def first_round(n: int, budget: int, teach_cost: int, nfe: int, share: float = 0.5) -> int:
     """How many of ``n`` ranked candidates calibration runs: all, unless the first round (two noises each, with
-    their teacher) would take more than half the budget; then the best-ranked that fit, at least two."""
-    return min(n, max(2, (budget // 2 - 1 - 2 * teach_cost) // (2 * nfe)))
+    their teacher) would take more than ``share`` of the budget; then the best-ranked that fit, at least two."""
+    return min(n, max(2, (int(budget * share) - 1 - 2 * teach_cost) // (2 * nfe)))
 
 
 @dataclass(frozen=True)

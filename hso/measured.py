@@ -4,8 +4,9 @@ schedule sampled best in the committed quality results.
 The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
 DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search with its last point dropped), and
 the baselines of `hso.baselines`. For each measured cell (three test beds per noise family: exact denoisers of
-digits and of photograph patches, and a trained network; NFE 4, 5, 6, 8, 10; RMSE against the converged sample) every candidate's *worst* RMSE ratio to
-the best baseline over the test beds is recorded, and candidates are ranked by it
+digits and of photograph patches, and a trained network; NFE 4, 5, 6, 8, 10; RMSE against the converged sample)
+every candidate's *worst* RMSE ratio to the best baseline over the test beds is recorded, and candidates are ranked
+by it
 (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes ``measured_rule.json``
 and a test re-derives it from the committed results). A later candidate in `CANDIDATE_ORDER` (hso's settings
 first, the baselines last) must be more than `TOLERANCE` better to rank above an earlier one.
@@ -22,9 +23,10 @@ from importlib import resources
 from typing import Any
 
 from .baselines import BASELINES
+from .solvers import get_solver
 
-__all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick", "rule_table",
-           "RULE_FILE"]
+__all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
+           "rule_table", "RULE_FILE", "ported_applies"]
 
 # hso's search settings the measurement compares (the evaluation's method names)
 VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
@@ -38,6 +40,12 @@ TOLERANCE = 1.02
 RULE_FILE = "measured_rule.json"
 # solvers without their own measurements that take another's: Euler's step is DDIM's in other coordinates
 SAME_AS = {"euler": "ddim"}
+
+
+def ported_applies(solver: str, convention: str) -> bool:
+    """Whether `PORTED` exists for this solver and convention: "jump", with one network evaluation per step (the
+    "stop" schedule's first NFE points are then exactly the jump schedule's)."""
+    return convention == "jump" and get_solver(solver).evals_per_step == 1
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .fast.reference import spacing_penalty_and_grad
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import PORTED, VARIANTS, Pick, measured_pick
+from .measured import PORTED, VARIANTS, Pick, measured_pick, ported_applies
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
@@ -208,7 +208,7 @@ def _measured_choice(sched: NoiseSchedule, solver: str, conv: str, nfe: int, n_i
         if name in VARIANTS:
             return name, pick, None
         if name == PORTED:
-            if conv == "jump" and get_solver(solver).evals_per_step == 1:
+            if ported_applies(solver, conv):
                 return name, pick, None
             continue
         try:

@@ -105,9 +105,9 @@ def _score(r: list[float]) -> str:
     return f"{int(np.sum(r <= SUPPORT_RATIO))} / {np.exp(np.mean(np.log(r))):.2f}"
 
 
-def rule_evaluations(results: list[tuple[str, Evaluation]], beds: tuple[str, ...] = RULE_BEDS) -> list[Evaluation]:
+def rule_evaluations(results: list[tuple[str, Evaluation]]) -> list[Evaluation]:
     """The evaluations the rules (the default's table and method "hso"'s `AUTO_RULE`) are derived from."""
-    return [ev for _, ev in results if ev.meta["testbed"] in beds]
+    return [ev for _, ev in results if ev.meta["testbed"] in RULE_BEDS]
 
 
 def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:

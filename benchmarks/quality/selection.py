@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from hso import testbeds
-from hso.calibration import _candidates, _Counter, first_round, select, teacher_solution
+from hso.calibration import _candidates, _Counter, default_objectives, first_round, select, teacher_solution
 from hso.evaluation.reference import final_data, initial_state, reference_solution
 from hso.evaluation.runner import _prediction_for
-from hso.fast.registry import get_backend
 from hso.schedules import as_schedule
 from hso.solvers import SAMPLER_DEFAULTS, sample
 
@@ -57,7 +56,7 @@ def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
     counter = _Counter(model)
     teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
     teach_cost = counter.spent // n_noise
-    objectives = ("mep", "dmn") if "dmn" in get_backend("auto").lower_objectives else ("mep",)
+    objectives = default_objectives()
     cells = {}
     for solver in ("unipc", "dpmsolver++", "ddim"):
         for conv in ("stop", "jump"):
@@ -93,7 +92,7 @@ def replay(e_teacher: np.ndarray, nfe: int, budget: int, teach_cost: int, rng: n
         n = first_round(n_cand, budget, TEACHER_STEPS + 1, nfe)
         sel = select(n, run_round, lambda: budget - spent, TEACHER_STEPS + 1, nfe)
     else:  # lowest error: every candidate the budget affords in a first round of two noises
-        n = min(n_cand, max(2, (budget - 1 - 2 * (TEACHER_STEPS + 1)) // (2 * nfe)))
+        n = first_round(n_cand, budget, TEACHER_STEPS + 1, nfe, share=1.0)
         sel = select(n, run_round, lambda: budget - spent, TEACHER_STEPS + 1, nfe, incumbent=False)
     return sel.winner, order[:used]
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..baselines import BASELINES, MethodNotApplicable, baseline_schedule
+from ..measured import ported_applies
 from ..schedules import KIND_VE, NoiseSchedule
 from ..solvers import get_solver
 
@@ -100,7 +101,7 @@ register_method("hso_p1")(_hso(method="paper", p=1.0))
 
 @register_method("hso_stop_ported")
 def _stop_ported(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
-    if convention != "jump" or get_solver(solver).evals_per_step != 1:
+    if not ported_applies(solver, convention):
         raise MethodNotApplicable("hso_stop_ported is a schedule for convention 'jump' of a solver with one "
                                   "evaluation per step (a 'stop' schedule ported)")
     return METHODS["hso_search"](schedule, solver, nfe, "stop")[:-1]

@@ -5,8 +5,7 @@
 * ``"net"``: a small denoiser network trained on the digits by ``python -m hso.testbeds.train`` (`network.py`),
   weights shipped in ``weights/``;
 * ``"patches"``: the exact denoiser of a Gaussian mixture fitted to 8x8 grayscale patches of sklearn's two sample
-  photographs (`gmm.py`): natural-image statistics instead of digits (the quality benchmark holds it out of the
-  measured default's derivation).
+  photographs (`gmm.py`): natural-image statistics instead of digits.
 
 All are EDM-form denoisers ``D(y, s)`` (``y = x0 + s z``). `as_model` turns one into the model callable of any
 noise family and prediction type, ``model(x, t) -> prediction``, which is what the samplers (`hso.solvers.sample`),

@@ -89,9 +89,7 @@ class GaussianMixtureDenoiser:
             FileNotFoundError: no such file (the message says how to regenerate the shipped one).
             ValueError: an unknown data set.
         """
-        if data not in MIXTURES:
-            raise ValueError(f"unknown mixture data {data!r}; known: {', '.join(MIXTURES)}")
-        p = weights_path(path, MIXTURES[data][0], f"python -m hso.testbeds.gmm {data}")
+        p = weights_path(path, _mixture(data)[0], f"python -m hso.testbeds.gmm {data}")
         with np.load(p, allow_pickle=False) as z:
             return cls(z["weights"], z["means"], z["covariances"], name=str(z["name"]))
 
@@ -141,13 +139,18 @@ class GaussianMixtureDenoiser:
         return self.means[k] + np.einsum("bde,be->bd", self._eigvecs[k], np.sqrt(self._eigvals[k]) * z)
 
 
+def _mixture(data: str) -> tuple[str, Any, str]:
+    """`MIXTURES`' entry for ``data``; ValueError for an unknown name."""
+    if data not in MIXTURES:
+        raise ValueError(f"unknown mixture data {data!r}; known: {', '.join(MIXTURES)}")
+    return MIXTURES[data]
+
+
 def fit_gmm(data: str = "digits", **overrides: Any) -> GaussianMixtureDenoiser:
     """Fit the mixture of a data set of `MIXTURES` with `GMM_SETTINGS` (sklearn EM)."""
     from sklearn.mixture import GaussianMixture
 
-    if data not in MIXTURES:
-        raise ValueError(f"unknown mixture data {data!r}; known: {', '.join(MIXTURES)}")
-    gm = GaussianMixture(**{**GMM_SETTINGS, **overrides}).fit(MIXTURES[data][1]())
+    gm = GaussianMixture(**{**GMM_SETTINGS, **overrides}).fit(_mixture(data)[1]())
     return GaussianMixtureDenoiser(gm.weights_ / gm.weights_.sum(), gm.means_, gm.covariances_, name=f"{data}_gmm")
 
 
@@ -164,10 +167,10 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - regenerat
     names = (argv if argv is not None else sys.argv[1:]) or ["digits"]
     for data in names:
         g = fit_gmm(data)
-        path = DEFAULT_GMM_PATH.parent / MIXTURES[data][0]
+        path = DEFAULT_GMM_PATH.parent / _mixture(data)[0]
         path.parent.mkdir(parents=True, exist_ok=True)
         g.save(path, command=f"python -m hso.testbeds.gmm {data}", sklearn=sklearn.__version__,
-               settings=GMM_SETTINGS, data=MIXTURES[data][2])
+               settings=GMM_SETTINGS, data=_mixture(data)[2])
         print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 
