@@ -79,6 +79,13 @@ DMN_REFERENCE_MAX_B = 1024
 DMN_SEARCH_NFES = (4, 6, 8, 10)
 
 
+def fused(backend: str, objective: str) -> bool:
+    """Whether `backend` runs `objective`'s lower level in its own kernel (the reference's numpy driver is the
+    baseline itself); timing any other backend's lower_solve would time the numpy driver again."""
+    b = fast.BACKENDS[backend]
+    return backend == "reference" or (b.lower is not None and objective in b.lower_objectives)
+
+
 def grad_cell(backend: str, b: int, n: int, repeats: int, objective: str = "mep") -> float:
     """objective_and_grad as the kernel contract states it: value and gradient, no Hessian."""
     return objective_cell(backend, b, n, repeats, objective, hessian=False)
@@ -90,8 +97,8 @@ def dmn_search_rows(backends: list[str]) -> list[dict[str, Any]]:
     for preset in ("sd21", "edm"):
         for nfe in DMN_SEARCH_NFES:
             for backend in backends:
-                if backend in ("triton", "torch"):
-                    continue  # no DM-NonUniform lower level: it would time the numpy driver again
+                if not fused(backend, "dmn"):
+                    continue
                 t0 = time.perf_counter()
                 res = hso.optimize(preset, nfe, "unipc", objective="dmn", backend=backend)
                 sec = time.perf_counter() - t0
@@ -135,44 +142,91 @@ print(json.dumps({"seconds": float(np.median(ts)), "maxrss_kib_before": rss0, "m
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="B in 64 and 4096 only, no scaling run")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
-    backends = fast.available_backends()
-    batches = QUICK_BATCHES if args.quick else BATCHES
+def measure(grid, backends: list[str], baselines: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Time every (kernel, objective, N, B, backend) cell of `grid`; ratios against `baselines` in the same run."""
     rows: list[dict[str, Any]] = []
-    dmn_batches = DMN_LOWER_BATCHES[:2] if args.quick else DMN_LOWER_BATCHES
-    grid = (("lower_solve", "mep", lower_cell, batches, REFERENCE_MAX_B, args.repeats),
-            ("objective_and_grad", "mep", objective_cell, batches, REFERENCE_MAX_B, args.repeats),
-            ("value_and_grad", "mep", grad_cell, batches, REFERENCE_MAX_B, args.repeats),
-            ("lower_solve", "dmn", lower_cell, dmn_batches, DMN_REFERENCE_MAX_B, 3),
-            ("objective_and_grad", "dmn", objective_cell, batches, REFERENCE_MAX_B, args.repeats))
     for kind, objective, cell, cell_batches, ref_max, repeats in grid:
         for n in NS:
             for b in cell_batches:
                 for backend in backends:
                     if backend in ("reference", "torch") and b > ref_max:
                         continue
-                    if backend == "torch" and kind == "lower_solve":
-                        continue  # no fused lower level: that would time the numpy driver again
-                    if backend == "triton" and ((objective, kind) == ("dmn", "lower_solve") or (
-                            b > REFERENCE_MAX_B and os.environ.get("TRITON_INTERPRET") == "1")):
-                        continue  # no DM-NonUniform lower level; the CPU interpreter measures Python, not a kernel
+                    if kind == "lower_solve" and not fused(backend, objective):
+                        continue
+                    if backend == "triton" and b > REFERENCE_MAX_B and os.environ.get("TRITON_INTERPRET") == "1":
+                        continue  # the CPU interpreter measures Python, not a kernel
                     sec = cell(backend, b, n, repeats, objective)
                     rows.append({"kernel": kind, "objective": objective, "backend": backend, "B": b, "N": n,
                                  "seconds": sec})
                     print(f"{kind:18s} {objective} {backend:9s} B={b:6d} N={n:3d} {sec * 1e3:9.3f} ms",
                           file=sys.stderr)
     base_of = {(r["backend"], r["kernel"], r["objective"], r["B"], r["N"]): r["seconds"] for r in rows
-               if r["backend"] in ("reference", "torch")}
+               if r["backend"] in baselines}
     for r in rows:
-        for name in ("reference", "torch"):
+        for name in baselines:
             base = base_of.get((name, r["kernel"], r["objective"], r["B"], r["N"]))
             r[f"vs_{name}"] = None if base is None else base / r["seconds"]
         r["per_second"] = (r["B"] if r["kernel"] == "lower_solve" else r["B"] * r["N"]) / r["seconds"]
+    return rows
+
+
+# --gpu: the compiled engines only (cpp on the GPU machine's own cores as the baseline), batches up to 2^18; the DM-
+# NonUniform lower level (up to a few milliseconds per candidate on one core) up to 8192
+GPU_BATCHES = (1024, 16384, 65536, 262144)
+GPU_DMN_LOWER_BATCHES = (1024, 8192)
+
+
+def gpu_main(args: argparse.Namespace) -> int:
+    backends = [b for b in fast.available_backends() if b in ("cpp", "cuda", "triton")]
+    big = GPU_BATCHES[-1]
+    grid = (("lower_solve", "mep", lower_cell, GPU_BATCHES, big, args.repeats),
+            ("value_and_grad", "mep", grad_cell, GPU_BATCHES, big, args.repeats),
+            ("objective_and_grad", "mep", objective_cell, GPU_BATCHES, big, args.repeats),
+            ("lower_solve", "dmn", lower_cell, GPU_DMN_LOWER_BATCHES, big, 3),
+            ("objective_and_grad", "dmn", objective_cell, GPU_BATCHES, big, args.repeats))
+    record = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats,
+              "device": _gpu_name(), "baselines": ["cpp"], "rows": measure(grid, backends, ("cpp",))}
+    _write(args.out, "gpu_throughput", record)
+    return 0
+
+
+def _gpu_name() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
+def _write(out: Path, stem: str, record: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{stem}.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    md = _markdown(record)
+    (out / f"{stem}.md").write_text(md)
+    print(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="B in 64 and 4096 only, no scaling run")
+    ap.add_argument("--gpu", action="store_true",
+                    help="GPU machine: cpp, cuda and triton only, B up to 262144, ratios against cpp; writes "
+                         "gpu_throughput.md (benchmarks/gpu_check.sh runs it)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if args.gpu:
+        return gpu_main(args)
+    backends = fast.available_backends()
+    batches = QUICK_BATCHES if args.quick else BATCHES
+    dmn_batches = DMN_LOWER_BATCHES[:2] if args.quick else DMN_LOWER_BATCHES
+    grid = (("lower_solve", "mep", lower_cell, batches, REFERENCE_MAX_B, args.repeats),
+            ("objective_and_grad", "mep", objective_cell, batches, REFERENCE_MAX_B, args.repeats),
+            ("value_and_grad", "mep", grad_cell, batches, REFERENCE_MAX_B, args.repeats),
+            ("lower_solve", "dmn", lower_cell, dmn_batches, DMN_REFERENCE_MAX_B, 3),
+            ("objective_and_grad", "dmn", objective_cell, batches, REFERENCE_MAX_B, args.repeats))
+    rows = measure(grid, backends, ("reference", "torch"))
 
     cfgs = [dict(nfe=n, solver=s) for s in ("unipc", "dpmsolver++", "ddim") for n in range(3, 21)]
     many_by_preset, searches_by_preset = {}, {}
@@ -197,22 +251,26 @@ def main(argv: list[str] | None = None) -> int:
               "optimize_many_auto_by_preset": many_by_preset,
               "openmp_scaling_b65536_n10": scaling,
               "dmn_search": dmn_search}
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "throughput.jsonl", "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    md = _markdown(record)
-    (args.out / "throughput.md").write_text(md)
-    print(md)
+    _write(args.out, "throughput", record)
     return 0
 
 
 def _markdown(rec: dict[str, Any]) -> str:
     m = rec["machine"]
-    lines = [f"# Kernel throughput ({rec['date']}, commit {(m.get('git_commit') or '')[:7]}, {m.get('cpu_count')} CPUs, "
-             f"{m.get('platform')})", "",
-             "Command: `.venv/bin/python -m benchmarks.throughput`. Median of "
-             f"{rec['repeats']} runs after a warm-up; ratios against the numpy reference and the torch (autograd) twin "
-             "in the same run.", ""]
+    baselines = rec.get("baselines", ["reference", "torch"])
+    gpu = rec.get("device")
+    where = f"{gpu}, " if gpu else ""
+    lines = [f"# Kernel throughput ({rec['date']}, commit {(m.get('git_commit') or '')[:7]}, {where}"
+             f"{m.get('cpu_count')} CPUs, {m.get('platform')})", ""]
+    if gpu:
+        lines += ["Command: `bash benchmarks/gpu_check.sh` (`python -m benchmarks.throughput --gpu`). Median of "
+                  f"{rec['repeats']} runs after a warm-up, each from host arrays to host arrays (the GPU backends' "
+                  "times include the copies); ratios against the cpp backend on this machine's CPUs in the same run.",
+                  ""]
+    else:
+        lines += ["Command: `.venv/bin/python -m benchmarks.throughput`. Median of "
+                  f"{rec['repeats']} runs after a warm-up; ratios against the numpy reference and the torch (autograd) "
+                  "twin in the same run.", ""]
     titles = {"mep": "MEP", "dmn": "DM-NonUniform"}
     for objective, kernel, unit in (("mep", "lower_solve", "solves/s"), ("mep", "objective_and_grad",
                                     "candidate-intervals/s"), ("mep", "value_and_grad", "candidate-intervals/s"),
@@ -222,14 +280,17 @@ def _markdown(rec: dict[str, Any]) -> str:
         title = ("objective_and_grad, MEP, value and gradient only (the kernel contract)" if kernel == "value_and_grad"
                  else f"{kernel}, {titles[objective]}{extra}")
         lines += [f"## {title} ({unit})", "",
-                  "| N | B | backend | ms | " + unit + " | x reference | x torch |", "|---|---|---|---|---|---|---|"]
+                  f"| N | B | backend | ms | {unit} | " + " | ".join(f"x {x}" for x in baselines) + " |",
+                  "|---|---|---|---|---|" + "---|" * len(baselines)]
         for r in rec["rows"]:
             if r["kernel"] != kernel or r.get("objective", "mep") != objective:
                 continue
-            ratios = ["" if r.get(f"vs_{x}") is None else f"{r[f'vs_{x}']:.1f}" for x in ("reference", "torch")]
+            ratios = ["" if r.get(f"vs_{x}") is None else f"{r[f'vs_{x}']:.1f}" for x in baselines]
             lines.append(f"| {r['N']} | {r['B']} | {r['backend']} | {r['seconds'] * 1e3:.3f} | "
-                         f"{r['per_second']:.3g} | {ratios[0]} | {ratios[1]} |")
+                         f"{r['per_second']:.3g} | " + " | ".join(ratios) + " |")
         lines.append("")
+    if "optimize_many_54_by_preset" not in rec:
+        return "\n".join(lines)
     lines.append("`optimize_many`, NFE 3-20 x (unipc, dpmsolver++, ddim), 54 schedules per preset: "
                  "`method=\"hso\"` (54 searches) "
                  + ", ".join(f"{k} {v['seconds']:.3f} s" for k, v in rec["optimize_many_54_by_preset"].items())

@@ -107,6 +107,25 @@ Raises:
     ValueError: lambdas is not 2-D, has fewer than 2 points per row, kind is unknown or truncNum is negative.
 )doc";
 
+using DmnKernel = void (*)(const double*, int64_t, int64_t, int, double, int64_t, double*, double*);
+
+py::tuple dmn_and_grad_with(DmnKernel kernel, const InArray& lambdas, int kind, double p, int64_t trunc) {
+  check_mep_args(lambdas, kind);
+  if (trunc < 0) throw std::invalid_argument("trunc must be >= 0");
+  const py::ssize_t B = lambdas.shape(0);
+  const py::ssize_t N1 = lambdas.shape(1);
+  OutArray value(B);
+  OutArray grad({B, N1});
+  const double* lam = lambdas.data();
+  double* v = value.mutable_data();
+  double* g = grad.mutable_data();
+  {
+    py::gil_scoped_release release;
+    kernel(lam, B, N1, kind, p, trunc, v, g);
+  }
+  return py::make_tuple(value, grad);
+}
+
 using LowerKernel = void (*)(const double*, int64_t, const hso::ScheduleMap&, const hso::LowerParams&, double*,
                             double*, double*, double*, int64_t*, bool*);
 
@@ -164,20 +183,7 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "dmn_and_grad",
       [](const InArray& lambdas, int kind, double p, int64_t trunc) {
-        check_mep_args(lambdas, kind);
-        if (trunc < 0) throw std::invalid_argument("trunc must be >= 0");
-        const py::ssize_t B = lambdas.shape(0);
-        const py::ssize_t N1 = lambdas.shape(1);
-        OutArray value(B);
-        OutArray grad({B, N1});
-        const double* lam = lambdas.data();
-        double* v = value.mutable_data();
-        double* g = grad.mutable_data();
-        {
-          py::gil_scoped_release release;
-          hso::dmn_forward_cpu(lam, B, N1, kind, p, trunc, v, g);
-        }
-        return py::make_tuple(value, grad);
+        return dmn_and_grad_with(&hso::dmn_forward_cpu, lambdas, kind, p, trunc);
       },
       py::arg("lambdas"), py::arg("kind"), py::arg("p"), py::arg("trunc"), kDmnDoc);
 
@@ -200,6 +206,14 @@ PYBIND11_MODULE(_C, m) {
       py::arg("lambdas"), py::arg("kind"), py::arg("p") = 2.0, py::arg("hessian") = false,
       "mep_and_grad on the current CUDA device, from and to host arrays (copies both ways per call).\n\n"
       "Raises:\n    ValueError: as mep_and_grad.\n    RuntimeError: any CUDA error, with the runtime's message.");
+  m.def(
+      "dmn_and_grad_cuda",
+      [](const InArray& lambdas, int kind, double p, int64_t trunc) {
+        return dmn_and_grad_with(&hso::dmn_forward_cuda_from_host, lambdas, kind, p, trunc);
+      },
+      py::arg("lambdas"), py::arg("kind"), py::arg("p"), py::arg("trunc"),
+      "dmn_and_grad on the current CUDA device, from and to host arrays (copies both ways per call).\n\n"
+      "Raises:\n    ValueError: as dmn_and_grad.\n    RuntimeError: any CUDA error, with the runtime's message.");
   m.def("lower_solve_cuda", [](const InArray& psi, int family, double a, double b, const InArray& table,
                                int64_t n_int, double gap, double d_min, double gamma, int kind, double p, int init,
                                int64_t maxiter, double xtol, int objective, int64_t trunc) {

@@ -85,5 +85,5 @@ def test_build_info() -> None:
     if info["cuda"]:
         # Must answer on machines without a GPU or driver, too.
         assert isinstance(_C.cuda_device_count(), int) and _C.cuda_device_count() >= 0
-    else:
-        assert not hasattr(_C, "mep_and_grad_cuda")
+    cuda_entries = ("mep_and_grad_cuda", "dmn_and_grad_cuda", "lower_solve_cuda")
+    assert [hasattr(_C, name) for name in cuda_entries] == [info["cuda"]] * 3

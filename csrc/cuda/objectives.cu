@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/dmn_row.h"
 #include "common/lower_bfgs.h"
 #include "common/mep_row.h"
 
@@ -73,6 +74,31 @@ void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, in
     check(cudaMemcpy(diag, d_diag.ptr, n_lam * sizeof(double), cudaMemcpyDeviceToHost), "copying diag");
     check(cudaMemcpy(off, d_off.ptr, n_off * sizeof(double), cudaMemcpyDeviceToHost), "copying off");
   }
+}
+
+// One candidate per thread with a private scratch row in global memory (dmn_row's per-step coefficients), as in
+// the lower-level kernel below, which calls the same dmn_row for its DM-NonUniform objective.
+__global__ void _dmn_forward_kernel(const double* __restrict__ lambdas, int64_t B, int64_t N1, int kind, double p,
+                                    int64_t trunc, double* __restrict__ value, double* __restrict__ grad,
+                                    double* __restrict__ work) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  value[b] = dmn_row(lambdas + b * N1, N1, kind, p, trunc, grad + b * N1, work + b * dmn_work_size(N1));
+}
+
+void dmn_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, int kind, double p, int64_t trunc,
+                                double* value, double* grad) {
+  if (B <= 0) return;
+  const size_t n_lam = static_cast<size_t>(B) * N1;
+  DeviceBuffer<> d_lam(n_lam), d_value(B), d_grad(n_lam);
+  DeviceBuffer<> d_work(static_cast<size_t>(B) * static_cast<size_t>(dmn_work_size(N1)));
+  check(cudaMemcpy(d_lam.ptr, lambdas, n_lam * sizeof(double), cudaMemcpyHostToDevice), "copying lambdas");
+  const int64_t blocks = (B + kThreads - 1) / kThreads;
+  _dmn_forward_kernel<<<static_cast<unsigned int>(blocks), kThreads>>>(d_lam.ptr, B, N1, kind, p, trunc,
+                                                                        d_value.ptr, d_grad.ptr, d_work.ptr);
+  check(cudaGetLastError(), "launching _dmn_forward_kernel");
+  check(cudaMemcpy(value, d_value.ptr, B * sizeof(double), cudaMemcpyDeviceToHost), "copying value");
+  check(cudaMemcpy(grad, d_grad.ptr, n_lam * sizeof(double), cudaMemcpyDeviceToHost), "copying grad");
 }
 
 // One candidate per thread, the whole lower level (start, Newton, penalty) in registers and a private scratch row

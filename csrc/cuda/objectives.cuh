@@ -21,6 +21,11 @@ void launch_mep_forward(const double* lambdas, int64_t B, int64_t N1, int kind, 
 void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, int kind, double p, double* value,
                                 double* grad, double* diag /*nullable*/, double* off /*nullable*/);
 
+// Host-buffer DM-NonUniform value and gradient (the contract of dmn_forward_cpu; trunc resolved by the caller):
+// one candidate per thread of `_dmn_forward_kernel`. Throws std::runtime_error with the CUDA error string on failure.
+void dmn_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, int kind, double p, int64_t trunc,
+                                double* value, double* grad);
+
 // Host-buffer lower_solve (the contract of lower_solve_cpu): copies psi and the schedule's table to the device, runs
 // `_lower_solve_kernel` (one candidate per thread, scratch rows in global memory) and copies the results back.
 void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,

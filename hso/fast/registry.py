@@ -85,15 +85,19 @@ def _cpp_mep() -> Callable[..., tuple]:
     return mep
 
 
-def _cpp_dmn() -> Callable[..., tuple]:
-    mod = load_extension()
-    if mod is None:
-        raise RuntimeError(_probe_cpp())
+def _compiled_dmn(entry: str) -> Callable[[], Callable[..., tuple]]:
+    """The DM-NonUniform objective of `hso._C` under `entry` ("dmn_and_grad" or its CUDA twin), loaded lazily."""
+    def load() -> Callable[..., tuple]:
+        mod = load_extension()
+        if mod is None:
+            raise RuntimeError(_probe_cpp())
+        kernel = getattr(mod, entry)
 
-    def dmn(lambdas, kind, p=2.0, trunc_num=None):
-        from .reference_dmn import resolve_trunc_num
-        return mod.dmn_and_grad(lambdas, int(kind), float(p), resolve_trunc_num(lambdas.shape[1] - 1, trunc_num))
-    return dmn
+        def dmn(lambdas, kind, p=2.0, trunc_num=None):
+            from .reference_dmn import resolve_trunc_num
+            return kernel(lambdas, int(kind), float(p), resolve_trunc_num(lambdas.shape[1] - 1, trunc_num))
+        return dmn
+    return load
 
 
 _FAMILY_CODES = {"vp_discrete": 0, "vp_linear": 1, "vp_cosine": 2, "edm": 3, "flow": 4}
@@ -225,8 +229,9 @@ def _triton_lower() -> Callable[..., Any]:
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
     "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve"), ("mep", "dmn"),
-                   _cpp_dmn),
-    "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda")),
+                   _compiled_dmn("dmn_and_grad")),
+    "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda"),
+                    ("mep", "dmn"), _compiled_dmn("dmn_and_grad_cuda")),
     "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower, ("mep",),
                       _triton_dmn),
     # autograd twin of the objectives (hso.fast.reference_torch): a cross-check and a benchmark baseline, never
