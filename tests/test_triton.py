@@ -18,6 +18,7 @@ from agreement import (FAMILIES, KINDS, assert_lower_agree, assert_mep_close, ra
                        solve_both)
 from hso.fast import reference, registry
 from hso.fast.reference_dmn import dmn_and_grad
+from hso.fast.reference_lower import _feasible_start
 
 _REASON = registry.BACKENDS["triton"].probe()
 if _REASON is not None:
@@ -139,6 +140,137 @@ def test_empty_batch_and_maxiter():
 def test_whole_search_is_the_same():
     a = hso.optimize("sd21", 6, "ddim", backend="reference")
     b = hso.optimize("sd21", 6, "ddim", backend="triton")
+    np.testing.assert_array_equal(a.timesteps, b.timesteps)
+    assert b.fitness == pytest.approx(a.fitness, rel=1e-9)
+    assert b.backend == "triton"
+
+
+# ------------------------------------------------------------------------------------- DM-NonUniform lower level
+# The fused BFGS lower level against the C++ kernel (the same algorithm, fast) and the numpy reference. Past a few
+# iterations DM-NonUniform's BFGS iterations are chaotic (tests/test_dmn_backends.py): results agree to 1e-7 where
+# the C++ result is stable under perturbations of psi by 1e-14, and every candidate must descend from the start.
+_DMN_PRESETS = [("sd21", 2.0), ("edm", 1.0), ("flow", 2.0), ("vp_linear", 2.0)]
+# every preset meets every N, the spacing alternating so that each N runs with both over the presets; from N = 7
+# on (chaotic, mostly at maxiter) the iterations are capped at 15, where the interpreter is still quick
+_DMN_GRID = [(preset, p, n, ("rank", "constrain")[(i + j) % 2])
+             for i, (preset, p) in enumerate(_DMN_PRESETS) for j, n in enumerate((1, 2, 3, 5, 7, 10))]
+
+
+def _dmn_spec(s, n_int, spacing, p, **kw):
+    gap = s.time_resolution if spacing == "rank" else max(hso.d_min(n_int), s.time_resolution) * (1 + 1e-12)
+    return fast.LowerSpec(n_intervals=n_int, gap=gap, d_min=hso.d_min(n_int), objective="dmn", p=p, **kw)
+
+
+def _dmn_solve(backend, s, spec, psi):
+    obj = fast.ObjectiveSpec("dmn", s.kind, spec.p, spec.trunc_num)
+    return fast.lower_solve(psi, s, spec, obj, backend=backend)
+
+
+def _assert_dmn_descends(s, spec, psi, got):
+    start = _feasible_start(hso.init_schedule(s, spec.n_intervals, psi[:, 2], psi[:, 1], family=spec.init,
+                                              rho=psi[:, 0]), spec.gap)[0]
+    v0 = dmn_and_grad(s.lambda_(start), s.kind, spec.p)[0]
+    ok = got.feasible
+    assert np.all(got.objective[ok] <= v0[ok] * (1 + 1e-12))
+    assert np.all(np.diff(got.t[ok], axis=1) <= -spec.gap * (1 - 1e-6))
+    np.testing.assert_allclose(got.fitness, got.objective + got.penalty, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("preset, p, n_int, spacing", _DMN_GRID)
+def test_dmn_lower_level_agrees_with_cpp(preset, p, n_int, spacing):
+    s = hso.NoiseSchedule.preset(preset)
+    spec = _dmn_spec(s, n_int, spacing, p, maxiter=100 if n_int <= 5 else 15)
+    psi = random_psi(s, 3, 70 + n_int)
+    want = _dmn_solve("cpp", s, spec, psi)
+    got = _dmn_solve("triton", s, spec, psi)
+    np.testing.assert_array_equal(got.feasible, want.feasible)
+    stable = want.iters < spec.maxiter if n_int <= 5 else np.ones(len(psi), dtype=bool)
+    for eps in (1e-14, -1e-14):
+        stable &= np.abs(_dmn_solve("cpp", s, spec, psi * (1 + eps)).lambdas - want.lambdas).max(axis=1) <= 1e-9
+    if n_int <= 5:
+        assert np.all(stable)  # the smooth regime: every candidate must agree
+    np.testing.assert_allclose(got.lambdas[stable], want.lambdas[stable], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got.t[stable], want.t[stable], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got.objective[stable], want.objective[stable], rtol=1e-9)
+    _assert_dmn_descends(s, spec, psi, got)
+
+
+@pytest.mark.parametrize("init", sorted(hso.INIT_FAMILIES))
+def test_dmn_every_init_family_against_the_reference(init):
+    # each init family once, on its own preset, against the numpy reference itself (N = 3: the smooth regime)
+    preset, p = _DMN_PRESETS[sorted(hso.INIT_FAMILIES).index(init)]
+    s = hso.NoiseSchedule.preset(preset)
+    spec = _dmn_spec(s, 3, "rank", p, init=init)
+    psi = random_psi(s, 4, 11)
+    ref = _dmn_solve("reference", s, spec, psi)
+    got = _dmn_solve("triton", s, spec, psi)
+    assert_lower_agree(ref, got)
+    np.testing.assert_array_equal(got.iters, _dmn_solve("cpp", s, spec, psi).iters)
+    _assert_dmn_descends(s, spec, psi, got)
+
+
+def test_dmn_empty_batch_and_maxiter():
+    s = hso.NoiseSchedule.preset("flow")
+    spec = _dmn_spec(s, 6, "rank", 2.0, maxiter=3, trunc_num=2)
+    res = triton_backend.lower_solve(np.empty((0, 3)), s, spec)
+    assert res.t.shape == (0, 7) and res.lambdas.shape == (0, 7) and res.iters.shape == (0,)
+    psi = random_psi(s, 5, 4)
+    want = _dmn_solve("cpp", s, spec, psi)
+    got = _dmn_solve("triton", s, spec, psi)
+    np.testing.assert_array_equal(got.iters, np.full(5, 3))  # capped at maxiter = 3, as the C++ kernel
+    np.testing.assert_array_equal(got.iters, want.iters)
+    np.testing.assert_allclose(got.t, want.t, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(got.objective, want.objective, rtol=1e-9)
+
+
+def test_dmn_jacobi_and_cholesky_helpers():
+    """The positive-definite copy's pieces (taken when BFGS matrices become ill-conditioned, late in chaotic runs):
+    Jacobi's extreme eigenvalues to rounding of the largest, and the Cholesky's verdict, on indefinite and on
+    positive-definite matrices with eigenvalues over twelve orders of magnitude."""
+    import torch
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def probe(a_ptr, out_ptr, N, BLOCK_B: tl.constexpr, NP: tl.constexpr):
+        C = tl.arange(0, NP)[None, :]
+        R3 = tl.arange(0, NP)[None, :, None]
+        K3 = tl.arange(0, NP)[None, None, :]
+        inner = (R3 >= 1) & (R3 < N) & (K3 >= 1) & (K3 < N)
+        b = tl.arange(0, BLOCK_B)
+        A = tl.load(a_ptr + b[:, None, None] * NP * NP + R3 * NP + K3, mask=inner, other=0.0)
+        ev_min, ev_max = triton_backend._jacobi_extreme(A, b >= 0, N, C, R3, K3, (C >= 1) & (C < N), inner)
+        _l, ok = triton_backend._cholesky(A, N, C, R3, K3, BLOCK_B)
+        keep = b < BLOCK_B
+        tl.store(out_ptr + 3 * b, ev_min, mask=keep)
+        tl.store(out_ptr + 3 * b + 1, ev_max, mask=keep)
+        tl.store(out_ptr + 3 * b + 2, ok.to(tl.float64), mask=keep)
+
+    rng = np.random.default_rng(8)
+    for n_int in (2, 5, 10):
+        n, np_, b = n_int - 1, triton.next_power_of_2(n_int + 1), 8
+        a = np.zeros((b, np_, np_))
+        for i in range(b):
+            q = np.linalg.qr(rng.normal(size=(n, n)))[0]
+            ev = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-9, 3, n) if i % 2 else 10.0 ** rng.uniform(-9, 3, n)
+            a[i, 1:n_int, 1:n_int] = (q * ev) @ q.T
+            a[i] = 0.5 * (a[i] + a[i].T)
+        out = torch.zeros(3 * b, dtype=torch.float64)
+        probe[(1,)](torch.from_numpy(a), out, n_int, BLOCK_B=b, NP=np_)
+        got = out.numpy().reshape(b, 3)
+        ev = np.linalg.eigvalsh(a[:, 1:n_int, 1:n_int])
+        scale = np.abs(ev).max(axis=1)
+        assert np.all(np.abs(got[:, 0] - ev[:, 0]) <= 1e-13 * scale)
+        assert np.all(np.abs(got[:, 1] - ev[:, -1]) <= 1e-13 * scale)
+        clear = np.abs(ev[:, 0]) > 1e-10 * scale  # the verdict where rounding cannot decide it
+        np.testing.assert_array_equal((got[:, 2] > 0)[clear], (ev[:, 0] > 0)[clear])
+
+
+def test_dmn_whole_search_is_the_same():
+    # a small population, few generations and no polish: every lower-level call is one interpreted launch
+    kw = dict(objective="dmn", popsize=4, maxiter=5, polish=False)
+    a = hso.optimize("sd21", 4, "unipc", backend="cpp", **kw)
+    b = hso.optimize("sd21", 4, "unipc", backend="triton", **kw)
     np.testing.assert_array_equal(a.timesteps, b.timesteps)
     assert b.fitness == pytest.approx(a.fitness, rel=1e-9)
     assert b.backend == "triton"

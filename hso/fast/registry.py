@@ -232,7 +232,7 @@ BACKENDS: dict[str, Backend] = {
                    _compiled_dmn("dmn_and_grad")),
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda"),
                     ("mep", "dmn"), _compiled_dmn("dmn_and_grad_cuda")),
-    "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower, ("mep",),
+    "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower, ("mep", "dmn"),
                       _triton_dmn),
     # autograd twin of the objectives (hso.fast.reference_torch): a cross-check and a benchmark baseline, never
     # picked by auto (numpy's reference is faster on the CPU, and the lower level runs the numpy driver)

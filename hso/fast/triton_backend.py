@@ -1,4 +1,4 @@
-"""The ``triton`` backend: the MEP and DM-NonUniform objectives and the fused MEP lower level as Triton kernels.
+"""The ``triton`` backend: the MEP and DM-NonUniform objectives and their fused lower levels as Triton kernels.
 
 Runs on a CUDA GPU, or on the CPU through Triton's interpreter (``TRITON_INTERPRET=1`` set before this module is
 imported). Only `hso.fast.registry` imports this module, lazily: importing `hso` never imports torch or Triton.
@@ -7,14 +7,18 @@ Kernels, each the twin of a contract documented in the reference (the math is wr
 
 * `_mep_fwd_kernel` - `hso.fast.reference.mep_and_grad`: BLOCK_B candidates per program, one per vector lane, and
   a loop over the N intervals with each output element accumulated in the reference's order (the C++ `mep_row`).
-* `_dmn_fwd_kernel` - `hso.fast.reference_dmn.dmn_and_grad`: one candidate per lane as in the MEP kernel, two
-  sweeps over the steps (per-node sums, then value and adjoints) with the node sums and the w-adjoints in scratch
-  rows (the C++ `dmn_row`).
+* `_dmn_fwd_kernel` - `hso.fast.reference_dmn.dmn_and_grad`: one candidate per lane, its row a [BLOCK_B, NP] tile;
+  `_dmn_tile` forms every step's coefficients at once and sums the node sums, the value and the gradient entries in
+  the order of the C++ `dmn_row` (the lower level below evaluates the same helper).
 * `_lower_solve_kernel` - `hso.fast.reference_lower.lower_solve` for MEP, as ported to one candidate in
   csrc/common/lower_row.h: init family, feasible blend, active-set Newton in t with the block-reduced Thomas solve,
   the Sturm-count positive-definiteness check (bisection shift when it fails), ratio test, backtracking line search,
   multipliers from sums within blocks, start fallback and SPF penalty. Each lane is one candidate; lanes that are
   done are masked while the others iterate.
+* `_lower_dmn_kernel` - the same contract for DM-NonUniform, as csrc/common/lower_bfgs.h: the MEP kernel's start,
+  blocks, multipliers, ratio test, line search and outputs (shared helpers), with a dense BFGS matrix per lane as a
+  [BLOCK_B, NP, NP] tile, its positive-definite copy (Cholesky test, Jacobi eigenvalues when it fails) and the
+  reduced working-set system solved by Cholesky.
 
 Numerics. Triton's core language has exp, log, sqrt, sin and cos only (libdevice is unavailable to the
 interpreter), so sinh/cosh/tanh/expm1/log1p/acos are built from them with the classic accurate forms (Kahan's
@@ -224,22 +228,140 @@ def _log_sigma_derivs(lam, KIND: tl.constexpr):
         return -_softplus(lam), -0.5 * (1.0 + _tanh(0.5 * lam))
 
 
+def _phi_series() -> tuple[tl.constexpr, tl.constexpr]:
+    # Taylor coefficients of H1(h) / h^2 = sum_i h^i / ((i + 2) i!) and H2(h) / h^3 = sum_i h^i / ((i + 3) i!),
+    # rounded as dmn_row.h's PhiSeries forms them; constexpr floats become exact float64 constants in the kernels
+    c1, c2, fact = [], [], 1.0
+    for i in range(30):
+        c1.append(1.0 / (float(i + 2) * fact))
+        c2.append(1.0 / (float(i + 3) * fact))
+        fact *= float(i + 1)
+    return tl.constexpr(tuple(c1)), tl.constexpr(tuple(c2))
+
+
+_PHI_C1, _PHI_C2 = _phi_series()
+
+
 @_device_fn
 def _phi(h):
-    # (e^h, H0, H1, H2) as reference_dmn.phi_integrals: the 30-term series below |h| = 1.5, the closed form beyond
+    # (e^h, H0, H1, H2) as reference_dmn.phi_integrals: the 30-term series below |h| = 1.5 (Horner, as dmn_row.h),
+    # the closed form beyond
     eh = tl.exp(h)
     h0 = _expm1(h)
-    s1 = tl.zeros(h.shape, tl.float64)
-    s2 = tl.zeros(h.shape, tl.float64)
-    term = tl.full(h.shape, 1.0, tl.float64)
-    for i in tl.static_range(30):
-        s1 += term / (i + 2.0)
-        s2 += term / (i + 3.0)
-        term = term * h / (i + 1.0)
+    s1 = tl.full(h.shape, _PHI_C1[29], tl.float64)
+    s2 = tl.full(h.shape, _PHI_C2[29], tl.float64)
+    for k in tl.static_range(29):
+        s1 = s1 * h + _PHI_C1[28 - k]
+        s2 = s2 * h + _PHI_C2[28 - k]
     small = tl.abs(h) < 1.5
-    h1 = tl.where(small, h * h * s1, h * eh - h0)
-    h2 = tl.where(small, h * h * h * s2, h * h * eh - 2.0 * (h * eh - h0))
+    h1c = h * eh - h0
+    h1 = tl.where(small, h * h * s1, h1c)
+    h2 = tl.where(small, h * h * h * s2, h * h * eh - 2.0 * h1c)
     return eh, h0, h1, h2
+
+
+@_device_fn
+def _sign(x):
+    return tl.where(x > 0.0, 1.0, tl.where(x < 0.0, -1.0, 0.0))
+
+
+@_device_fn
+def _seqsum(x, last, axis: tl.constexpr):
+    # the sum along axis in index order, a sequential loop's rounding (the interpreter's cumsum is numpy's,
+    # sequential; its plain sum is pairwise); last selects the final index
+    return _rsum(tl.where(last, _rcumsum(x, axis), 0.0), axis)
+
+
+@_device_fn
+def _dmn_tile(lam, c, TAU, C, N, NP: tl.constexpr, KIND: tl.constexpr, DERIVS: tl.constexpr):
+    # hso.fast.reference_dmn.dmn_and_grad of the rows lam [BLOCK_B, NP] (points 0..N valid; c = p - 1, TAU =
+    # truncNum): value [BLOCK_B] and, with DERIVS, the gradient tile. Column s holds node s and step s (s < N). Each
+    # step's coefficients are formed for orders 1, 2 and 3 and its own order selects one; the per-node sums, the
+    # value and every gradient entry are then summed in dmn_row.h's order (its loops over the steps add, to node m,
+    # the terms of steps m - 1, m, m + 1, m + 2 in turn), which gathers of the step tiles reproduce.
+    p1 = tl.broadcast_to(tl.maximum(C - 1, 0), lam.shape)
+    p2 = tl.broadcast_to(tl.maximum(C - 2, 0), lam.shape)
+    n1 = tl.broadcast_to(tl.minimum(C + 1, NP - 1), lam.shape)
+    n2 = tl.broadcast_to(tl.minimum(C + 2, NP - 1), lam.shape)
+    last = C == NP - 1
+    step = C < N
+    fl = step & ((C == 0) | (C == N - 1))  # order 1
+    hi = step & ~fl
+    k2 = hi & ((C == 1) | (C == N - 2))    # order 2
+    o3 = hi & ~k2                          # order 3
+    ls, dls = _log_sigma_derivs(lam, KIND)
+    E = tl.exp(lam)
+    w = tl.exp(c * ls - lam)
+    l0 = tl.gather(lam, p2, 1)
+    l1 = tl.gather(lam, p1, 1)
+    h = tl.where(step, tl.gather(lam, n1, 1) - lam, 0.0)
+    # gaps h_{s-2} (order 3) and h_{s-1} (orders 3 and 2); 1 where unused, so discarded forms stay finite
+    a = tl.where(o3, l1 - l0, 1.0)
+    b = tl.where(hi, lam - l1, 1.0)
+    eh, h0, h1, h2 = _phi(h)
+    ab = a + b
+    d0 = a * ab
+    d1 = a * b
+    d2 = b * ab
+    J30 = E * (h2 + b * h1) / d0
+    J31 = -E * (h2 + ab * h1) / d1
+    J32 = E * (h2 + (2.0 * b + a) * h1 + b * ab * h0) / d2
+    # node coefficients of nodes s-2, s-1, s (order 2: a = b; order 1: E_{s+1} - E_s without cancellation)
+    Ja = tl.where(o3, J30, 0.0)
+    Jb = tl.where(o3, J31, tl.where(k2, -E * h1 / b, 0.0))
+    Jc = tl.where(o3, J32, tl.where(k2, E * (h1 / b + h0), tl.where(fl, E * h0, 0.0)))
+    wa = tl.gather(w, p2, 1)
+    wb = tl.gather(w, p1, 1)
+    Ta = wa * Ja
+    Tb = wb * Jb
+    Tc = w * Jc
+    summ = hi & (C >= TAU)
+    rssm = hi & (C < TAU)
+    # per-node sums of the sum-mode steps: node m takes steps m, m + 1, m + 2
+    SA = tl.where(summ, Ta, 0.0)
+    SB = tl.where(summ, Tb, 0.0)
+    cn = (tl.where(summ, Tc, 0.0) + tl.gather(SB, n1, 1)) + tl.gather(SA, n2, 1)
+    rss = tl.sqrt(Ta * Ta + Tb * Tb + Tc * Tc)
+    vstep = tl.where(fl, tl.abs(Tc), tl.where(rssm, rss, 0.0))
+    # value: the nodes' |c| in turn, then the steps' terms in turn
+    vc = _seqsum(tl.abs(cn), last, 1)
+    value = _seqsum(tl.where(C == 0, vc[:, None] + vstep, vstep), last, 1)
+    grad = lam
+    if DERIVS:
+        inv = tl.where(rss > 0.0, 1.0 / tl.where(rss > 0.0, rss, 1.0), 0.0)
+        ga = tl.where(o3, tl.where(rssm, Ta * inv, _sign(tl.gather(cn, p2, 1))), 0.0)
+        gb = tl.where(hi, tl.where(rssm, Tb * inv, _sign(tl.gather(cn, p1, 1))), 0.0)
+        gc = tl.where(fl, _sign(Tc), tl.where(rssm, Tc * inv, tl.where(summ, _sign(cn), 0.0)))
+        Ga = ga * wa
+        Gb = gb * wb
+        Gc = gc * w
+        gE = (Ga * Ja + Gb * Jb) + Gc * Jc
+        # partials of the order-3 and order-2 coefficients in a, b, h (dmn_row.h dmn_coeffs)
+        heh = h * eh
+        g_a3 = (Ga * (-J30 * (1.0 / a + 1.0 / ab)) + Gb * (-E * h1 / d1 - J31 / a)) \
+            + Gc * (E * (h1 + b * h0) / d2 - J32 / ab)
+        g_b3 = (Ga * (E * h1 / d0 - J30 / ab) + Gb * (-E * h1 / d1 - J31 / b)) \
+            + Gc * (E * (2.0 * h1 + (a + 2.0 * b) * h0) / d2 - J32 * (1.0 / b + 1.0 / ab))
+        g_h3 = (Ga * (E * heh * (h + b) / d0) + Gb * (-E * heh * (h + ab) / d1)) \
+            + Gc * (E * eh * (h + b) * (h + ab) / d2)
+        da20 = E * h1 / (b * b)
+        g_a2 = Gb * da20 + Gc * (-da20)
+        g_h2 = Gb * (-E * h * eh / b) + Gc * (E * eh * (h + b) / b)
+        g_a = tl.where(o3, g_a3, tl.where(k2, g_a2, 0.0))
+        g_b = tl.where(o3, g_b3, 0.0)
+        g_h = tl.where(o3, g_h3, tl.where(k2, g_h2, 0.0))
+        # each step's terms for nodes s + 1, s (two in turn), s - 1, s - 2
+        to_next = tl.where(fl, Gc * tl.gather(E, n1, 1), g_h)
+        to_self = tl.where(fl, -(Gc * E), tl.where(hi, gE - g_h, 0.0))
+        to_self2 = tl.where(k2, g_a, g_b)
+        to_prev = tl.where(k2, -g_a, tl.where(o3, g_a - g_b, 0.0))
+        to_prev2 = tl.where(o3, -g_a, 0.0)
+        grad = (((tl.where(C >= 1, tl.gather(to_next, p1, 1), 0.0) + to_self) + to_self2)
+                + tl.gather(to_prev, n1, 1)) + tl.gather(to_prev2, n2, 1)
+        # the w chain rule: d value / d w in the same node order
+        gw = (gc * Jc + tl.gather(gb * Jb, n1, 1)) + tl.gather(ga * Ja, n2, 1)
+        grad = tl.where(C <= N, grad + gw * w * (c * dls - 1.0), 0.0)
+    return value, grad
 
 
 @triton.jit
@@ -247,149 +369,21 @@ def _dmn_fwd_kernel(lam_ptr,    # [B, N+1]
                     prm_ptr,    # [1]: p
                     value_ptr,  # [B]
                     grad_ptr,   # [B, N+1]
-                    c_ptr,      # [B, N+1] scratch: per-node sums
-                    gw_ptr,     # [B, N+1] scratch: d value / d w
                     B, N1, TAU,
-                    KIND: tl.constexpr, BLOCK_B: tl.constexpr):
-    # hso.fast.reference_dmn.dmn_and_grad, one candidate per lane, the steps in a loop (csrc/common/dmn_row.h):
-    # pass 1 the per-node sums of the later steps, pass 2 value and reverse-mode adjoints, then the w chain rule.
-    # Every step's coefficients are formed for both orders 2 and 3 (with clamped node indices) and the step's own
-    # order picks one: the order is the same for every lane, so nothing diverges.
+                    KIND: tl.constexpr, BLOCK_B: tl.constexpr, NP: tl.constexpr):
+    # hso.fast.reference_dmn.dmn_and_grad, one candidate per lane, its row a [BLOCK_B, NP] tile (`_dmn_tile`, the
+    # lower level's objective too)
     lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     ok = lanes < B
-    row = lanes.to(tl.int64) * N1
-    c = tl.load(prm_ptr + tl.zeros([BLOCK_B], dtype=tl.int32), mask=ok, other=2.0) - 1.0
-    N = N1 - 1
-    for m in range(0, N1):
-        tl.store(c_ptr + row + m, tl.zeros([BLOCK_B], dtype=tl.float64), mask=ok)
-        tl.store(gw_ptr + row + m, tl.zeros([BLOCK_B], dtype=tl.float64), mask=ok)
-        tl.store(grad_ptr + row + m, tl.zeros([BLOCK_B], dtype=tl.float64), mask=ok)
-    value = tl.zeros([BLOCK_B], dtype=tl.float64)
-    for sweep in tl.static_range(2):
-        for s in range(0, N):
-            first_last = (s == 0) | (s == N - 1)
-            k2 = (s == 1) | (s == N - 2)
-            i0 = tl.maximum(s - 2, 0)
-            i1 = tl.maximum(s - 1, 0)
-            # (masked lanes read distinct points, so that their discarded coefficients divide by nonzero gaps)
-            l0 = tl.load(lam_ptr + row + i0, mask=ok, other=0.0)
-            l1 = tl.load(lam_ptr + row + i1, mask=ok, other=1.0)
-            l2 = tl.load(lam_ptr + row + s, mask=ok, other=2.0)
-            l3 = tl.load(lam_ptr + row + s + 1, mask=ok, other=3.0)
-            ls0, _d0 = _log_sigma_derivs(l0, KIND)
-            ls1, _d1 = _log_sigma_derivs(l1, KIND)
-            ls2, _d2 = _log_sigma_derivs(l2, KIND)
-            w0 = tl.exp(c * ls0 - l0)
-            w1 = tl.exp(c * ls1 - l1)
-            w2 = tl.exp(c * ls2 - l2)
-            E = tl.exp(l2)
-            h = l3 - l2
-            # order 3 (a = h_{s-2}, b = h_{s-1}) and order 2 (a = h_{s-1}); unused forms are discarded by the order
-            a3 = tl.where(s >= 2, l1 - l0, 1.0)
-            b3 = tl.where(s >= 1, l2 - l1, 1.0)
-            a2 = b3
-            eh, h0, h1, h2 = _phi(h)
-            ab = a3 + b3
-            d0, d1, d2 = a3 * ab, a3 * b3, b3 * ab
-            J30 = E * (h2 + b3 * h1) / d0
-            J31 = -E * (h2 + ab * h1) / d1
-            J32 = E * (h2 + (2.0 * b3 + a3) * h1 + b3 * ab * h0) / d2
-            J20 = -E * h1 / a2
-            J21 = E * (h1 / a2 + h0)
-            # node coefficients J for nodes s-2, s-1, s (zero where the order does not reach)
-            Ja = tl.where(first_last | k2, 0.0, J30)
-            Jb = tl.where(first_last, 0.0, tl.where(k2, J20, J31))
-            Jc = tl.where(first_last, E * _expm1(h), tl.where(k2, J21, J32))
-            Ta, Tb, Tc = w0 * Ja, w1 * Jb, w2 * Jc
-            order3 = (~first_last) & (~k2)
-            rss_mode = (s < TAU) & (~first_last)
-            sum_mode = (s >= TAU) & (~first_last)
-            if sweep == 0:
-                if sum_mode:
-                    if order3:
-                        tl.store(c_ptr + row + i0, tl.load(c_ptr + row + i0, mask=ok, other=0.0) + Ta, mask=ok)
-                    tl.store(c_ptr + row + i1, tl.load(c_ptr + row + i1, mask=ok, other=0.0) + Tb, mask=ok)
-                    tl.store(c_ptr + row + s, tl.load(c_ptr + row + s, mask=ok, other=0.0) + Tc, mask=ok)
-            else:
-                # adjoints of the three terms
-                rss = tl.sqrt(Ta * Ta + Tb * Tb + Tc * Tc)
-                inv = tl.where(rss > 0.0, 1.0 / tl.where(rss > 0.0, rss, 1.0), 0.0)
-                ca = tl.load(c_ptr + row + i0, mask=ok, other=0.0)
-                cb = tl.load(c_ptr + row + i1, mask=ok, other=0.0)
-                cc = tl.load(c_ptr + row + s, mask=ok, other=0.0)
-                sgn_c = tl.where(cc > 0.0, 1.0, tl.where(cc < 0.0, -1.0, 0.0))
-                ga = tl.where(sum_mode, tl.where(ca > 0.0, 1.0, tl.where(ca < 0.0, -1.0, 0.0)), Ta * inv)
-                gb = tl.where(sum_mode, tl.where(cb > 0.0, 1.0, tl.where(cb < 0.0, -1.0, 0.0)), Tb * inv)
-                gc = tl.where(sum_mode, sgn_c, tl.where(first_last, tl.where(Tc > 0.0, 1.0,
-                                                                            tl.where(Tc < 0.0, -1.0, 0.0)),
-                                                        Tc * inv))
-                if first_last:
-                    value += tl.abs(Tc)
-                if rss_mode:
-                    value += rss
-                ga = tl.where(Ja == 0.0, 0.0, ga)
-                gb = tl.where(Jb == 0.0, 0.0, gb)
-                Ga, Gb, Gc = ga * w0, gb * w1, gc * w2
-                # partials of the order-3 and order-2 coefficients in a, b, h (reference_dmn._coeffs)
-                heh = h * eh
-                da30 = -J30 * (1.0 / a3 + 1.0 / ab)
-                da31 = -E * h1 / d1 - J31 / a3
-                da32 = E * (h1 + b3 * h0) / d2 - J32 / ab
-                db30 = E * h1 / d0 - J30 / ab
-                db31 = -E * h1 / d1 - J31 / b3
-                db32 = E * (2.0 * h1 + (a3 + 2.0 * b3) * h0) / d2 - J32 * (1.0 / b3 + 1.0 / ab)
-                dh30 = E * heh * (h + b3) / d0
-                dh31 = -E * heh * (h + ab) / d1
-                dh32 = E * eh * (h + b3) * (h + ab) / d2
-                da20 = E * h1 / (a2 * a2)
-                dh20 = -E * heh / a2
-                dh21 = E * eh * (h + a2) / a2
-                if first_last:
-                    # order 1: J = E_{s+1} - E_s
-                    tl.store(gw_ptr + row + s, tl.load(gw_ptr + row + s, mask=ok, other=0.0) + gc * Jc, mask=ok)
-                    tl.store(grad_ptr + row + s + 1,
-                             tl.load(grad_ptr + row + s + 1, mask=ok, other=0.0) + Gc * tl.exp(l3), mask=ok)
-                    tl.store(grad_ptr + row + s, tl.load(grad_ptr + row + s, mask=ok, other=0.0) - Gc * E,
-                             mask=ok)
-                else:
-                    if order3:
-                        tl.store(gw_ptr + row + i0, tl.load(gw_ptr + row + i0, mask=ok, other=0.0) + ga * Ja,
-                                 mask=ok)
-                    tl.store(gw_ptr + row + i1, tl.load(gw_ptr + row + i1, mask=ok, other=0.0) + gb * Jb, mask=ok)
-                    tl.store(gw_ptr + row + s, tl.load(gw_ptr + row + s, mask=ok, other=0.0) + gc * Jc, mask=ok)
-                    gE = Ga * Ja + Gb * Jb + Gc * Jc
-                    if k2:
-                        g_a = Gb * da20 - Gc * da20
-                        g_h = Gb * dh20 + Gc * dh21
-                        g_b = tl.zeros([BLOCK_B], dtype=tl.float64)
-                    else:
-                        g_a = Ga * da30 + Gb * da31 + Gc * da32
-                        g_b = Ga * db30 + Gb * db31 + Gc * db32
-                        g_h = Ga * dh30 + Gb * dh31 + Gc * dh32
-                    tl.store(grad_ptr + row + s + 1, tl.load(grad_ptr + row + s + 1, mask=ok, other=0.0) + g_h,
-                             mask=ok)
-                    if k2:
-                        tl.store(grad_ptr + row + s, tl.load(grad_ptr + row + s, mask=ok, other=0.0)
-                                 + (gE - g_h) + g_a, mask=ok)
-                        tl.store(grad_ptr + row + s - 1, tl.load(grad_ptr + row + s - 1, mask=ok, other=0.0) - g_a,
-                                 mask=ok)
-                    else:
-                        tl.store(grad_ptr + row + s, tl.load(grad_ptr + row + s, mask=ok, other=0.0)
-                                 + (gE - g_h) + g_b, mask=ok)
-                        tl.store(grad_ptr + row + s - 1, tl.load(grad_ptr + row + s - 1, mask=ok, other=0.0)
-                                 + (g_a - g_b), mask=ok)
-                        tl.store(grad_ptr + row + s - 2, tl.load(grad_ptr + row + s - 2, mask=ok, other=0.0) - g_a,
-                                 mask=ok)
-        if sweep == 0:
-            for m in range(0, N1):
-                value += tl.abs(tl.load(c_ptr + row + m, mask=ok, other=0.0))
-    for m in range(0, N1):
-        lm = tl.load(lam_ptr + row + m, mask=ok, other=0.0)
-        lsm, dlsm = _log_sigma_derivs(lm, KIND)
-        wm = tl.exp(c * lsm - lm)
-        g = tl.load(grad_ptr + row + m, mask=ok, other=0.0)
-        tl.store(grad_ptr + row + m, g + tl.load(gw_ptr + row + m, mask=ok, other=0.0) * wm * (c * dlsm - 1.0),
-                 mask=ok)
+    C = tl.arange(0, NP)[None, :]
+    k2 = tl.arange(0, 2)
+    c = _rsum(tl.load(prm_ptr + k2, mask=k2 < 1, other=0.0), 0) - 1.0
+    at = lanes.to(tl.int64)[:, None] * N1 + C
+    keep = ok[:, None] & (C < N1)
+    # masked points continue the row with distinct values, so that discarded coefficients stay finite
+    lam = tl.where(keep, tl.load(lam_ptr + at, mask=keep, other=0.0), 0.01 * C.to(tl.float64))
+    value, grad = _dmn_tile(lam, c, TAU, C, N1 - 1, NP, KIND, True)
+    tl.store(grad_ptr + at, grad, mask=keep)
     tl.store(value_ptr + lanes, value, mask=ok)
 
 
@@ -535,14 +529,6 @@ def _mep_tile(lam, c, C, N, nxt, prv, KIND: tl.constexpr, DERIVS: tl.constexpr):
 
 
 @_device_fn
-def _mep_value_of_t(t, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv,
-                    FAMILY: tl.constexpr, KIND: tl.constexpr):
-    lam, _d1, _d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, False)
-    value, _g, _d, _o = _mep_tile(lam, c, C, N, nxt, prv, KIND, False)
-    return value, lam
-
-
-@_device_fn
 def _sturm_step(q, cnt, d, e2, x):
     # one step of the Sturm count of the tridiagonal (number of eigenvalues < x; lower_row.h sturm_count); e2 is
     # the squared off-diagonal entry coupling this point to the previous one
@@ -626,7 +612,363 @@ def _shift_of(Hd, HoP, Ho, E2, interior, need, nm1, C, N, BLOCK_B: tl.constexpr)
     return tl.where(need, tl.maximum(0.0, 1e-8 * scale - ev_min), 0.0)
 
 
-# ------------------------------------------------------------------------------------------ lower level: kernel
+@_device_fn
+def _value_of_t(t, c, TAU, fa, fb, tab_ptr, n_tab, C, N,
+                NP: tl.constexpr, FAMILY: tl.constexpr, KIND: tl.constexpr, OBJ: tl.constexpr):
+    # the objective (OBJ 0: MEP, 1: DM-NonUniform) of the schedules t [rows, NP], and their lambdas
+    lam, _d1, _d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, False)
+    if OBJ == 0:
+        nxt = tl.broadcast_to(tl.minimum(C + 1, NP - 1), t.shape)
+        prv = tl.broadcast_to(tl.maximum(C - 1, 0), t.shape)
+        value, _g, _d, _o = _mep_tile(lam, c, C, N, nxt, prv, KIND, False)
+    else:
+        value, _g = _dmn_tile(lam, c, TAU, C, N, NP, KIND, False)
+    return value, lam
+
+
+@_device_fn
+def _pow2m(k):
+    # 2^-k for integers 0 <= k < 1023, exactly: the float64 with that exponent field
+    return ((1023 - k).to(tl.int64) << 52).to(tl.float64, bitcast=True)
+
+
+@_device_fn
+def _armijo(ft, f, alpha, dec, newton):
+    # the line search's test (lower_row.h armijo_backtrack): finite, and a decrease of 1e-4 alpha dec, or in the
+    # Newton region (dec below f's rounding) no rise beyond rounding
+    return (ft == ft) & (tl.abs(ft) < float("inf")) & ((ft <= f - 1e-4 * alpha * dec)
+                                                       | (newton & (ft <= f + 4e-16 * (1.0 + tl.abs(f)))))
+
+
+@_device_fn
+def _lower_scalars(prm_ptr):
+    # the float64 scalars fa, fb, gap d, d_min, gamma, c = p - 1, xtol: one masked load
+    k8 = tl.arange(0, 8)
+    prm = tl.load(prm_ptr + k8, mask=k8 < 7, other=0.0)
+    return (_rsum(tl.where(k8 == 0, prm, 0.0), 0), _rsum(tl.where(k8 == 1, prm, 0.0), 0),
+            _rsum(tl.where(k8 == 2, prm, 0.0), 0), _rsum(tl.where(k8 == 3, prm, 0.0), 0),
+            _rsum(tl.where(k8 == 4, prm, 0.0), 0), _rsum(tl.where(k8 == 5, prm, 0.0), 0) - 1.0,
+            _rsum(tl.where(k8 == 6, prm, 0.0), 0))
+
+
+@_device_fn
+def _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt,
+           FAMILY: tl.constexpr, INIT: tl.constexpr):
+    # lower_row.h init_row and feasible_start: the init family's schedule between the candidate's end points, blended
+    # with the uniform schedule until every gap is >= d. Returns the start t and whether the candidate is feasible.
+    N_f = N.to(tl.float64)
+    # lanes past B get a harmless candidate (never iterated, never stored)
+    rho = tl.load(psi_ptr + lanes * 3, mask=lane_ok, other=7.0)
+    t_eps = tl.load(psi_ptr + lanes * 3 + 1, mask=lane_ok, other=0.4)
+    t_max = tl.load(psi_ptr + lanes * 3 + 2, mask=lane_ok, other=0.6)
+    # start schedule of the init family (hso/inits.py; u = linspace(0, 1, N + 1))
+    u = tl.where(C >= N, 1.0, C.to(tl.float64) * (1.0 / N_f))  # padding columns clamped to the end
+    if INIT <= 1:  # edm_rho, logSNR: between the end points' lambdas
+        lam_hi, _a, _b = _lambda_derivs(t_max, fa, fb, tab_ptr, n_tab, FAMILY, False)
+        lam_lo, _a, _b = _lambda_derivs(t_eps, fa, fb, tab_ptr, n_tab, FAMILY, False)
+        if INIT == 0:  # edm_rho, in log space
+            rh = rho[:, None]
+            la = -lam_hi[:, None] / rh
+            lb = -lam_lo[:, None] / rh
+            mx = tl.maximum(la, lb)
+            log_sig = rh * (mx + tl.log((1.0 - u) * tl.exp(la - mx) + u * tl.exp(lb - mx)))
+            t = _t_of_lambda(-log_sig, fa, fb, tab_ptr, n_tab, n_bits, FAMILY)
+        else:  # logSNR
+            t = _t_of_lambda(lam_hi[:, None] + u * (lam_lo - lam_hi)[:, None], fa, fb, tab_ptr, n_tab, n_bits,
+                             FAMILY)
+    elif INIT == 2:  # time_uniform
+        t = t_max[:, None] + u * (t_eps - t_max)[:, None]
+    else:  # time_quadratic
+        sa = tl.sqrt(t_max)[:, None]
+        sb = tl.sqrt(t_eps)[:, None]
+        t = (sa + u * (sb - sa)) * (sa + u * (sb - sa))
+    t = tl.where(C == 0, t_max[:, None], tl.where(C >= N, t_eps[:, None], t))  # exact ends; padding = t_eps
+
+    # feasible start: blend with the uniform schedule until every gap is >= d
+    gaps = t - tl.gather(t, nxt, 1)
+    ug = (t_max - t_eps) / N_f
+    feasible = ug >= d * (1.0 + 1e-12)
+    dd = d * (1.0 + 1e-9)
+    short = (C < N) & (gaps < dd)
+    need = tl.where(short, (dd - gaps) / tl.where(short, ug[:, None] - gaps, 1.0), 0.0)
+    w = _rmax(need, 1)
+    w = tl.where(feasible, tl.minimum(tl.maximum(w, 0.0), 1.0), 1.0)
+    uni = C.to(tl.float64) * (1.0 / N_f) * (t_eps - t_max)[:, None] + t_max[:, None]
+    interior = (C >= 1) & (C < N)
+    return tl.where(interior, (1.0 - w[:, None]) * t + w[:, None] * uni, t), feasible
+
+
+@_device_fn
+def _blocks(t, bid, d, C, N, nxt, prv):
+    # lower_row.h working_blocks from the block starts bid (a block = points glued by working constraints):
+    # slacks, working set (wk[i]: constraint i, points i and i+1, is in it), free points (interior points of blocks
+    # holding neither end point) and offsets (dt_{j+1} = dt_j + c_j inside a block; blocks holding 0 start at 0, the
+    # block holding N ends at 0)
+    slack = tl.where(C < N, (t - tl.gather(t, nxt, 1)) - d, 0.0)
+    wk = (C < N) & (tl.gather(bid, nxt, 1) == bid)
+    bot = _col(bid, C == N)[:, None]  # first point of the block holding N
+    free = (C >= 1) & (C < N) & (bid != 0) & (bid != bot)
+    csum = _rcumsum(tl.where(wk, slack, 0.0), 1)
+    cex = tl.where(C >= 1, tl.gather(csum, prv, 1), 0.0)
+    off = cex - tl.gather(cex, bid, 1)
+    off = tl.where((bot > 0) & (C >= bot), off - _col(off, C == N)[:, None], off)
+    return slack, wk, free, off
+
+
+@_device_fn
+def _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it, xtol,
+                       c, TAU, fa, fb, tab_ptr, n_tab, C, N, nxt,
+                       BLOCK_B: tl.constexpr, NP: tl.constexpr, FAMILY: tl.constexpr, KIND: tl.constexpr,
+                       OBJ: tl.constexpr, BATCH: tl.constexpr):
+    # lower_row.h active_set_update for the lanes in `active`, once the step dt and the residual r = g + H dt
+    # (interior points) are known: multipliers; at a negligible step release the most negative one or stop;
+    # otherwise ratio test, backtracking line search (alpha, alpha / 2, ... 24 tries; BATCH: the first alone, the
+    # others in one evaluation) and the blocking constraint. Returns t, the blocks (bid, eid), active and iters.
+    dt_next = tl.gather(dt, nxt, 1)
+    smax = _rmax(tl.abs(dt), 1)
+    dec = -_rsum(g * dt, 1)
+
+    # multipliers of the working constraints from r, summed within blocks: downwards from the block start, or
+    # (block holding 0) upwards from the block end
+    rs = _rcumsum(r, 1)
+    mu = tl.where(bid == 0, rs - tl.gather(rs, eid, 1), rs - tl.gather(rs, tl.maximum(bid - 1, 0), 1))
+    mu_w = tl.where(wk, mu, float("inf"))
+    mu_min = _rmin(mu_w, 1)
+    worst = _rmin(tl.where(wk & (mu_w == mu_min[:, None]), C, NP), 1)
+    mu_tol = 1e-10 * (1.0 + gmax)
+    release_ok = mu_min < -mu_tol
+
+    # stationary on the working set: release the most negative multiplier, or stop
+    small = active & (smax <= xtol)
+    iters = tl.where(small, it + 1, iters)
+    release = small & release_ok
+    done = small & ~release_ok
+    move = active & ~small
+
+    # ratio test over the inactive constraints
+    dc = dt - dt_next
+    cand = (C < N) & ~wk & (dc < 0.0)
+    ratio = tl.where(cand, tl.maximum(slack, 0.0) / tl.where(cand, -dc, 1.0), float("inf"))
+    alpha_max = _rmin(ratio, 1)
+    blk = _rmin(tl.where(cand & (ratio == alpha_max[:, None]), C, NP), 1)
+    alpha = tl.minimum(1.0, alpha_max)
+    # in the Newton region the decrease is below f's rounding: take the step unless f visibly rises
+    newton = dec <= 1e-10 * (1.0 + tl.abs(f))
+    ft, _l = _value_of_t(t + alpha[:, None] * dt, c, TAU, fa, fb, tab_ptr, n_tab, C, N, NP, FAMILY, KIND, OBJ)
+    accepted = move & _armijo(ft, f, alpha, dec, newton)
+    pending = move & ~accepted
+    if BATCH:
+        # the other 23 halvings alpha 2^-k at once, as [BLOCK_B x 32, NP] rows, and the first that passes: the
+        # alpha of trying them in turn, in one evaluation (DM-NonUniform, non-smooth, often backtracks far)
+        if _rmax(pending.to(tl.int32), 0) > 0:
+            K = tl.arange(0, 32)[None, :]
+            a_k = alpha[:, None] * _pow2m(K)
+            trial = tl.reshape(t[:, None, :] + a_k[:, :, None] * dt[:, None, :], [BLOCK_B * 32, NP])
+            f_k, _l_k = _value_of_t(trial, c, TAU, fa, fb, tab_ptr, n_tab, C, N, NP, FAMILY, KIND, OBJ)
+            ok = (K >= 1) & (K < 24) & _armijo(tl.reshape(f_k, [BLOCK_B, 32]), f[:, None], a_k, dec[:, None],
+                                               newton[:, None])
+            k_first = _rmin(tl.where(ok, K, 32), 1)
+            found = pending & (k_first < 32)
+            alpha = tl.where(found, alpha * _pow2m(k_first), alpha)
+            accepted = accepted | found
+    else:
+        ls = 1
+        while (ls < 24) & (_rmax(pending.to(tl.int32), 0) > 0):
+            alpha = tl.where(pending, alpha * 0.5, alpha)
+            ft, _l = _value_of_t(t + alpha[:, None] * dt, c, TAU, fa, fb, tab_ptr, n_tab, C, N, NP, FAMILY, KIND,
+                                 OBJ)
+            ok = pending & _armijo(ft, f, alpha, dec, newton)
+            accepted = accepted | ok
+            pending = pending & ~ok
+            ls += 1
+    hit = accepted & (alpha == alpha_max) & (alpha_max < float("inf")) & (blk < NP)
+    t = tl.where(accepted[:, None], t + alpha[:, None] * dt, t)
+    # no acceptable step: the working-set problem is solved to rounding, like a negligible step
+    stuck = move & ~accepted
+    release = release | (stuck & release_ok)
+    done = done | (stuck & ~release_ok)
+    iters = tl.where(stuck & ~release_ok, it + 1, iters)
+    active = active & ~done
+
+    # working-set updates: drop constraint `worst` (split its block) or add constraint `blk` (merge two blocks);
+    # a lane does at most one of the two
+    if _rmax((release | hit).to(tl.int32), 0) > 0:
+        wi = worst[:, None]
+        sel_w = C == wi
+        s0 = _col(bid, sel_w)[:, None]
+        e0 = _col(eid, sel_w)[:, None]
+        rel = release[:, None]
+        eid = tl.where(rel & (C >= s0) & (C <= wi), wi, eid)
+        bid = tl.where(rel & (C > wi) & (C <= e0), wi + 1, bid)
+        bi = blk[:, None]
+        a0 = _col(bid, C == bi)[:, None]
+        e1 = _col(eid, C == bi + 1)[:, None]
+        mrg = hit[:, None]
+        bid = tl.where(mrg & (C > bi) & (C <= e1), a0, bid)
+        eid = tl.where(mrg & (C >= a0) & (C <= bi), e1, eid)
+    return t, bid, eid, active, iters
+
+
+@_device_fn
+def _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab_ptr, n_tab, d_min, gamma,
+                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr,
+                 NP: tl.constexpr, FAMILY: tl.constexpr, KIND: tl.constexpr, OBJ: tl.constexpr):
+    # value at the result; a failed optimisation keeps the start (spec section 5); SPF penalty; the outputs
+    valid = C <= N
+    value, lam = _value_of_t(t, c, TAU, fa, fb, tab_ptr, n_tab, C, N, NP, FAMILY, KIND, OBJ)
+    t_ok = ((t == t) & (tl.abs(t) < float("inf"))) | ~valid
+    t_fin = _rmin(t_ok.to(tl.int32), 1) != 0
+    bad = ~((value == value) & (tl.abs(value) < float("inf")) & t_fin)
+    if _rmax((bad & lane_ok).to(tl.int32), 0) > 0:
+        t = tl.where(bad[:, None], t_start, t)
+        value2, lam2 = _value_of_t(t, c, TAU, fa, fb, tab_ptr, n_tab, C, N, NP, FAMILY, KIND, OBJ)
+        value = tl.where(bad, value2, value)
+        lam = tl.where(bad[:, None], lam2, lam)
+    sh = tl.maximum(0.0, d_min - tl.abs(t - tl.gather(t, nxt, 1)))
+    penalty = gamma * _rsum(tl.where(C < N, sh * sh, 0.0), 1)
+
+    out = lanes.to(tl.int64)[:, None] * (N + 1) + C
+    keep = lane_ok[:, None] & valid
+    tl.store(t_ptr + out, t, mask=keep)
+    tl.store(lam_ptr + out, lam, mask=keep)
+    tl.store(obj_ptr + lanes, value, mask=lane_ok)
+    tl.store(pen_ptr + lanes, penalty, mask=lane_ok)
+    tl.store(iters_ptr + lanes, iters.to(tl.int64), mask=lane_ok)
+    tl.store(feas_ptr + lanes, feasible.to(tl.int8), mask=lane_ok)
+
+
+# ------------------------------------------------------------------------------ lower level: dense BFGS helpers
+# [BLOCK_B, NP, NP] tiles: R3 indexes rows (axis 1), K3 columns (axis 2), both by point; the matrices are zero
+# outside the interior points 1..N-1 unless said otherwise.
+@_device_fn
+def _rowdot(M, x, g, K3, NP: tl.constexpr):
+    # g_i + sum_j M[i][j] x_j, summed from g_i along j in order as lower_bfgs.h's loops (column 0 is outside the
+    # interior: it carries g)
+    return _seqsum(tl.where(K3 == 0, g[:, :, None], M * x[:, None, :]), K3 == NP - 1, 2)
+
+
+@_device_fn
+def _cholesky(A, N, C, R3, K3, BLOCK_B: tl.constexpr):
+    # lower_bfgs.h cholesky of the interior block of A, right-looking: each entry receives the C++ inner products'
+    # subtractions in the same order. Returns the factor (lower triangle; the rest is scratch) and whether every
+    # pivot was positive.
+    ok = tl.zeros([BLOCK_B], dtype=tl.int32) == 0
+    for k in range(1, N):
+        col = _rsum(tl.where(K3 == k, A, 0.0), 2)
+        piv = _col(col, C == k)
+        ok = ok & (piv > 0.0)
+        dk = tl.sqrt(tl.where(piv > 0.0, piv, 1.0))[:, None]
+        # (a lane whose factorisation failed stops changing: its factor is never used)
+        lk = tl.where(ok[:, None], tl.where(C == k, dk, tl.where(C > k, col / dk, 0.0)), 0.0)
+        A = tl.where((R3 > k) & (K3 > k), A - lk[:, :, None] * lk[:, None, :], A)
+        A = tl.where(K3 == k, lk[:, :, None], A)
+    return A, ok
+
+
+@_device_fn
+def _cholesky_solve(L, b, N, C, K3, NP: tl.constexpr):
+    # lower_bfgs.h cholesky_solve: forward substitution by columns, back substitution by rows, every entry summed
+    # in the C++ order
+    last = C == NP - 1
+    for k in range(1, N):
+        sel = C == k
+        lk = _rsum(tl.where(K3 == k, L, 0.0), 2)
+        yk = (_col(b, sel) / _col(lk, sel))[:, None]
+        b = tl.where(sel, yk, tl.where(C > k, b - lk * yk, b))
+    for kk in range(1, N):
+        sel = C == N - kk
+        li = _rsum(tl.where(K3 == N - kk, L, 0.0), 2)
+        terms = tl.where(C == 0, _col(b, sel)[:, None], tl.where(C > N - kk, -(li * b), 0.0))
+        b = tl.where(sel, (_seqsum(terms, last, 1) / _col(li, sel))[:, None], b)
+    return b
+
+
+@_device_fn
+def _jacobi_extreme(A, need, N, C, R3, K3, interior, inner):
+    # lower_bfgs.h jacobi_extreme_eigenvalues for the lanes in need: Jacobi sweeps over the interior block of the
+    # symmetric A until the off-diagonal mass is below 1e-32 of the diagonal's, then its extreme diagonal entries.
+    # Each rotation is the C++ one (its angle, columns then rows), but a sweep takes the pairs in round-robin
+    # order, n / 2 disjoint pairs per round (n = N - 1 interior points, one idle when n is odd), so that a sweep
+    # is n - 1 whole-tile rounds instead of n (n - 1) / 2 rotations in turn; the eigenvalues agree to rounding.
+    n = N - 1
+    m = n + n % 2  # players of the round robin (point i + 1 is player i)
+    player = C - 1
+    run = need
+    sweep = 0
+    while (sweep < 100) & (_rmax(run.to(tl.int32), 0) > 0):
+        dg = _rsum(tl.where(R3 == K3, A, 0.0), 2)
+        dsq = _rsum(tl.where(interior, dg * dg, 0.0), 1)
+        osq = _rsum(_rsum(tl.where(inner & (K3 > R3), A * A, 0.0), 2), 1)
+        run = run & ~((osq <= 1e-32 * dsq) | (osq == 0.0))
+        for rnd in range(0, m - 1):
+            # round rnd pairs player m - 1 with rnd and every other i with (2 rnd - i) mod (m - 1)
+            other = (2 * rnd - player + 2 * (m - 1)) % (m - 1)
+            mate = tl.where(player == rnd, m - 1, tl.where(player == m - 1, rnd, other))
+            P = tl.where(interior & (mate < n), mate + 1, C)  # [1, NP] partner point (itself: not rotated)
+            lo = C < P                                        # the pair's first point, the C++ p
+            dg = _rsum(tl.where(R3 == K3, A, 0.0), 2)
+            dgp = tl.gather(dg, tl.broadcast_to(P, dg.shape), 1)
+            # A[p][q] for both points of a pair
+            apq = tl.where(lo, _rsum(tl.where(K3 == P[:, :, None], A, 0.0), 2),
+                           _rsum(tl.where(R3 == P[:, None, :], A, 0.0), 1))
+            rot = run[:, None] & (P != C) & (apq != 0.0)
+            theta = (tl.where(lo, dgp, dg) - tl.where(lo, dg, dgp)) / (2.0 * tl.where(rot, apq, 1.0))
+            # (|theta| capped inside the root: where theta^2 overflows, tt is ~0 either way)
+            th = tl.minimum(tl.abs(theta), 1e150)
+            tt = _sign(theta) / (tl.abs(theta) + tl.sqrt(th * th + 1.0))
+            tn = tl.where(theta == 0.0, 1.0, tt)
+            cs = 1.0 / tl.sqrt(tn * tn + 1.0)
+            sn = tn * cs
+            # columns p, q: cs a_p - sn a_q, sn a_p + cs a_q; then rows p, q alike
+            Ag = tl.gather(A, tl.broadcast_to(P[:, None, :], A.shape), 2)
+            c3 = cs[:, None, :]
+            s3 = sn[:, None, :]
+            A = tl.where(rot[:, None, :], tl.where(lo[:, None, :], c3 * A - s3 * Ag, s3 * Ag + c3 * A), A)
+            Ag = tl.gather(A, tl.broadcast_to(P[:, :, None], A.shape), 1)
+            c3 = cs[:, :, None]
+            s3 = sn[:, :, None]
+            A = tl.where(rot[:, :, None], tl.where(lo[:, :, None], c3 * A - s3 * Ag, s3 * Ag + c3 * A), A)
+        sweep += 1
+    dg = _rsum(tl.where(R3 == K3, A, 0.0), 2)
+    return _rmin(tl.where(interior, dg, float("inf")), 1), _rmax(tl.where(interior, dg, -float("inf")), 1)
+
+
+@_device_fn
+def _reduced_dense(Hp, v, free, start, bid, C, N, R3, K3, inner, BLOCK_B: tl.constexpr, NP: tl.constexpr):
+    # lower_bfgs.h's reduced system over the free blocks, each block at the row and column of its first point:
+    # R[a][b] = sum of Hp over the points of blocks a and b, rhs[a] = -sum of v over block a. The other interior
+    # rows and columns are the identity's (rhs 0), which leaves the Cholesky of the free blocks' system as it is:
+    # they enter it as exact zeros. The sums run along each block in point order, over the columns, then the rows.
+    fr = free.to(tl.int32)
+    st = start.to(tl.int32)
+    acc = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    Q = tl.zeros([BLOCK_B, NP, NP], dtype=tl.float64)
+    for j in range(1, N):
+        sel = C == j
+        col = _rsum(tl.where(K3 == j, Hp, 0.0), 2)
+        acc = tl.where((_col(st, sel) != 0)[:, None], col, acc + col)
+        put = (K3 == _col(bid, sel)[:, None, None]) & (_col(fr, sel) != 0)[:, None, None]
+        Q = tl.where(put, acc[:, :, None], Q)
+    acc = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    acc_b = tl.zeros([BLOCK_B], dtype=tl.float64)
+    R = tl.zeros([BLOCK_B, NP, NP], dtype=tl.float64)
+    rhs = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    for i in range(1, N):
+        sel = C == i
+        row = _rsum(tl.where(R3 == i, Q, 0.0), 1)
+        new = _col(st, sel) != 0
+        acc = tl.where(new[:, None], row, acc + row)
+        vi = _col(v, sel)
+        acc_b = tl.where(new, -vi, acc_b - vi)
+        bi = _col(bid, sel)
+        fi = _col(fr, sel) != 0
+        R = tl.where((R3 == bi[:, None, None]) & fi[:, None, None], acc[:, None, :], R)
+        rhs = tl.where((C == bi[:, None]) & fi[:, None], acc_b[:, None], rhs)
+    both = (st[:, :, None] != 0) & (st[:, None, :] != 0)
+    return tl.where(both, R, tl.where(inner & (R3 == K3), 1.0, 0.0)), rhs
+
+
+# ------------------------------------------------------------------------------------------ lower level: kernels
 @triton.jit
 def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
                         prm_ptr,    # [7] fa, fb, gap d, d_min, gamma, p, xtol (fa, fb: schedule_code's a, b;
@@ -651,64 +993,13 @@ def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
     # column per step.
     lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     lane_ok = lanes < B
-    cols = tl.arange(0, NP)
-    C = cols[None, :]
+    C = tl.arange(0, NP)[None, :]
     nxt = tl.broadcast_to(tl.minimum(C + 1, NP - 1), [BLOCK_B, NP])
     prv = tl.broadcast_to(tl.maximum(C - 1, 0), [BLOCK_B, NP])
     Cb = tl.broadcast_to(C, [BLOCK_B, NP])
-    N_f = N.to(tl.float64)
-    valid = C <= N
     interior = (C >= 1) & (C < N)
-    # the float64 scalars, one masked load
-    k8 = tl.arange(0, 8)
-    prm = tl.load(prm_ptr + k8, mask=k8 < 7, other=0.0)
-    fa = _rsum(tl.where(k8 == 0, prm, 0.0), 0)
-    fb = _rsum(tl.where(k8 == 1, prm, 0.0), 0)
-    d = _rsum(tl.where(k8 == 2, prm, 0.0), 0)
-    d_min = _rsum(tl.where(k8 == 3, prm, 0.0), 0)
-    gamma = _rsum(tl.where(k8 == 4, prm, 0.0), 0)
-    c = _rsum(tl.where(k8 == 5, prm, 0.0), 0) - 1.0
-    xtol = _rsum(tl.where(k8 == 6, prm, 0.0), 0)
-    # lanes past B get a harmless candidate (never iterated, never stored)
-    rho = tl.load(psi_ptr + lanes * 3, mask=lane_ok, other=7.0)
-    t_eps = tl.load(psi_ptr + lanes * 3 + 1, mask=lane_ok, other=0.4)
-    t_max = tl.load(psi_ptr + lanes * 3 + 2, mask=lane_ok, other=0.6)
-
-    # ---- start schedule of the init family (hso/inits.py; u = linspace(0, 1, N + 1))
-    u = tl.where(C >= N, 1.0, C.to(tl.float64) * (1.0 / N_f))  # padding columns clamped to the end
-    if INIT <= 1:  # edm_rho, logSNR: between the end points' lambdas
-        lam_hi, _a, _b = _lambda_derivs(t_max, fa, fb, tab_ptr, n_tab, FAMILY, False)
-        lam_lo, _a, _b = _lambda_derivs(t_eps, fa, fb, tab_ptr, n_tab, FAMILY, False)
-        if INIT == 0:  # edm_rho, in log space
-            rh = rho[:, None]
-            la = -lam_hi[:, None] / rh
-            lb = -lam_lo[:, None] / rh
-            mx = tl.maximum(la, lb)
-            log_sig = rh * (mx + tl.log((1.0 - u) * tl.exp(la - mx) + u * tl.exp(lb - mx)))
-            t = _t_of_lambda(-log_sig, fa, fb, tab_ptr, n_tab, n_bits, FAMILY)
-        else:  # logSNR
-            t = _t_of_lambda(lam_hi[:, None] + u * (lam_lo - lam_hi)[:, None], fa, fb, tab_ptr, n_tab, n_bits,
-                             FAMILY)
-    elif INIT == 2:  # time_uniform
-        t = t_max[:, None] + u * (t_eps - t_max)[:, None]
-    else:  # time_quadratic
-        sa = tl.sqrt(t_max)[:, None]
-        sb = tl.sqrt(t_eps)[:, None]
-        t = (sa + u * (sb - sa)) * (sa + u * (sb - sa))
-    t = tl.where(C == 0, t_max[:, None], tl.where(C >= N, t_eps[:, None], t))  # exact ends; padding = t_eps
-
-    # ---- feasible start: blend with the uniform schedule until every gap is >= d
-    t_next = tl.gather(t, nxt, 1)
-    gaps = t - t_next
-    ug = (t_max - t_eps) / N_f
-    feasible = ug >= d * (1.0 + 1e-12)
-    dd = d * (1.0 + 1e-9)
-    short = (C < N) & (gaps < dd)
-    need = tl.where(short, (dd - gaps) / tl.where(short, ug[:, None] - gaps, 1.0), 0.0)
-    w = _rmax(need, 1)
-    w = tl.where(feasible, tl.minimum(tl.maximum(w, 0.0), 1.0), 1.0)
-    uni = C.to(tl.float64) * (1.0 / N_f) * (t_eps - t_max)[:, None] + t_max[:, None]
-    t = tl.where(interior, (1.0 - w[:, None]) * t + w[:, None] * uni, t)
+    fa, fb, d, d_min, gamma, c, xtol = _lower_scalars(prm_ptr)
+    t, feasible = _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, FAMILY, INIT)
     t_start = t
 
     # ---- active-set Newton in t
@@ -727,18 +1018,8 @@ def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
         HoP = tl.gather(Ho, prv, 1)                                                 # couples j-1 and j
         gmax = _rmax(tl.abs(g), 1)
         gersh = _rmax(tl.where(interior, tl.abs(Hd) + (tl.abs(HoP) + tl.abs(Ho)), 0.0), 1)
-        slack = tl.where(C < N, (t - tl.gather(t, nxt, 1)) - d, 0.0)
 
-        # blocks: wk[i] = constraint i (points i, i+1) is in the working set
-        wk = (C < N) & (tl.gather(bid, nxt, 1) == bid)
-        bottom = _col(bid, C == N)  # first point of the block holding N
-        bot = bottom[:, None]
-        free = interior & (bid != 0) & (bid != bot)
-        # offsets: dt_{j+1} = dt_j + c_j inside a block; blocks holding 0 start at 0, the block holding N ends at 0
-        csum = _rcumsum(tl.where(wk, slack, 0.0), 1)
-        cex = tl.where(C >= 1, tl.gather(csum, prv, 1), 0.0)
-        off = cex - tl.gather(cex, bid, 1)
-        off = tl.where((bot > 0) & (C >= bot), off - _col(off, C == N)[:, None], off)
+        slack, wk, free, off = _blocks(t, bid, d, C, N, nxt, prv)
         # reduced system over the free blocks: v = g + H off, contributions of the free points
         v = g + Hd * off + HoP * tl.gather(off, prv, 1) + Ho * tl.gather(off, nxt, 1)
         E2 = HoP * HoP
@@ -774,101 +1055,103 @@ def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
             u_next = (_col(RBPb, sel) - _col(CPLb, sel) * u_next) / _col(RDPb, sel)
             U = tl.where(sel, u_next[:, None], U)
         dt = tl.where(interior, off + tl.where(free, U, 0.0), 0.0)
-        dt_next = tl.gather(dt, nxt, 1)
-        smax = _rmax(tl.abs(dt), 1)
-        dec = -_rsum(g * dt, 1)
-
-        # multipliers of the working constraints from r = g + H dt, summed within blocks: downwards from the
-        # block start, or (block holding 0) upwards from the block end
-        r = tl.where(interior, g + Hd * dt + HoP * tl.gather(dt, prv, 1) + Ho * dt_next, 0.0)
-        rs = _rcumsum(r, 1)
-        mu = tl.where(bid == 0, rs - tl.gather(rs, eid, 1), rs - tl.gather(rs, tl.maximum(bid - 1, 0), 1))
-        mu_w = tl.where(wk, mu, float("inf"))
-        mu_min = _rmin(mu_w, 1)
-        worst = _rmin(tl.where(wk & (mu_w == mu_min[:, None]), C, NP), 1)
-        mu_tol = 1e-10 * (1.0 + gmax)
-        release_ok = mu_min < -mu_tol
-
-        # stationary on the working set: release the most negative multiplier, or stop
-        small = active & (smax <= xtol)
-        iters = tl.where(small, it + 1, iters)
-        release = small & release_ok
-        done = small & ~release_ok
-        move = active & ~small
-
-        # ratio test over the inactive constraints
-        dc = dt - dt_next
-        cand = (C < N) & ~wk & (dc < 0.0)
-        ratio = tl.where(cand, tl.maximum(slack, 0.0) / tl.where(cand, -dc, 1.0), float("inf"))
-        alpha_max = _rmin(ratio, 1)
-        blk = _rmin(tl.where(cand & (ratio == alpha_max[:, None]), C, NP), 1)
-        alpha = tl.minimum(1.0, alpha_max)
-        # in the Newton region the decrease is below f's rounding: take the step unless f visibly rises
-        newton = dec <= 1e-10 * (1.0 + tl.abs(f))
-        pending = move
-        accepted = lanes < 0
-        t_new = t
-        ls = 0
-        while (ls < 24) & (_rmax(pending.to(tl.int32), 0) > 0):
-            trial = t + alpha[:, None] * dt
-            ft, _l = _mep_value_of_t(trial, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv, FAMILY, KIND)
-            finite = (ft == ft) & (tl.abs(ft) < float("inf"))
-            ok = pending & finite & ((ft <= f - 1e-4 * alpha * dec)
-                                     | (newton & (ft <= f + 4e-16 * (1.0 + tl.abs(f)))))
-            t_new = tl.where(ok[:, None], trial, t_new)
-            accepted = accepted | ok
-            alpha = tl.where(pending & ~ok, alpha * 0.5, alpha)
-            pending = pending & ~ok
-            ls += 1
-        hit = accepted & (alpha == alpha_max) & (alpha_max < float("inf")) & (blk < NP)
-        t = tl.where(accepted[:, None], t_new, t)
-        # no acceptable step: the working-set problem is solved to rounding, like a negligible step
-        stuck = move & ~accepted
-        release = release | (stuck & release_ok)
-        done = done | (stuck & ~release_ok)
-        iters = tl.where(stuck & ~release_ok, it + 1, iters)
-        active = active & ~done
-
-        # working-set updates: drop constraint `worst` (split its block) or add constraint `blk` (merge two blocks);
-        # a lane does at most one of the two
-        if _rmax((release | hit).to(tl.int32), 0) > 0:
-            wi = worst[:, None]
-            sel_w = C == wi
-            s0 = _col(bid, sel_w)[:, None]
-            e0 = _col(eid, sel_w)[:, None]
-            rel = release[:, None]
-            eid = tl.where(rel & (C >= s0) & (C <= wi), wi, eid)
-            bid = tl.where(rel & (C > wi) & (C <= e0), wi + 1, bid)
-            bi = blk[:, None]
-            a0 = _col(bid, C == bi)[:, None]
-            e1 = _col(eid, C == bi + 1)[:, None]
-            mrg = hit[:, None]
-            bid = tl.where(mrg & (C > bi) & (C <= e1), a0, bid)
-            eid = tl.where(mrg & (C >= a0) & (C <= bi), e1, eid)
+        r = tl.where(interior, g + Hd * dt + HoP * tl.gather(dt, prv, 1) + Ho * tl.gather(dt, nxt, 1), 0.0)
+        t, bid, eid, active, iters = _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it,
+                                                        xtol, c, 0, fa, fb, tab_ptr, n_tab, C, N, nxt,
+                                                        BLOCK_B, NP, FAMILY, KIND, 0, False)
         it += 1
     iters = tl.where(active, maxiter, iters)
+    _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, 0, fa, fb, tab_ptr, n_tab, d_min, gamma,
+                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, NP, FAMILY, KIND, 0)
 
-    # ---- a failed optimisation keeps the start (spec section 5); SPF penalty
-    value, lam = _mep_value_of_t(t, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv, FAMILY, KIND)
-    t_ok = ((t == t) & (tl.abs(t) < float("inf"))) | ~valid
-    t_fin = _rmin(t_ok.to(tl.int32), 1) != 0
-    bad = ~((value == value) & (tl.abs(value) < float("inf")) & t_fin)
-    if _rmax((bad & lane_ok).to(tl.int32), 0) > 0:
-        t = tl.where(bad[:, None], t_start, t)
-        value2, lam2 = _mep_value_of_t(t, c, fa, fb, tab_ptr, n_tab, C, N, nxt, prv, FAMILY, KIND)
-        value = tl.where(bad, value2, value)
-        lam = tl.where(bad[:, None], lam2, lam)
-    sh = tl.maximum(0.0, d_min - tl.abs(t - tl.gather(t, nxt, 1)))
-    penalty = gamma * _rsum(tl.where(C < N, sh * sh, 0.0), 1)
 
-    out = lanes.to(tl.int64)[:, None] * (N + 1) + C
-    keep = lane_ok[:, None] & valid
-    tl.store(t_ptr + out, t, mask=keep)
-    tl.store(lam_ptr + out, lam, mask=keep)
-    tl.store(obj_ptr + lanes, value, mask=lane_ok)
-    tl.store(pen_ptr + lanes, penalty, mask=lane_ok)
-    tl.store(iters_ptr + lanes, iters.to(tl.int64), mask=lane_ok)
-    tl.store(feas_ptr + lanes, feasible.to(tl.int8), mask=lane_ok)
+@triton.jit
+def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
+                      t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr,
+                      B, N, n_tab, n_bits, maxiter, TAU,  # TAU: DM-NonUniform truncNum
+                      FAMILY: tl.constexpr, KIND: tl.constexpr, INIT: tl.constexpr,
+                      BLOCK_B: tl.constexpr, NP: tl.constexpr):
+    # lower_bfgs.h lower_row_bfgs: the MEP kernel's start, blocks, multipliers, ratio test, line search and
+    # outputs, with the DM-NonUniform objective (`_dmn_tile`) and its BFGS matrix in t. That matrix is dense: it
+    # lives as a [BLOCK_B, NP, NP] tile (rows and columns = points, zero outside the interior), and the working-set
+    # step is the dense reduced system over the free blocks solved by Cholesky; the loops over its columns are the
+    # only sequential parts.
+    lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    lane_ok = lanes < B
+    C = tl.arange(0, NP)[None, :]
+    R3 = tl.arange(0, NP)[None, :, None]
+    K3 = tl.arange(0, NP)[None, None, :]
+    nxt = tl.broadcast_to(tl.minimum(C + 1, NP - 1), [BLOCK_B, NP])
+    prv = tl.broadcast_to(tl.maximum(C - 1, 0), [BLOCK_B, NP])
+    Cb = tl.broadcast_to(C, [BLOCK_B, NP])
+    interior = (C >= 1) & (C < N)
+    inner = (R3 >= 1) & (R3 < N) & (K3 >= 1) & (K3 < N)
+    diag = inner & (R3 == K3)
+    last = C == NP - 1
+    fa, fb, d, d_min, gamma, c, xtol = _lower_scalars(prm_ptr)
+    t, feasible = _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, FAMILY, INIT)
+    t_start = t
+
+    active = lane_ok & feasible & (N > 1)
+    iters = tl.zeros([BLOCK_B], dtype=tl.int32)
+    bid = Cb
+    eid = Cb
+    H = tl.zeros([BLOCK_B, NP, NP], dtype=tl.float64)
+    t_prev = t
+    g_prev = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    it = 0
+    while (it < maxiter) & (_rmax(active.to(tl.int32), 0) > 0):
+        lam, d1, _d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, True)
+        f, gl = _dmn_tile(lam, c, TAU, C, N, NP, KIND, True)
+        g = tl.where(interior, gl * d1, 0.0)
+        gmax = _rmax(tl.abs(g), 1)
+        if it == 0:  # scaled identity: the first step moves no point by more than 0.02 in t
+            H = tl.where(diag, (gmax / 0.02)[:, None, None], 0.0)
+        else:  # BFGS update with the last step, where its curvature is positive
+            s = tl.where(interior, t - t_prev, 0.0)
+            y = tl.where(interior, g - g_prev, 0.0)
+            sy = _seqsum(s * y, last, 1)
+            upd = sy > 1e-12 * tl.sqrt(_seqsum(s * s, last, 1)) * tl.sqrt(_seqsum(y * y, last, 1))
+            hs = _seqsum(H * s[:, None, :], K3 == NP - 1, 2)
+            shs = _seqsum(s * hs, last, 1)
+            sy = tl.where(upd, sy, 1.0)[:, None, None]
+            shs = tl.where(upd, shs, 1.0)[:, None, None]
+            H = tl.where(upd[:, None, None] & inner,
+                         H + (y[:, :, None] * y[:, None, :] / sy - hs[:, :, None] * hs[:, None, :] / shs), H)
+        t_prev = t
+        g_prev = g
+        # positive-definite copy: shift 0 when H - 1e-8 (Gershgorin bound) has a Cholesky factor, else
+        # max(0, 1e-8 max|eig| - min eig) from Jacobi's extreme eigenvalues
+        gersh = _rmax(tl.where(interior, _seqsum(tl.abs(H), K3 == NP - 1, 2), 0.0), 1)
+        _l, pd = _cholesky(tl.where(diag, H - (1e-8 * gersh)[:, None, None], H), N, C, R3, K3, BLOCK_B)
+        need = active & ~pd
+        shift = tl.zeros([BLOCK_B], dtype=tl.float64)
+        if _rmax(need.to(tl.int32), 0) > 0:
+            ev_min, ev_max = _jacobi_extreme(H, need, N, C, R3, K3, interior, inner)
+            scale = tl.maximum(tl.maximum(tl.abs(ev_min), tl.abs(ev_max)), 1e-300)
+            shift = tl.where(need, tl.maximum(0.0, 1e-8 * scale - ev_min), 0.0)
+        Hp = tl.where(diag, H + shift[:, None, None], H)
+
+        # the working-set step: dt = off + (its free block's solution of the reduced system)
+        slack, wk, free, off = _blocks(t, bid, d, C, N, nxt, prv)
+        start = free & (bid == Cb)
+        Rm, rhs = _reduced_dense(Hp, _rowdot(Hp, off, g, K3, NP), free, start, bid, C, N, R3, K3, inner, BLOCK_B,
+                                 NP)
+        Lm, solvable = _cholesky(Rm, N, C, R3, K3, BLOCK_B)
+        U = _cholesky_solve(Lm, rhs, N, C, K3, NP)
+        dt = tl.where(interior, off + tl.where(free, tl.gather(U, bid, 1), 0.0), 0.0)
+        r = tl.where(interior, _rowdot(Hp, dt, g, K3, NP), 0.0)
+        # a reduced system without a factor cannot happen for a positive-definite Hp: stop where we are
+        stop = active & ~solvable
+        iters = tl.where(stop, it + 1, iters)
+        active = active & ~stop
+        t, bid, eid, active, iters = _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it,
+                                                        xtol, c, TAU, fa, fb, tab_ptr, n_tab, C, N, nxt,
+                                                        BLOCK_B, NP, FAMILY, KIND, 1, True)
+        it += 1
+    iters = tl.where(active, maxiter, iters)
+    _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab_ptr, n_tab, d_min, gamma,
+                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, NP, FAMILY, KIND, 1)
 
 
 # ------------------------------------------------------------------------------------------------ host wrappers
@@ -884,13 +1167,25 @@ def _mep_block(b: int) -> int:
     return 128
 
 
-def _lower_block(b: int, np_: int) -> int:
+def _lower_block(b: int, np_: int, dense: bool = False) -> int:
     if _INTERPRETED:
-        return min(max(16, triton.next_power_of_2(max(b, 1))), max(64, 16384 // np_))
+        cap = 262144 // (np_ * np_) if dense else 16384 // np_
+        return min(max(16, triton.next_power_of_2(max(b, 1))), max(64, cap))
     # some thirty [BLOCK_B, NP] float64 tiles are live in the Newton loop. Compiled for sm_90 (ptxas -v, 4 warps),
     # 2 elements of each per thread fit in registers (16 x 16: 235 registers, no spills) and 4 spill: keep
     # BLOCK_B * NP <= 256. Not timed on hardware.
+    # The DM-NonUniform kernel (dense) also holds a handful of [BLOCK_B, NP, NP] tiles: the same budget per
+    # element, one candidate per program from NP = 16 on. Neither compiled with ptxas nor timed on hardware.
+    if dense:
+        return max(1, min(16, 256 // (np_ * np_)))
     return max(1, min(16, 256 // np_))
+
+
+def _dmn_block(b: int, np_: int) -> int:
+    # rows are [BLOCK_B, NP] tiles, as in the lower level
+    if _INTERPRETED:
+        return min(_mep_block(b), max(16, 262144 // np_))
+    return max(1, min(128, 256 // np_))
 
 
 def mep_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, hessian: bool = False):
@@ -945,19 +1240,23 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
     value = torch.empty(bsz, dtype=torch.float64, device=dev)
     grad = torch.empty_like(x)
     if bsz > 0:
-        scratch = torch.empty((2, bsz, n1), dtype=torch.float64, device=dev)
         prm = torch.tensor([float(p)], dtype=torch.float64, device=dev)
-        block = _mep_block(bsz)
-        _dmn_fwd_kernel[(triton.cdiv(bsz, block),)](x, prm, value, grad, scratch[0], scratch[1], bsz, n1, tau,
-                                                     KIND=int(kind), BLOCK_B=block, num_warps=4)
+        np_ = triton.next_power_of_2(n1)
+        block = _dmn_block(bsz, np_)
+        _dmn_fwd_kernel[(triton.cdiv(bsz, block),)](x, prm, value, grad, bsz, n1, tau, KIND=int(kind), BLOCK_B=block,
+                                                     NP=np_, num_warps=4)
     return value.cpu().numpy(), grad.cpu().numpy()
 
 
 def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
-    """The fused MEP lower level for ``psi  # [B, 3]``; the contract of `hso.fast.reference_lower.lower_solve`
-    (validated by `hso.fast.lower_solve`)."""
+    """The fused lower level (MEP or DM-NonUniform) for ``psi  # [B, 3]``; the contract of
+    `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`)."""
+    from .reference_dmn import resolve_trunc_num
+
     if spec.init not in _INIT_CODES:
         raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(_INIT_CODES)}")
+    if spec.objective not in ("mep", "dmn"):
+        raise ValueError(f"unknown objective {spec.objective!r}; the Triton lower level takes 'mep' and 'dmn'")
     fam, fa, fb, table = schedule_code(schedule)
     if fam == 0:  # the discrete table's end values, which interpolation clamps to
         fa, fb = float(table[0]), float(table[-1])
@@ -975,12 +1274,17 @@ def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> Lo
     feas = torch.empty(bsz, dtype=torch.int8, device=dev)
     if bsz > 0:
         np_ = triton.next_power_of_2(n_int + 1)
-        block = _lower_block(bsz, np_)
-        _lower_solve_kernel[(triton.cdiv(bsz, block),)](
-            torch.from_numpy(p).to(dev), torch.from_numpy(prm).to(dev), torch.from_numpy(tab).to(dev),
-            t, lam, obj, pen, iters, feas, bsz, n_int, tab.size, int(tab.size).bit_length(), int(spec.maxiter),
-            FAMILY=int(fam), KIND=int(schedule.kind), INIT=_INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
-            num_warps=4)
+        dense = spec.objective == "dmn"
+        block = _lower_block(bsz, np_, dense)
+        args = (torch.from_numpy(p).to(dev), torch.from_numpy(prm).to(dev), torch.from_numpy(tab).to(dev),
+                t, lam, obj, pen, iters, feas, bsz, n_int, tab.size, int(tab.size).bit_length(), int(spec.maxiter))
+        meta = dict(FAMILY=int(fam), KIND=int(schedule.kind), INIT=_INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
+                    num_warps=4)
+        grid = (triton.cdiv(bsz, block),)
+        if dense:
+            _lower_dmn_kernel[grid](*args, resolve_trunc_num(n_int, spec.trunc_num), **meta)
+        else:
+            _lower_solve_kernel[grid](*args, **meta)
     obj_np, pen_np = obj.cpu().numpy(), pen.cpu().numpy()
     return LowerResult(t=t.cpu().numpy(), lambdas=lam.cpu().numpy(), objective=obj_np, penalty=pen_np,
                        fitness=obj_np + pen_np, iters=iters.cpu().numpy(), feasible=feas.cpu().numpy() != 0)
