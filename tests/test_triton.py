@@ -223,6 +223,24 @@ def test_dmn_empty_batch_and_maxiter():
     np.testing.assert_allclose(got.objective, want.objective, rtol=1e-9)
 
 
+def test_dmn_line_search_in_turn_accepts_the_same_steps(monkeypatch):
+    # the interpreter evaluates the line search's halvings in one batch, compiled kernels one at a time (the batch
+    # would spill on a GPU): both accept the same step, so the results are the same bits
+    s = hso.NoiseSchedule.preset("sd21")
+    spec = _dmn_spec(s, 7, "rank", 2.0, maxiter=20)
+    psi = random_psi(s, 4, 21)
+    calls = []
+    value_of_t = triton_backend._value_of_t  # a plain function under the interpreter: count the evaluations
+    monkeypatch.setattr(triton_backend, "_value_of_t", lambda *a: calls.append(1) or value_of_t(*a))
+    batched = _dmn_solve("triton", s, spec, psi)
+    n_batched = len(calls)
+    monkeypatch.setattr(triton_backend, "_INTERPRETED", False)  # the compiled path's BATCH and block size
+    in_turn = _dmn_solve("triton", s, spec, psi)
+    assert len(calls) - n_batched > n_batched  # the searches did backtrack, by more than one halving somewhere
+    for field in ("t", "lambdas", "objective", "iters"):
+        np.testing.assert_array_equal(getattr(in_turn, field), getattr(batched, field))
+
+
 def test_dmn_jacobi_and_cholesky_helpers():
     """The positive-definite copy's pieces (taken when BFGS matrices become ill-conditioned, late in chaotic runs):
     Jacobi's extreme eigenvalues to rounding of the largest, and the Cholesky's verdict, on indefinite and on
@@ -274,6 +292,49 @@ def test_dmn_whole_search_is_the_same():
     np.testing.assert_array_equal(a.timesteps, b.timesteps)
     assert b.fitness == pytest.approx(a.fitness, rel=1e-9)
     assert b.backend == "triton"
+
+
+# --------------------------------------------------------------------------------------------- GPU compilation
+# The interpreter runs Python, and accepts constructs that Triton's compiler rejects (a block shape held in a local
+# variable, a variable given another shape inside a branch): compile every kernel for sm_90 here, without a GPU
+# (Triton's own LLVM and ptxas), in a fresh process where TRITON_INTERPRET is off. One variant per schedule family
+# and init family for the MEP lower level; the DM-NonUniform one on two families (each takes ~15 s to compile).
+_COMPILE = r"""
+import json, os, sys
+os.environ["TRITON_INTERPRET"] = "0"
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from hso.fast import triton_backend as tb
+
+TYPES = {"iters_ptr": "*i64", "feas_ptr": "*i8"}
+done = []
+for name, const in json.loads(sys.argv[1]):
+    fn = getattr(tb, name)
+    sig = {p.name: "constexpr" if p.is_constexpr else TYPES.get(p.name, "*fp64" if p.name.endswith("_ptr") else "i32")
+           for p in fn.params}
+    kernel = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert kernel.asm["cubin"], name
+    done.append(name)
+print(json.dumps(done))
+"""
+_VARIANTS = ([("_mep_fwd_kernel", dict(KIND=0, HESSIAN=True, BLOCK_B=128)),
+              ("_dmn_fwd_kernel", dict(KIND=2, BLOCK_B=16, NP=16))]
+             + [("_lower_solve_kernel", dict(FAMILY=f, KIND=k, INIT=f % 4, BLOCK_B=4, NP=8))
+                for f, k in ((0, 0), (1, 0), (2, 0), (3, 1), (4, 2))]
+             + [("_lower_dmn_kernel", dict(FAMILY=f, KIND=k, INIT=i, BLOCK_B=4, NP=8, BATCH=False))
+                for f, k, i in ((0, 0, 0), (4, 2, 3))])
+
+
+def test_every_kernel_compiles_for_a_gpu(tmp_path):
+    import json
+    import os
+
+    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path))  # compile for real, whatever an earlier run cached
+    out = subprocess.run([sys.executable, "-c", _COMPILE, json.dumps(_VARIANTS)], capture_output=True, text=True,
+                         timeout=900, env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [name for name, _ in _VARIANTS]
 
 
 # ------------------------------------------------------------------------------------------------ registry

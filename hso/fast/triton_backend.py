@@ -1070,7 +1070,7 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
                       t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr,
                       B, N, n_tab, n_bits, maxiter, TAU,  # TAU: DM-NonUniform truncNum
                       FAMILY: tl.constexpr, KIND: tl.constexpr, INIT: tl.constexpr,
-                      BLOCK_B: tl.constexpr, NP: tl.constexpr):
+                      BLOCK_B: tl.constexpr, NP: tl.constexpr, BATCH: tl.constexpr):
     # lower_bfgs.h lower_row_bfgs: the MEP kernel's start, blocks, multipliers, ratio test, line search and
     # outputs, with the DM-NonUniform objective (`_dmn_tile`) and its BFGS matrix in t. That matrix is dense: it
     # lives as a [BLOCK_B, NP, NP] tile (rows and columns = points, zero outside the interior), and the working-set
@@ -1175,7 +1175,9 @@ def _lower_block(b: int, np_: int, dense: bool = False) -> int:
     # 2 elements of each per thread fit in registers (16 x 16: 235 registers, no spills) and 4 spill: keep
     # BLOCK_B * NP <= 256. Not timed on hardware.
     # The DM-NonUniform kernel (dense) also holds a handful of [BLOCK_B, NP, NP] tiles: the same budget per
-    # element, one candidate per program from NP = 16 on. Neither compiled with ptxas nor timed on hardware.
+    # element, one candidate per program from NP = 16 on. Compiled for sm_90 (Triton's ptxas, 4 warps, line
+    # search in turn): 162-247 registers and at most 88 bytes of stack for NP = 4 ... 32, 1 KiB of spills at
+    # NP = 64 (N > 31). Not timed on hardware.
     if dense:
         return max(1, min(16, 256 // (np_ * np_)))
     return max(1, min(16, 256 // np_))
@@ -1282,7 +1284,9 @@ def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> Lo
                     num_warps=4)
         grid = (triton.cdiv(bsz, block),)
         if dense:
-            _lower_dmn_kernel[grid](*args, resolve_trunc_num(n_int, spec.trunc_num), **meta)
+            # the batched line search saves the interpreter most of its calls; compiled, its 32 trial rows per
+            # candidate would spill to local memory, and halving in turn accepts the same step
+            _lower_dmn_kernel[grid](*args, resolve_trunc_num(n_int, spec.trunc_num), BATCH=_INTERPRETED, **meta)
         else:
             _lower_solve_kernel[grid](*args, **meta)
     obj_np, pen_np = obj.cpu().numpy(), pen.cpu().numpy()
