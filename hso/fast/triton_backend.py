@@ -1147,7 +1147,7 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
         active = active & ~stop
         t, bid, eid, active, iters = _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it,
                                                         xtol, c, TAU, fa, fb, tab_ptr, n_tab, C, N, nxt,
-                                                        BLOCK_B, NP, FAMILY, KIND, 1, True)
+                                                        BLOCK_B, NP, FAMILY, KIND, 1, BATCH)
         it += 1
     iters = tl.where(active, maxiter, iters)
     _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab_ptr, n_tab, d_min, gamma,
