@@ -15,6 +15,7 @@ out=${1:-${OUT:-/tmp/hso-gpu}}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+command -v nvcc >/dev/null || export PATH="$PATH:/usr/local/cuda/bin"
 
 {
   date
@@ -26,8 +27,9 @@ export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 PYTHONPATH="$PWD${PYTHONPATH:+:$PYT
 
 # 1. hso._C with the CUDA kernels (the archs CMakeLists.txt names), copied next to the Python package
 build=/tmp/hso-gpu-build
+gen=$(command -v ninja >/dev/null && echo "-G Ninja")
 pb=$($py -c 'import pybind11; print(pybind11.get_cmake_dir())')
-if ! timeout 240 bash -c "cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DHSO_CUDA=ON -Dpybind11_DIR='$pb' \
+if ! timeout 240 bash -c "cmake -S . -B '$build' $gen -DCMAKE_BUILD_TYPE=Release -DHSO_CUDA=ON -Dpybind11_DIR='$pb' \
         -DPython_EXECUTABLE='$(command -v "$py")' && cmake --build '$build' -j \"$(nproc)\"" >"$out/gpu_build.log" 2>&1
 then
   echo "hso gpu_check: the CUDA build failed; see gpu_build.log" | tee -a "$out/gpu_build.log"

@@ -185,7 +185,8 @@ def gpu_main(args: argparse.Namespace) -> int:
             ("lower_solve", "dmn", lower_cell, GPU_DMN_LOWER_BATCHES, big, 3),
             ("objective_and_grad", "dmn", objective_cell, GPU_BATCHES, big, args.repeats))
     record = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats,
-              "device": _gpu_name(), "baselines": ["cpp"], "rows": measure(grid, backends, ("cpp",))}
+              "profile": "gpu", "device": _gpu_name() or "no CUDA device visible", "baselines": ["cpp"],
+              "rows": measure(grid, backends, ("cpp",))}
     _write(args.out, "gpu_throughput", record)
     return 0
 
@@ -258,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
 def _markdown(rec: dict[str, Any]) -> str:
     m = rec["machine"]
     baselines = rec.get("baselines", ["reference", "torch"])
-    gpu = rec.get("device")
-    where = f"{gpu}, " if gpu else ""
-    lines = [f"# Kernel throughput ({rec['date']}, commit {(m.get('git_commit') or '')[:7]}, {where}"
+    gpu = rec.get("profile") == "gpu"
+    where = f"{rec['device']}, " if gpu else ""
+    lines = [f"# Kernel throughput ({rec['date']}, commit {(m.get('git_commit') or '')[:7] or 'not recorded'}, {where}"
              f"{m.get('cpu_count')} CPUs, {m.get('platform')})", ""]
     if gpu:
         lines += ["Command: `bash benchmarks/gpu_check.sh` (`python -m benchmarks.throughput --gpu`). Median of "
