@@ -1,6 +1,7 @@
 """Kernel throughput per backend, measured in one run: ``lower_solve`` and ``objective_and_grad``.
 
     .venv/bin/python -m benchmarks.throughput [--quick] [--repeats 5]
+    python -m benchmarks.throughput --gpu     # on a GPU machine: cpp, cuda and triton (gpu_check.sh runs it)
 
 * ``lower_solve`` (SD 2.1, paper box, spacing "rank"): candidate solves per second for B in 64 ... 65536 and
   N in 5, 10, 20, every available backend (the numpy reference up to B = 4096: it is the slow baseline).

@@ -203,8 +203,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         teacher_steps: intervals of the teacher's fine UniPC schedule.
         max_noise: at most this many calibration noises in all (the budget decides how many fit).
         objectives: hso objectives to search with ("mep" always; "dmn" adds the DM-NonUniform search). Default:
-            both where the engine has a fused DM-NonUniform lower level (the cpp backend: well under 2 s a
-            search), MEP only otherwise (the numpy driver needs seconds to a minute).
+            both where the engine has a fused DM-NonUniform lower level (cpp: well under 2 s a search; also cuda
+            and triton), MEP only otherwise (the numpy driver needs seconds to a minute).
         population: how many extra members of the final DE population to try.
         margin: a challenger replaces the default (candidate "hso", never eliminated) only when its RMSE on the
             same noises is lower by more than this fraction; 0 picks the lowest measured RMSE.

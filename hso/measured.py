@@ -6,8 +6,7 @@ DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search
 the baselines of `hso.baselines`. For each measured cell (three test beds per noise family: exact denoisers of
 digits and of photograph patches, and a trained network; NFE 4, 5, 6, 8, 10; RMSE against the converged sample)
 every candidate's *worst* RMSE ratio to the best baseline over the test beds is recorded, and candidates are ranked
-by it
-(`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes ``measured_rule.json``
+by it (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes ``measured_rule.json``
 and a test re-derives it from the committed results). A later candidate in `CANDIDATE_ORDER` (hso's settings
 first, the baselines last) must be more than `TOLERANCE` better to rank above an earlier one.
 

@@ -88,12 +88,12 @@ def replay(e_teacher: np.ndarray, nfe: int, budget: int, teach_cost: int, rng: n
         spent += k * (teach_cost + len(alive) * nfe)
         return e_teacher[np.ix_(alive, idx)].sum(axis=1)
 
-    if rule == "calibrate":
-        n = first_round(n_cand, budget, TEACHER_STEPS + 1, nfe)
-        sel = select(n, run_round, lambda: budget - spent, TEACHER_STEPS + 1, nfe)
-    else:  # lowest error: every candidate the budget affords in a first round of two noises
-        n = first_round(n_cand, budget, TEACHER_STEPS + 1, nfe, share=1.0)
-        sel = select(n, run_round, lambda: budget - spent, TEACHER_STEPS + 1, nfe, incumbent=False)
+    # calibrate plans with the nominal teacher cost, as `hso.calibrate` does; "lowest error" runs every candidate
+    # the budget affords in a first round of two noises, and no incumbent
+    calib = rule == "calibrate"
+    plan = TEACHER_STEPS + 1
+    n = first_round(n_cand, budget, plan, nfe, share=0.5 if calib else 1.0)
+    sel = select(n, run_round, lambda: budget - spent, plan, nfe, incumbent=calib)
     return sel.winner, order[:used]
 
 
