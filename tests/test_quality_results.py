@@ -110,3 +110,26 @@ def test_merge_replaces_only_the_rerun_methods(results):
         {"methods": list(redo), "wall_time_s": 1.5}
     with pytest.raises(ValueError, match="different settings"):
         run.merge(ev, Evaluation(new_rows, {**new.meta, "n_samples": 7}, []))
+
+
+def test_selection_report_is_generated_from_committed_replays():
+    selection = pytest.importorskip("benchmarks.quality.selection")
+    assert selection.load_selection(), "no committed replays: run `python -m benchmarks.quality.selection`"
+    assert selection.OUT.read_text() == selection.markdown(), \
+        "benchmarks/quality/selection.md is stale: run `python -m benchmarks.quality.selection`"
+
+
+def test_tails_counts_leads_that_come_from_a_few_noises():
+    """Three cells of 20 noises: the challenger wins through one noise where the default fails badly; wins on every
+    noise; loses. Only the first lead comes from a few noises, and that noise carries most of the default's error."""
+    from benchmarks.quality.selection import tails
+
+    tail, everywhere, behind = np.ones((2, 20)), np.ones((2, 20)), np.ones((2, 20))
+    tail[0, 0], tail[1] = 100.0, 1.5
+    everywhere[1] = 0.5
+    behind[1] = 2.0
+    cells = {i: (["hso", "other"], None, e) for i, e in enumerate((tail, everywhere, behind))}
+    t = tails({"cells": cells}, top=0.05)
+    assert (t["cells"], t["default_loses"], t["won_on_few_noises"]) == (3, 2, 1)
+    assert t["top_share_max"] == pytest.approx(100.0 / 119.0)
+    assert t["top_share_median"] == pytest.approx(1.0 / 20.0)
