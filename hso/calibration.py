@@ -14,14 +14,16 @@ HSO and the baselines are model-free: which of them samples best depends on the 
    teacher and the surviving candidates on them, and keeps the better half (errors are heavy-tailed across noises,
    so the budget goes to more noises for the close contenders);
 4. the default (`hso.optimize`'s model-free pick, candidate "hso") is the incumbent: it is never eliminated, and a
-   challenger replaces it only when its RMSE on the same noises is lower by more than ``margin`` (2%). The other
+   challenger replaces it only when its RMSE on the same noises is lower by more than ``margin`` (2%) and its mean
+   per-noise lead exceeds ``significance`` (1) standard errors of the per-noise differences. The other
    candidates are ordered by the default's measured ranking for this cell (`hso.measured`), and where the first
    round (two noises each) would take more than half the budget only the best-ranked ones are run;
 5. optionally, the winner's interior points are refined by a compass search in lambda on the measured error.
 
-Why the incumbent and the ordering: with a few noises per candidate, a measured difference of a few percent is
-mostly noise (one trajectory that changes mode dominates the error): on some test beds the lowest measured error
-alone is within 2% of the best candidate less often than the default without any measurement.
+Why the incumbent, the test and the ordering: with a few noises per candidate, a measured difference of a few
+percent is mostly noise (one trajectory that changes mode dominates the error): on some test beds the lowest
+measured error alone is within 2% of the best candidate less often than the default without any measurement, and
+a lead that one noise makes is no evidence.
 `benchmarks/quality/selection.py` measures how often each selection rule picks within 2% of the best candidate,
 from every candidate's per-noise errors on the test beds.
 
@@ -62,7 +64,7 @@ class CalibrationResult:
         n_noise: calibration noises drawn (the winner was run on all of them).
         nfe_spent: network evaluations spent (per sample), teacher and probe included.
         budget, n_noise, teacher_steps, solver, solver_options, nfe, convention, prediction, seed, wall_time,
-        margin: as passed to `calibrate` (candidate "hso", the default, is the incumbent).
+        margin, significance: as passed to `calibrate` (candidate "hso", the default, is the incumbent).
         objectives: the hso objectives searched for candidates (("mep", "dmn") where the engine has the fused
             DM-NonUniform lower level), and backend: the engine backend that ran the searches.
     """
@@ -86,6 +88,7 @@ class CalibrationResult:
     wall_time: float
     schedule: dict[str, Any] = field(default_factory=dict)
     margin: float = 0.02
+    significance: float = 1.0
     objectives: tuple[str, ...] = ()
     backend: str = ""
 
@@ -95,7 +98,8 @@ class CalibrationResult:
         lines = [f"# calibrate: {self.solver} NFE {self.nfe} ({self.convention}), {self.n_noise} noises, teacher "
                  f"{self.teacher_steps} steps, {self.nfe_spent} / {self.budget} network evaluations; searches: "
                  f"{', '.join(self.objectives)} on backend {self.backend}",
-                 f"'hso' is the default: a challenger replaces it only when more than {self.margin:.0%} better",
+                 f"'hso' is the default: a challenger replaces it only when more than {self.margin:.0%} better, "
+                 f"by more than {self.significance:g} standard errors of the per-noise differences",
                  f"{'candidate':<22} {'rmse':>10} {'noises':>7}"]
         lines += [f"{c['name']:<22} {c['rmse']:>10.5g} {c['noises']:>7d}"
                   + ("   <- chosen" if c["name"] == self.method else "") for c in rows]
@@ -186,7 +190,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
               nfe: int = 5, *, sample_shape: Sequence[int], budget: int = GITS_BUDGET // 50,
               prediction: str = "epsilon", convention: str | None = None, solver_options: dict[str, Any] | None = None,
               teacher_steps: int = 32, max_noise: int = 64, objectives: Sequence[str] | None = None,
-              population: int = 3, margin: float = 0.02, refine: bool = False, seed: int = 0,
+              population: int = 3, margin: float = 0.02, significance: float = 1.0, refine: bool = False, seed: int = 0,
               progress: bool = False) -> CalibrationResult:
     """Pick, by measurement with your model, the schedule that samples best for a solver and NFE.
 
@@ -207,7 +211,9 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
             and triton), MEP only otherwise (the numpy driver needs seconds to a minute).
         population: how many extra members of the final DE population to try.
         margin: a challenger replaces the default (candidate "hso", never eliminated) only when its RMSE on the
-            same noises is lower by more than this fraction; 0 picks the lowest measured RMSE.
+            same noises is lower by more than this fraction,
+        significance: and only when its mean per-noise lead (squared error) exceeds this many standard errors of
+            the per-noise differences; ``margin=0, significance=0`` picks the lowest measured RMSE.
         refine: spend the budget left on a compass search over the winner's interior points (lambda).
         seed: seed of the calibration noises (same seed, same result).
         progress: print progress to stderr.
@@ -238,6 +244,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         raise ValueError(f"teacher_steps must be >= 4, got {teacher_steps}")
     if not 0 <= margin < 1:
         raise ValueError(f"margin must be in [0, 1), got {margin}")
+    if not (np.isfinite(significance) and significance >= 0):
+        raise ValueError(f"significance must be a finite number >= 0, got {significance}")
     pred = prediction_for(prediction, sched)
     rng = np.random.default_rng(seed)
 
@@ -266,12 +274,12 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
     if not np.all(np.isfinite(np.asarray(out, dtype=np.float64))):
         raise ValueError("the model returned NaN or inf on the probe input")
 
-    def sq_errors(t: np.ndarray, z: np.ndarray, teacher: np.ndarray) -> float:
-        """Sum over these noises of each sample's mean squared error against the teacher."""
+    def sq_errors(t: np.ndarray, z: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+        """Each sample's mean squared error against the teacher, one per noise."""
         x = sample(counter, initial_state(sched, float(t[0]), z), sched, t, spec.name, prediction=pred, convention=conv,
                    **opts)
         y = final_data(sched, x, float(t[-1]), conv)
-        return float(np.sum(np.mean((y - teacher).reshape(len(z), -1) ** 2, axis=1)))
+        return np.mean((y - teacher).reshape(len(z), -1) ** 2, axis=1)
 
     def run_round(alive: list[int], chunk: int) -> np.ndarray:
         z = rng.standard_normal((chunk, *shape))
@@ -279,7 +287,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         return np.array([sq_errors(cands[i][1], z, teacher) for i in alive])
 
     sel = select(len(cands), run_round, lambda: budget - counter.spent, teach_cost, nfe, max_noise=max_noise,
-                 margin=margin, say=say, names=[name for name, _ in cands])
+                 margin=margin, significance=significance, say=say, names=[name for name, _ in cands])
     sse, runs, n_noise, win = sel.sse, sel.runs, sel.n_noise, sel.winner
     report = [{"name": name, "t": t.tolist(), "noises": int(runs[i]),
                "rmse": math.sqrt(sse[i] / runs[i]) if runs[i] else float("nan")} for i, (name, t) in enumerate(cands)]
@@ -293,7 +301,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
             teacher = teacher_solution(counter, sched, z, pred, teacher_steps)
 
             def score_fixed(t: np.ndarray) -> float:
-                return math.sqrt(sq_errors(t, z, teacher) / k)
+                return math.sqrt(float(np.sum(sq_errors(t, z, teacher))) / k)
 
             base = score_fixed(t_best)
             t_new, rmse_new, refined = _refine(score_fixed, sched, t_best, base,
@@ -309,7 +317,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
                              candidates=report, nfe_spent=counter.spent, budget=int(budget), n_noise=n_noise,
                              teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
                              convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,
-                             schedule=sched.describe(), margin=float(margin), objectives=tuple(objectives),
+                             schedule=sched.describe(), margin=float(margin), significance=float(significance),
+                             objectives=tuple(objectives),
                              backend=engine.name)
 
 
@@ -350,28 +359,35 @@ class Selection:
 
 
 def select(n: int, run_round: Callable[[list[int], int], np.ndarray], left: Callable[[], int], teach_cost: int,
-           nfe: int, *, max_noise: int = 64, margin: float = 0.02, say: Callable[[str], None] | None = None,
-           names: Sequence[str] | None = None, incumbent: bool = True) -> Selection:
+           nfe: int, *, max_noise: int = 64, margin: float = 0.02, significance: float = 1.0,
+           say: Callable[[str], None] | None = None, names: Sequence[str] | None = None,
+           incumbent: bool = True) -> Selection:
     """Successive halving over candidates 0..n-1, candidate 0 the incumbent (the model-free default).
 
     Every round draws new noises (twice as many as the last, as many as ``left()`` evaluations afford at
     ``teach_cost + nfe`` per alive candidate and noise), runs the teacher and the alive candidates on them
-    (``run_round(alive, k)`` returns each one's summed squared error on the k new noises), and keeps the better
-    half. Errors are heavy-tailed across noises (a few trajectories that change mode dominate), so the budget goes
-    to more noises for the close contenders. The incumbent is never eliminated, so the last rounds are a duel with
-    the best challenger, which wins only when its error on the same noises is lower by more than ``margin`` (RMSE).
-    ``incumbent=False`` is plain successive halving (the lowest measured error wins).
+    (``run_round(alive, k)`` returns each one's squared error per noise, ``[len(alive), k]``), and keeps the better
+    half by summed squared error. Errors are heavy-tailed across noises (a few trajectories that change mode
+    dominate), so the budget goes to more noises for the close contenders. The incumbent is never eliminated, so the
+    last rounds are a duel with the best challenger, which wins only when its error on the same noises is lower by
+    more than ``margin`` (RMSE) and the mean of the per-noise differences exceeds ``significance`` standard errors
+    (a lead that one noise makes is no evidence). ``incumbent=False`` is plain successive halving (the lowest
+    measured error wins).
     The selection itself, without a model: `benchmarks/quality/selection.py` replays it on recorded errors.
     """
-    sse = np.zeros(n)
+    err = np.zeros((n, max_noise))  # per-noise squared errors (zero where a candidate did not run)
     runs = np.zeros(n, dtype=np.int64)
     seen, alive, chunk = 0, list(range(n)), 2
     while len(alive) > 1 and seen < max_noise:
         chunk = int(min(chunk, max_noise - seen, left() // (teach_cost + len(alive) * nfe)))
         if chunk < 1:
             break
-        sse[alive] += run_round(alive, chunk)
+        new = np.asarray(run_round(alive, chunk), dtype=np.float64)
+        if new.shape != (len(alive), chunk):
+            raise ValueError(f"run_round returned shape {new.shape}, expected {(len(alive), chunk)}")
+        err[alive, seen:seen + chunk] = new
         runs[alive] += chunk
+        sse = err.sum(axis=1)
         seen += chunk
         if say is not None:
             say(f"{seen} noises: " + ", ".join(f"{names[i] if names else i} {math.sqrt(sse[i] / seen):.4g}"
@@ -383,10 +399,15 @@ def select(n: int, run_round: Callable[[list[int], int], np.ndarray], left: Call
         chunk *= 2
     if seen == 0:  # pragma: no cover - the minimum budget always affords one round
         raise RuntimeError("the budget did not cover one round")
-    # every candidate still alive ran on every noise; a challenger must beat the incumbent by the margin
+    # every candidate still alive ran on every noise; a challenger must beat the incumbent by the margin, and by
+    # more than `significance` standard errors of the per-noise differences
+    sse = err.sum(axis=1)
     win = min(alive, key=lambda i: sse[i])
-    if incumbent and win != 0 and not sse[win] < (1 - margin) ** 2 * sse[0]:
-        win = 0
+    if incumbent and win != 0:
+        lead = err[0, :seen] - err[win, :seen]
+        clear = lead.mean() > significance * (lead.std(ddof=1) / math.sqrt(seen) if seen > 1 else 0.0)
+        if not (sse[win] < (1 - margin) ** 2 * sse[0] and clear):
+            win = 0
     return Selection(sse, runs, seen, win)
 
 

@@ -53,7 +53,8 @@ def test_without_a_margin_the_lowest_measured_error_wins_and_candidates_follow_t
     from hso.measured import measured_pick
 
     sch, gmm, model = setup
-    r = hso.calibrate(model, sch, "ddim", 6, sample_shape=(64,), budget=600, margin=0.0, convention="jump")
+    r = hso.calibrate(model, sch, "ddim", 6, sample_shape=(64,), budget=600, margin=0.0, significance=0.0,
+                      convention="jump")
     full = [c for c in r.candidates if c["noises"] == r.n_noise]
     assert r.method == min(full, key=lambda c: c["rmse"])["name"]
     rank = [name for name, _ in measured_pick("ddim", "jump", "vp", 6).ranking]
@@ -122,6 +123,9 @@ def test_bad_arguments_spend_nothing(setup):
         hso.calibrate(42, sch, "unipc", 5, sample_shape=(64,))
     with pytest.raises(ValueError, match="margin"):
         hso.calibrate(m, sch, "unipc", 5, sample_shape=(64,), margin=-0.1)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="significance"):
+            hso.calibrate(m, sch, "unipc", 5, sample_shape=(64,), significance=bad)
     assert m.calls == 0
 
 
@@ -151,7 +155,7 @@ def _replay(errors, budget, nfe=5, teach=33, **kw):
         idx = np.arange(state["used"], state["used"] + k) % errors.shape[1]
         state["used"] += k
         state["spent"] += k * (teach + len(alive) * nfe)
-        return errors[np.ix_(alive, idx)].sum(axis=1)
+        return errors[np.ix_(alive, idx)]
 
     sel = select(errors.shape[0], run_round, lambda: budget - state["spent"], teach, nfe, **kw)
     return sel, state["spent"]
@@ -166,6 +170,32 @@ def test_select_keeps_the_incumbent_unless_a_challenger_beats_the_margin(better,
     assert sel.winner == (3 if wins else 0)
     plain, _ = _replay(e, 1000, incumbent=False)
     assert plain.winner == 3  # without the incumbent rule the lowest measured error wins
+
+
+def test_a_lead_that_one_noise_makes_does_not_replace_the_incumbent():
+    """The challenger is 5% worse than the default on every noise but one, where the default fails badly: its
+    summed error is lower by far more than the margin, but the per-noise differences do not show a lead beyond
+    one standard error, so the default stays; without the test (significance 0) the challenger wins."""
+    e = np.ones((3, 64))
+    e[1], e[2] = 1.05, 3.0
+    e[0, 3] = 10.0  # on the second round's second noise
+    sel, _ = _replay(e, 1000)
+    assert sel.n_noise > 4 and sel.sse[1] < 0.98 ** 2 * sel.sse[0]
+    lead = e[0, :sel.n_noise] - e[1, :sel.n_noise]
+    assert 0 < lead.mean() < lead.std(ddof=1) / np.sqrt(sel.n_noise)
+    assert sel.winner == 0
+    assert _replay(e, 1000, significance=0.0)[0].winner == 1
+    # the same lead spread over every noise is clear evidence
+    steady = np.ones((3, 64))
+    steady[1], steady[2] = 1.0 - (9.0 - 0.05 * (sel.n_noise - 1)) / sel.n_noise, 3.0
+    assert _replay(steady, 1000)[0].winner == 1
+
+
+def test_select_rejects_a_round_of_the_wrong_shape():
+    from hso.calibration import select
+
+    with pytest.raises(ValueError, match="shape"):
+        select(3, lambda alive, k: np.ones(len(alive)), lambda: 1000, 33, 5)
 
 
 def test_select_spends_at_most_the_budget_and_halves_the_field():

@@ -133,3 +133,16 @@ def test_tails_counts_leads_that_come_from_a_few_noises():
     assert (t["cells"], t["default_loses"], t["won_on_few_noises"]) == (3, 2, 1)
     assert t["top_share_max"] == pytest.approx(100.0 / 119.0)
     assert t["top_share_median"] == pytest.approx(1.0 / 20.0)
+
+
+def test_a_tie_up_to_rounding_counts_as_best_for_both():
+    """The same schedule measured in two runs differs in the last bits; both count as best in that cell."""
+    from hso.evaluation import Evaluation
+    from hso.evaluation.report import summary_markdown, ties_best
+
+    assert ties_best(0.1 * (1 + 1e-15), 0.1) and not ties_best(0.1 * (1 + 1e-6), 0.1)
+    rows = [{"solver": "ddim", "convention": "stop", "nfe": 5, "method": m, "rmse": v}
+            for m, v in (("a", 0.1), ("b", 0.1 * (1 + 1e-15)), ("c", 0.2))]
+    table = summary_markdown([Evaluation(rows, {}, [])], labels=["x"])
+    assert "| x | 1 | a | 1 | 1 | 1.00x |" in table and "| x | 1 | b | 1 | 1 | 1.00x |" in table
+    assert "| x | 1 | c | 0 | 0 | 2.00x |" in table

@@ -7,7 +7,8 @@ is recorded twice: against calibrate's own teacher (what calibration sees) and a
 time on fresh random noises from that pool with its budget accounting, and its pick is scored on the noises that
 draw did not use. Rules compared, at 307 and 1000 network evaluations:
 
-* ``calibrate``: what `hso.calibrate` does (the default is the incumbent, 2% margin, ranked first round);
+* ``calibrate``: what `hso.calibrate` does (the default is the incumbent: a challenger needs a 2% margin and a lead
+  of more than one standard error of the per-noise differences; ranked first round);
 * ``lowest error``: plain successive halving, the lowest measured error wins (calibrate before the incumbent rule);
 * ``default only``: no measurement, `hso.optimize`'s model-free pick;
 * ``ceiling``: the lowest error on half of the pool (256 noises by default, tens of times the budget's worth),
@@ -86,7 +87,7 @@ def replay(e_teacher: np.ndarray, nfe: int, budget: int, teach_cost: int, rng: n
         idx = order[used:used + k]
         used += k
         spent += k * (teach_cost + len(alive) * nfe)
-        return e_teacher[np.ix_(alive, idx)].sum(axis=1)
+        return e_teacher[np.ix_(alive, idx)]
 
     # calibrate plans with the nominal teacher cost, as `hso.calibrate` does; "lowest error" runs every candidate
     # the budget affords in a first round of two noises, and no incumbent

@@ -32,6 +32,12 @@ def _title(ev: Evaluation) -> str:
     return f"test bed `{m['testbed']}`, noise schedule `{m['schedule']['name']}` ({m['schedule']['family']})"
 
 
+def ties_best(value: float, best: float, rel: float = 1e-9) -> bool:
+    """Whether ``value`` is the best up to rounding: the same schedule measured in two runs (e.g. calibrate's pick
+    and the candidate it picked) can differ in the last bits, and counts as a tie."""
+    return value <= best * (1.0 + rel)
+
+
 def markdown_table(ev: Evaluation, metric: str = "rmse") -> str:
     """One table per (solver, convention): methods x NFE, the best of each column in bold."""
     lines = [f"### {METRIC_NAMES.get(metric, metric)}: {_title(ev)}", "",
@@ -53,7 +59,7 @@ def markdown_table(ev: Evaluation, metric: str = "rmse") -> str:
             cells = []
             for n in nfes:
                 v = val.get((m, n))
-                cells.append("" if v is None else (f"**{v:.4g}**" if v == best[n] else f"{v:.4g}"))
+                cells.append("" if v is None else (f"**{v:.4g}**" if ties_best(v, best[n]) else f"{v:.4g}"))
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     if ev.skipped:
@@ -165,7 +171,7 @@ def summary_markdown(evs: list[Evaluation], labels: list[str] | None = None, wit
         best = {c: min(r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == c) for c in cells}
         for m in dict.fromkeys(r["method"] for r in ev.rows):
             ratios = [r["rmse"] / best[(r["solver"], r["convention"], r["nfe"])] for r in ev.rows if r["method"] == m]
-            wins = sum(1 for x in ratios if x == 1.0)
+            wins = sum(1 for x in ratios if ties_best(x, 1.0))
             close = sum(1 for x in ratios if x <= within)
             lines.append(f"| {label} | {len(cells)} | {m} | {wins} | {close} | {max(ratios):.2f}x |")
     return "\n".join(lines)
@@ -199,7 +205,7 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
             best = min(vals.values())
             acc = wins.setdefault(cell[:2] + (space,), {m: [0, []] for m in RULE_VARIANTS})
             for m, v in vals.items():
-                acc[m][0] += v == best
+                acc[m][0] += ties_best(v, best)
                 acc[m][1].append(v / best)
     rule, evidence = {}, {}
     for key, acc in wins.items():
