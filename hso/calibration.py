@@ -65,6 +65,9 @@ class CalibrationResult:
         nfe_spent: network evaluations spent (per sample), teacher and probe included.
         budget, n_noise, teacher_steps, solver, solver_options, nfe, convention, prediction, seed, wall_time,
         margin, significance: as passed to `calibrate` (candidate "hso", the default, is the incumbent).
+        duel: the last comparison with the default: ``{"challenger", "rmse_ratio" (its RMSE over the default's on
+            the same noises), "lead", "lead_se"}`` (mean per-noise lead in squared error and its standard error), or
+            empty when no challenger lasted.
         objectives: the hso objectives searched for candidates (("mep", "dmn") where the engine has the fused
             DM-NonUniform lower level), and backend: the engine backend that ran the searches.
     """
@@ -89,6 +92,7 @@ class CalibrationResult:
     schedule: dict[str, Any] = field(default_factory=dict)
     margin: float = 0.02
     significance: float = 1.0
+    duel: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ()
     backend: str = ""
 
@@ -99,12 +103,16 @@ class CalibrationResult:
                  f"{self.teacher_steps} steps, {self.nfe_spent} / {self.budget} network evaluations; searches: "
                  f"{', '.join(self.objectives)} on backend {self.backend}",
                  f"'hso' is the default: a challenger replaces it only when more than {self.margin:.0%} better, "
-                 f"by more than {self.significance:g} standard errors of the per-noise differences",
+                 f"with a per-noise lead above {self.significance:g} x its standard error",
                  f"{'candidate':<22} {'rmse':>10} {'noises':>7}"]
         lines += [f"{c['name']:<22} {c['rmse']:>10.5g} {c['noises']:>7d}"
                   + ("   <- chosen" if c["name"] == self.method else "") for c in rows]
         if self.method not in {c["name"] for c in rows}:
             lines.append(f"{self.method:<22} {self.rmse:>10.5g}   <- chosen (refined)")
+        if self.duel:
+            d = self.duel
+            lines.append(f"last duel: {d['challenger']} at {d['rmse_ratio']:.3f}x the default's RMSE; per-noise lead "
+                         f"{d['lead']:.3g} +- {d['lead_se']:.3g} (one standard error)")
         return "\n".join(lines)
 
 
@@ -289,6 +297,10 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
     sel = select(len(cands), run_round, lambda: budget - counter.spent, teach_cost, nfe, max_noise=max_noise,
                  margin=margin, significance=significance, say=say, names=[name for name, _ in cands])
     sse, runs, n_noise, win = sel.sse, sel.runs, sel.n_noise, sel.winner
+    duel = {} if sel.challenger < 0 else {
+        "challenger": cands[sel.challenger][0],
+        "rmse_ratio": math.sqrt(sse[sel.challenger] / sse[0]) if sse[0] > 0 else float("nan"),
+        "lead": sel.lead, "lead_se": sel.lead_se}
     report = [{"name": name, "t": t.tolist(), "noises": int(runs[i]),
                "rmse": math.sqrt(sse[i] / runs[i]) if runs[i] else float("nan")} for i, (name, t) in enumerate(cands)]
     t_best, rmse_best, method = np.asarray(cands[win][1]), math.sqrt(sse[win] / n_noise), cands[win][0]
@@ -318,7 +330,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
                              teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
                              convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,
                              schedule=sched.describe(), margin=float(margin), significance=float(significance),
-                             objectives=tuple(objectives),
+                             duel=duel, objectives=tuple(objectives),
                              backend=engine.name)
 
 
@@ -350,12 +362,17 @@ def first_round(n: int, budget: int, teach_cost: int, nfe: int, share: float = 0
 
 @dataclass(frozen=True)
 class Selection:
-    """What `select` measured: per candidate the summed squared error and the noises it ran on; the winner."""
+    """What `select` measured: per candidate the summed squared error and the noises it ran on; the winner; and the
+    final duel: the best challenger still alive (-1 when none), the mean of its per-noise lead over the incumbent
+    (squared error, positive when it is better) and that mean's standard error."""
 
     sse: np.ndarray
     runs: np.ndarray
     n_noise: int
     winner: int
+    challenger: int = -1
+    lead: float = float("nan")
+    lead_se: float = float("nan")
 
 
 def select(n: int, run_round: Callable[[list[int], int], np.ndarray], left: Callable[[], int], teach_cost: int,
@@ -403,12 +420,15 @@ def select(n: int, run_round: Callable[[list[int], int], np.ndarray], left: Call
     # more than `significance` standard errors of the per-noise differences
     sse = err.sum(axis=1)
     win = min(alive, key=lambda i: sse[i])
-    if incumbent and win != 0:
-        lead = err[0, :seen] - err[win, :seen]
-        clear = lead.mean() > significance * (lead.std(ddof=1) / math.sqrt(seen) if seen > 1 else 0.0)
-        if not (sse[win] < (1 - margin) ** 2 * sse[0] and clear):
-            win = 0
-    return Selection(sse, runs, seen, win)
+    rivals = [i for i in alive if i != 0]
+    if not (incumbent and rivals):
+        return Selection(sse, runs, seen, win)
+    rival = min(rivals, key=lambda i: sse[i])
+    lead = err[0, :seen] - err[rival, :seen]
+    lead_se = float(lead.std(ddof=1) / math.sqrt(seen)) if seen > 1 else 0.0
+    if win != 0 and not (sse[win] < (1 - margin) ** 2 * sse[0] and lead.mean() > significance * lead_se):
+        win = 0
+    return Selection(sse, runs, seen, win, rival, float(lead.mean()), lead_se)
 
 
 def _refine(score: Callable[[np.ndarray], float], sched: NoiseSchedule, t: np.ndarray, best: float,

@@ -32,11 +32,13 @@ def test_calibrate_picks_by_measurement_within_budget_and_is_deterministic(setup
     r = hso.calibrate(m, sch, "unipc", 5, sample_shape=(64,), budget=600)
     assert r.nfe_spent == m.calls <= 600
     rmse = {c["name"]: c["rmse"] for c in r.candidates}
-    # the default is the incumbent: run on every noise, replaced only by a challenger more than 2% better there
+    # the default is the incumbent: run on every noise, replaced only by a challenger more than 2% better there,
+    # with a per-noise lead beyond one standard error
     assert r.candidates[0]["name"] == "hso" and r.candidates[0]["noises"] == r.n_noise
     full = [c for c in r.candidates if c["noises"] == r.n_noise]
     best = min(full, key=lambda c: c["rmse"])
-    assert r.method == (best["name"] if best["rmse"] < 0.98 * rmse["hso"] else "hso")
+    clear = bool(r.duel) and r.duel["challenger"] == best["name"] and r.duel["lead"] > r.duel["lead_se"]
+    assert r.method == (best["name"] if best["rmse"] < 0.98 * rmse["hso"] and clear else "hso")
     assert np.isclose(r.rmse, rmse[r.method])
     assert {"hso", "logSNR", "trailing"} <= {c["name"] for c in r.candidates}
     assert np.all(np.diff(r.t) < 0) and len(r.t) == 6 and r.convention == "stop"
@@ -44,6 +46,12 @@ def test_calibrate_picks_by_measurement_within_budget_and_is_deterministic(setup
     r2 = hso.calibrate(model, sch, "unipc", 5, sample_shape=(64,), budget=600)
     assert np.array_equal(r.t, r2.t) and r.candidates == r2.candidates
     assert "<- chosen" in r.report()
+    # the last duel is reported: a challenger that ran on every noise, its RMSE ratio to the default's
+    if r.duel:
+        rival = next(c for c in r.candidates if c["name"] == r.duel["challenger"])
+        assert rival["noises"] == r.n_noise and rival["name"] != "hso"
+        assert np.isclose(r.duel["rmse_ratio"], rival["rmse"] / rmse["hso"]) and r.duel["lead_se"] >= 0
+        assert "last duel: " + r.duel["challenger"] in r.report()
     from hso.fast.registry import get_backend
     assert r.backend == get_backend("auto").name and "mep" in r.objectives
     assert ("dmn" in r.objectives) == ("dmn" in get_backend("auto").lower_objectives)
@@ -184,6 +192,8 @@ def test_a_lead_that_one_noise_makes_does_not_replace_the_incumbent():
     lead = e[0, :sel.n_noise] - e[1, :sel.n_noise]
     assert 0 < lead.mean() < lead.std(ddof=1) / np.sqrt(sel.n_noise)
     assert sel.winner == 0
+    assert sel.challenger == 1 and np.isclose(sel.lead, lead.mean())
+    assert np.isclose(sel.lead_se, lead.std(ddof=1) / np.sqrt(sel.n_noise))
     assert _replay(e, 1000, significance=0.0)[0].winner == 1
     # the same lead spread over every noise is clear evidence
     steady = np.ones((3, 64))
