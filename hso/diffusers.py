@@ -11,6 +11,7 @@ How each scheduler gets the schedule (diffusers 0.3x-0.4x):
 | DPMSolverMultistep, DPMSolverSinglestep, UniPCMultistep, DEISMultistep, EulerDiscrete, FlowMatchEulerDiscrete | dpmsolver++ / unipc / deis / euler | adapted subclass: the stock ``set_timesteps`` runs, then its ``timesteps`` and ``sigmas`` are replaced by the schedule's |
 | HeunDiscrete | heun | the same, with Heun's doubled interior points |
 | DDIM | ddim | adapted subclass whose ``step`` goes to the schedule's next point (stock DDIM steps to ``t - 1000 // n``, which is another schedule whenever the points are not evenly strided) |
+| EDMEuler, EDMDPMSolverMultistep | euler / dpmsolver++ | adapted subclass: the schedule's sigmas (EDM noise schedule from the scheduler's ``sigma_min`` / ``sigma_max``), as timesteps the scheduler's own ``precondition_noise`` of them, and ``init_noise_sigma`` from the schedule's first sigma (stock: from ``sigma_max``, whatever the schedule) |
 
 Everything else (model-output conversion, solver orders, thresholding, eta) stays diffusers' own code, so an adapted
 scheduler given the stock schedule returns the stock outputs (tested). Conventions (spec §3): a ``"jump"`` schedule
@@ -44,6 +45,8 @@ SUPPORTED: dict[str, str] = {
     "EulerDiscreteScheduler": "euler",
     "HeunDiscreteScheduler": "heun",
     "FlowMatchEulerDiscreteScheduler": "euler",
+    "EDMEulerScheduler": "euler",
+    "EDMDPMSolverMultistepScheduler": "dpmsolver++",
 }
 _FLOW_SIGMAS = ("FlowMatchEulerDiscreteScheduler",)
 
@@ -70,6 +73,12 @@ def solver_for(target: Any) -> str:
         ValueError: a scheduler hso cannot drive (the message lists the supported ones).
     """
     return SUPPORTED[_stock_name(_scheduler_of(target))]
+
+
+def _edm_preconditioned(sched: Any) -> bool:
+    """EDM schedulers wrap the network: input scaled by c_in, conditioned on c_noise, output mapped to the data
+    prediction with c_skip and c_out (their ``precondition_*`` methods)."""
+    return all(hasattr(sched, f"precondition_{k}") for k in ("inputs", "noise", "outputs"))
 
 
 def _flow_sigmas(sched: Any) -> bool:
@@ -111,6 +120,12 @@ def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None) ->
             raise ValueError("a flow-matching scheduler needs a flow schedule")
         sig = noise.sigma(t)  # flow sigma in [0, 1], the scheduler's own variable
         timesteps = sig * float(sched.config.num_train_timesteps)
+    elif _stock_name(sched).startswith("EDM"):
+        import torch
+
+        # the network is conditioned on the scheduler's c_noise of each sigma, computed as the stock code does
+        sig = noise.sigma(t)
+        timesteps = sched.precondition_noise(torch.from_numpy(sig.astype(np.float32))).numpy()
     elif noise.is_discrete:
         timesteps = noise.timesteps_of_t(t)
         if np.any(np.diff(timesteps) >= 0):
@@ -215,8 +230,20 @@ class _AdaptedFinalJump(_Adapted):
         return super().step(model_output, timestep, sample, return_dict=return_dict, **kwargs)  # type: ignore[misc]
 
 
+class _AdaptedEDM(_Adapted):
+    """EDM schedulers draw the initial noise at ``sqrt(sigma_max^2 + 1)`` from their config whatever the schedule;
+    here it is the same formula at the schedule's first sigma (an hso schedule may start below sigma_max)."""
+
+    @property
+    def init_noise_sigma(self) -> float:
+        plan = getattr(self, "_hso_plan", None)
+        first = float(plan["sigmas"][0]) if plan is not None else float(self.config.sigma_max)
+        return (first ** 2 + 1) ** 0.5
+
+
 _MIXINS = {"DDIMScheduler": _AdaptedDDIM, "UniPCMultistepScheduler": _AdaptedFinalJump,
-           "DEISMultistepScheduler": _AdaptedFinalJump}
+           "DEISMultistepScheduler": _AdaptedFinalJump, "EDMEulerScheduler": _AdaptedEDM,
+           "EDMDPMSolverMultistepScheduler": _AdaptedEDM}
 _CLASSES: dict[type, type] = {}
 
 
@@ -303,7 +330,9 @@ def unet_model(pipe: Any, **unet_kwargs: Any) -> Any:
     """``model(x, t) -> prediction`` on numpy batches from a pipeline's UNet / transformer (`hso.calibrate`'s and
     `hso.solvers.sample`'s interface): t -> the model's timestep (``round(T t) - 1`` for discrete models, ``T sigma``
     for flow models), torch on the network's device and dtype, output back to float64 numpy. ``unet_kwargs`` are
-    passed on every call (e.g. ``encoder_hidden_states`` for a text-conditioned UNet, broadcast to the batch)."""
+    passed on every call (e.g. ``encoder_hidden_states`` for a text-conditioned UNet, broadcast to the batch).
+    Behind an EDM scheduler the network runs inside the scheduler's own preconditioning (input scaled by c_in,
+    conditioned on c_noise) and the model returns the data prediction (``prediction="sample"``)."""
     import torch
 
     net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
@@ -313,17 +342,21 @@ def unet_model(pipe: Any, **unet_kwargs: Any) -> Any:
     noise = NoiseSchedule.from_diffusers(sched)
     param = next(net.parameters())
     big_t = float(sched.config.num_train_timesteps)
+    edm = _edm_preconditioned(sched)
 
     def model(x: np.ndarray, t: float) -> np.ndarray:
-        if noise.is_discrete:
-            ts = float(noise.timesteps_of_t(t))
-        else:
-            ts = float(noise.sigma(t)) * big_t
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=param.device, dtype=param.dtype)
+        if edm:
+            sigma = torch.tensor(float(noise.sigma(t)), device=param.device, dtype=param.dtype)
+            inp, ts = sched.precondition_inputs(xt, sigma), float(sched.precondition_noise(sigma))
+        else:
+            inp, ts = xt, float(noise.timesteps_of_t(t)) if noise.is_discrete else float(noise.sigma(t)) * big_t
         tt = torch.full((x.shape[0],), ts, device=param.device, dtype=param.dtype)
         with torch.no_grad():
-            out = net(xt, tt, **unet_kwargs)
-        out = out.sample if hasattr(out, "sample") else out[0]
+            out = net(inp, tt, **unet_kwargs)
+            out = out.sample if hasattr(out, "sample") else out[0]
+            if edm:
+                out = sched.precondition_outputs(xt, out, sigma)
         return out.detach().to("cpu", torch.float64).numpy()
 
     return model
@@ -359,7 +392,10 @@ def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sa
         if not size or "in_channels" not in cfg:
             raise ValueError("give sample_shape=: it cannot be read from the network's config")
         sample_shape = (cfg["in_channels"], *size)
-    pred = "flow" if _flow_sigmas(sched) else sched.config.get("prediction_type", "epsilon")
+    if _edm_preconditioned(sched):
+        pred = "sample"  # unet_model returns the scheduler's preconditioned data prediction
+    else:
+        pred = "flow" if _flow_sigmas(sched) else sched.config.get("prediction_type", "epsilon")
     kw = dict(calibrate_kwargs)
     if budget is not None:
         kw["budget"] = budget

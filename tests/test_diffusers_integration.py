@@ -275,3 +275,111 @@ def test_flow_match_euler_runs_an_hso_schedule(unet, noise):
         np.log1p(-float(t) / 1000) - np.log(float(t) / 1000))))), pipe.scheduler, torch.from_numpy(z))
     want = sample(model, z, sch, res.t, "euler", prediction="flow", convention="jump")
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=3e-5 * np.abs(want).max())
+
+
+# ------------------------------------------------------------------ EDM schedulers (continuous sigmas, c_noise)
+EDM = ["EDMEulerScheduler", "EDMDPMSolverMultistepScheduler"]
+
+
+@pytest.mark.parametrize("name", EDM)
+def test_edm_scheduler_with_the_stock_schedule_gives_the_stock_output(unet, noise, name):
+    stock = getattr(diffusers, name)()
+    stock.set_timesteps(6)
+    sch = hso.NoiseSchedule.from_diffusers(stock)
+    t = np.clip(sch.t_of_lambda(-np.log(stock.sigmas[:-1].double().numpy())), sch.t_min, sch.t_max)
+    ref, seen_ref = _loop(_unet_model(unet), stock, noise, 6)
+    out, seen = _loop(_unet_model(unet), hd.apply(getattr(diffusers, name)(), t, convention="jump"), noise)
+    assert seen == seen_ref
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+
+
+def _edm_denoiser(sched, sch):
+    """The exact digits-mixture denoiser as an EDM network: input scaled by c_in, conditioned on c_noise, output F
+    with D = c_skip x + c_out F (the scheduler's own `precondition_outputs`, epsilon parametrisation)."""
+    model = as_model(load("gmm"), sch, "sample")
+    sd = sched.config.sigma_data
+
+    def net(inp, c_noise):
+        sigma = float(np.exp(4.0 * float(c_noise)))
+        x = inp.double().numpy() * np.sqrt(sigma ** 2 + sd ** 2)
+        d = model(x, float(sch.t_of_lambda(-np.log(sigma))))
+        c_skip, c_out = sd ** 2 / (sigma ** 2 + sd ** 2), sigma * sd / np.sqrt(sigma ** 2 + sd ** 2)
+        return torch.from_numpy((d - c_skip * x) / c_out)
+
+    return net, model
+
+
+@pytest.mark.parametrize("name,solver", [("EDMEulerScheduler", "euler"),
+                                         ("EDMDPMSolverMultistepScheduler", "dpmsolver++")])
+@pytest.mark.parametrize("conv", ["jump", "stop"])
+def test_edm_schedulers_equal_hso_samplers_on_hso_schedules(name, solver, conv):
+    """An hso schedule in diffusers' EDM schedulers, the exact denoiser behind EDM preconditioning: the same numbers
+    as hso.solvers.sample on the EDM noise schedule, and the network sees the scheduler's c_noise of each sigma."""
+    sched = getattr(diffusers, name)()
+    sch = hso.NoiseSchedule.from_diffusers(sched)
+    res = hso.optimize(sch, 5, solver, convention=conv)
+    adapted = hd.apply(sched, res)
+    net, model = _edm_denoiser(adapted, sch)
+    z = torch.from_numpy(np.random.default_rng(3).standard_normal((4, 64)))
+    out, seen = _loop(net, adapted, z)
+    n_eval = len(res.t) - (conv == "stop")
+    np.testing.assert_allclose(seen, 0.25 * np.log(np.float32(sch.sigma(res.t[:n_eval]))), rtol=1e-6)
+    # the initial noise follows the schedule's first sigma (stock EDM schedulers would use sigma_max)
+    assert adapted.init_noise_sigma == pytest.approx(np.sqrt(float(np.float32(sch.sigma(res.t[0]))) ** 2 + 1))
+    x_start = z.numpy() * float(adapted.init_noise_sigma)
+    ours = sample(model, x_start, sch, res.t, solver, prediction="sample", convention=conv)
+    np.testing.assert_allclose(out.numpy(), ours, rtol=0, atol=3e-5 * np.abs(ours).max())
+
+
+def test_optimize_pipeline_with_an_edm_scheduler(unet, noise):
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.EDMDPMSolverMultistepScheduler())
+    res = hd.optimize_pipeline(pipe, nfe=5)
+    assert res.schedule["family"] == "edm" and res.solver == "dpmsolver++" and res.convention == "jump"
+    assert type(pipe.scheduler).__name__ == "EDMDPMSolverMultistepScheduler"
+    out, seen = _loop(_unet_model(unet), pipe.scheduler, noise)
+    assert len(seen) == 5 and torch.isfinite(out).all()
+    np.testing.assert_allclose(np.exp(4 * np.asarray(seen)), res.sigmas[:-1], rtol=1e-5)
+
+
+class _Net(torch.nn.Module):
+    """A callable as a pipeline's network: ``net(x, t).sample``."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.scale = fn, torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, x, t):
+        class Out:
+            sample = self.fn(x, t[0])
+        return Out()
+
+
+@pytest.mark.parametrize("name", EDM)
+def test_unet_model_behind_an_edm_scheduler_returns_the_data_prediction(name):
+    """The exact denoiser as an EDM network (c_in, c_noise, c_skip/c_out): `unet_model` undoes the
+    preconditioning through the scheduler's own methods and returns the exact denoiser's output."""
+    sched = getattr(diffusers, name)()
+    sch = hso.NoiseSchedule.from_diffusers(sched)
+    net, exact = _edm_denoiser(sched, sch)
+    pipe = diffusers.DDPMPipeline(unet=_Net(net), scheduler=sched)
+    model = hd.unet_model(pipe)
+    x = np.random.default_rng(4).standard_normal((3, 64)) * 5.0
+    for t in (0.05, 0.5, 0.95):
+        np.testing.assert_allclose(model(x, t), exact(x, t), rtol=1e-5, atol=1e-5)
+
+
+def test_calibrate_pipeline_with_an_edm_scheduler():
+    sched = diffusers.EDMEulerScheduler()
+    sch = hso.NoiseSchedule.from_diffusers(sched)
+    net, exact = _edm_denoiser(sched, sch)
+    pipe = diffusers.DDPMPipeline(unet=_Net(net), scheduler=sched)
+    r = hd.calibrate_pipeline(pipe, nfe=5, budget=300, population=0, sample_shape=(64,))
+    assert r.prediction == "sample" and r.solver == "euler" and r.nfe_spent <= 300
+    # the same calibration on the exact denoiser directly: the same pick and errors
+    direct = hso.calibrate(exact, sch, "euler", 5, sample_shape=(64,), budget=300, population=0,
+                           prediction="sample", convention="jump")
+    assert r.method == direct.method
+    np.testing.assert_allclose([c["rmse"] for c in r.candidates], [c["rmse"] for c in direct.candidates], rtol=1e-4)
+    assert type(pipe.scheduler).__name__ == "EDMEulerScheduler"
+    pipe.scheduler.set_timesteps()
+    np.testing.assert_allclose(pipe.scheduler.sigmas[:-1].double().numpy(), r.sigmas[:-1], rtol=1e-6)
