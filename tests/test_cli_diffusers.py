@@ -58,3 +58,16 @@ def test_unknown_scheduler_class_needs_a_solver(tmp_path, capsys):
     assert rc == 2 and "pass --solver" in err
     rc, out, err = _run(capsys, "optimize", "--from-diffusers-config", str(path), "--solver", "euler")
     assert rc == 0 and "convention jump" in out
+
+
+def test_an_edm_scheduler_config_picks_its_solver_and_the_edm_noise_schedule(tmp_path, capsys):
+    path = tmp_path / "scheduler_config.json"
+    path.write_text(json.dumps({"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_min": 0.002,
+                                "sigma_max": 80.0, "sigma_data": 0.5, "prediction_type": "epsilon"}))
+    rc, out, _ = _run(capsys, "optimize", "--from-diffusers-config", str(path), "--nfe", "5", "--format", "json")
+    got = json.loads(out)
+    assert rc == 0 and got["solver"] == "dpmsolver++" and got["convention"] == "jump"
+    assert got["schedule"]["family"] == "edm"
+    np.testing.assert_allclose(got["t"], hso.optimize("edm", 5, "dpmsolver++", convention="jump").t)
+    rc, out, err = _run(capsys, "optimize", "--from-diffusers-config", str(path), "--format", "diffusers")
+    assert rc == 2 and "hso.diffusers.apply" in err and out == ""
