@@ -416,9 +416,8 @@ def select(n: int, run_round: Callable[[list[int], int], np.ndarray], left: Call
         chunk *= 2
     if seen == 0:  # pragma: no cover - the minimum budget always affords one round
         raise RuntimeError("the budget did not cover one round")
-    # every candidate still alive ran on every noise; a challenger must beat the incumbent by the margin, and by
-    # more than `significance` standard errors of the per-noise differences
-    sse = err.sum(axis=1)
+    # every candidate still alive ran on every noise (sse is the last round's); a challenger must beat the
+    # incumbent by the margin, and by more than `significance` standard errors of the per-noise differences
     win = min(alive, key=lambda i: sse[i])
     rivals = [i for i in alive if i != 0]
     if not (incumbent and rivals):

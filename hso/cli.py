@@ -322,9 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"timesteps": res.timesteps.tolist(), "convention": res.convention,
                                   "solver": res.solver}))
             else:
-                print(f"hso: error: the {res.schedule['family']} family has no diffusers timesteps (diffusers' EDM "
-                      "schedulers take the schedule through hso.diffusers.apply in Python); use --format kdiffusion "
-                      "for its sigmas", file=sys.stderr)
+                edm = (" (diffusers' EDM schedulers take it through hso.diffusers.apply in Python)"
+                       if res.schedule["family"] == "edm" else "")
+                print(f"hso: error: the {res.schedule['family']} family has no diffusers timesteps{edm}; use --format "
+                      "kdiffusion for its sigmas", file=sys.stderr)
                 return 2
             return 0
         if args.format == "kdiffusion":

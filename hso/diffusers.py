@@ -120,7 +120,7 @@ def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None) ->
             raise ValueError("a flow-matching scheduler needs a flow schedule")
         sig = noise.sigma(t)  # flow sigma in [0, 1], the scheduler's own variable
         timesteps = sig * float(sched.config.num_train_timesteps)
-    elif _stock_name(sched).startswith("EDM"):
+    elif _edm_preconditioned(sched):
         import torch
 
         # the network is conditioned on the scheduler's c_noise of each sigma, computed as the stock code does
@@ -237,8 +237,9 @@ class _AdaptedEDM(_Adapted):
     @property
     def init_noise_sigma(self) -> float:
         plan = getattr(self, "_hso_plan", None)
-        first = float(plan["sigmas"][0]) if plan is not None else float(self.config.sigma_max)
-        return (first ** 2 + 1) ** 0.5
+        if plan is None:
+            return super().init_noise_sigma  # type: ignore[misc]
+        return (float(plan["sigmas"][0]) ** 2 + 1) ** 0.5
 
 
 _MIXINS = {"DDIMScheduler": _AdaptedDDIM, "UniPCMultistepScheduler": _AdaptedFinalJump,

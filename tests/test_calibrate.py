@@ -47,11 +47,11 @@ def test_calibrate_picks_by_measurement_within_budget_and_is_deterministic(setup
     assert np.array_equal(r.t, r2.t) and r.candidates == r2.candidates
     assert "<- chosen" in r.report()
     # the last duel is reported: a challenger that ran on every noise, its RMSE ratio to the default's
-    if r.duel:
-        rival = next(c for c in r.candidates if c["name"] == r.duel["challenger"])
-        assert rival["noises"] == r.n_noise and rival["name"] != "hso"
-        assert np.isclose(r.duel["rmse_ratio"], rival["rmse"] / rmse["hso"]) and r.duel["lead_se"] >= 0
-        assert "last duel: " + r.duel["challenger"] in r.report()
+    assert r.duel
+    rival = next(c for c in r.candidates if c["name"] == r.duel["challenger"])
+    assert rival["noises"] == r.n_noise and rival["name"] != "hso"
+    assert np.isclose(r.duel["rmse_ratio"], rival["rmse"] / rmse["hso"]) and r.duel["lead_se"] >= 0
+    assert "last duel: " + r.duel["challenger"] in r.report()
     from hso.fast.registry import get_backend
     assert r.backend == get_backend("auto").name and "mep" in r.objectives
     assert ("dmn" in r.objectives) == ("dmn" in get_backend("auto").lower_objectives)

@@ -342,7 +342,8 @@ def test_optimize_pipeline_with_an_edm_scheduler(unet, noise):
 
 
 class _Net(torch.nn.Module):
-    """A callable as a pipeline's network: ``net(x, t).sample``."""
+    """A callable as a pipeline's network: ``net(x, t).sample`` (the parameter only gives `unet_model` the device
+    and dtype to run in)."""
 
     def __init__(self, fn):
         super().__init__()
