@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from . import fast, library
 from .inits import INIT_FAMILIES, init_schedule
 from .objectives import dmn, mep, spacing_penalty
-from .optimize import SPACINGS, d_min, optimize, optimize_many
+from .optimize import MAX_NFE, SPACINGS, Plan, d_min, max_nfe, optimize, optimize_many, plan
 from .result import ScheduleResult
 from .schedules import PRESETS, NoiseSchedule, betas_for
 from .solvers import SOLVERS, get_solver
@@ -31,7 +31,23 @@ def calibrate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.calibr
     return _calibrate(*args, **kwargs)
 
 
+# submodules loaded on first attribute access (`import hso; hso.diffusers.apply(...)`), as numpy and scipy do: each
+# pulls an optional heavy dependency (diffusers and torch, scikit-learn, matplotlib) that `import hso` must not
+_LAZY_SUBMODULES = ("diffusers", "evaluation", "calibration", "testbeds", "cli", "baselines", "measured")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - a module, loaded on first use
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = ["optimize", "evaluate", "calibrate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS",
-           "SOLVERS", "SPACINGS", "INIT_FAMILIES", "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn",
+           "SOLVERS", "SPACINGS", "MAX_NFE", "max_nfe", "plan", "Plan", "INIT_FAMILIES", "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn",
            "spacing_penalty", "fast", "library",
            "__version__"]

@@ -131,11 +131,11 @@ def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, conventi
                         options: dict[str, Any]) -> list[np.ndarray]:
     """Up to k members of the final DE population of hso's search, far apart in (t_eps, T_max), as schedules."""
     from . import fast
-    from .optimize import _defaults, _prepare
+    from .optimize import plan
 
     # method "hso": the search for this convention (the measured default may port the "stop" search instead)
-    job = _prepare(**{**_defaults(), "method": "hso", **options, "schedule": schedule, "nfe": nfe, "solver": solver,
-                      "convention": convention})
+    job = plan(**{"method": "hso", **options, "schedule": schedule, "nfe": nfe, "solver": solver,
+                  "convention": convention})
     out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend)
     pop = np.unique(np.round(out.population, 6), axis=0)
     if pop.shape[0] == 0 or k <= 0:

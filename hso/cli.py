@@ -2,16 +2,80 @@
 ``hso plot`` draws them against baselines, ``hso evaluate`` scores schedules on real samplers, ``hso info`` says
 what loaded.
 
-Results go to stdout (a table or JSON), messages and errors to stderr; exit code 0 on success, 2 on bad input.
+Results go to stdout (a table or JSON), messages and errors to stderr; exit code 0 on success. Bad input (argparse's
+own errors included) is one line ``hso: error: ...`` on stderr naming the option and its allowed values, exit code
+2, nothing on stdout, and is refused before any search or sampling runs.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from typing import Any, Sequence
 
 __all__ = ["main"]
+
+MAX_NFE = 1000  # as hso.optimize's: more than a 1000-step model's timesteps; hours of search elsewhere
+MAX_POPSIZE = 100_000  # the population (3 x popsize) lives in memory
+MAX_SAMPLES = 100_000
+MAX_P = 10.0  # the objective's node weights grow like sigma^p: an EDM schedule's overflows float64 near p = 160
+
+
+class _BadInput(Exception):
+    """Bad command-line input: main prints it as one line on stderr and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``hso: error: ... (see hso <command> --help)``, no usage block, no exit (main
+    returns 2). Subparsers are of this class too (argparse makes them with the parent's class)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise _BadInput(f"{message} (see {self.prog} --help)")
+
+
+def _int_option(lo: int, hi: int | None = None) -> Any:
+    """An argparse type: an integer in [lo, hi] (or >= lo)."""
+    rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer {rng}, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {rng}, got {text!r}")
+        return v
+    return parse
+
+
+def _float_option(positive: bool = False, hi: float | None = None) -> Any:
+    """An argparse type: a finite number (NaN and inf refused), > 0 with ``positive``, <= ``hi``."""
+    rng = f"a number in ({0 if positive else '-inf'}, {hi:g}]" if hi is not None else \
+        "a finite number > 0" if positive else "a finite number"
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {text!r}") from None
+        if not math.isfinite(v) or (positive and v <= 0) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {text!r}")
+        return v
+    return parse
+
+
+def _check_finite(results: Sequence[Any]) -> None:
+    """Refuse to print a schedule whose objective or points are not finite (never a NaN / inf result)."""
+    import numpy as np
+
+    for r in results:
+        values = (r.fitness, r.mep, r.penalty, *np.asarray(r.t).tolist(), *np.asarray(r.sigmas).tolist())
+        if not all(math.isfinite(v) for v in values):
+            raise RuntimeError(f"the {r.solver} NFE {r.nfe} schedule came out non-finite (objective {r.mep!r}, "
+                               f"fitness {r.fitness!r}): the objective overflows float64 for these settings (a "
+                               "large --p?); nothing was written")
 
 
 def _search_options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +96,8 @@ def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
 
     parser.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
     parser.add_argument("--solver", default="unipc", help="comma-separated sampler names")
-    parser.add_argument("--nfe", default=nfe_default, help="comma-separated NFEs or ranges, e.g. 3-20 or 4-6,8")
+    parser.add_argument("--nfe", default=nfe_default,
+                        help=f"comma-separated NFEs (1-{MAX_NFE}) or ranges, e.g. 3-20 or 4-6,8")
     parser.add_argument("--convention", default=None, help="stop, jump or stop,jump (default: each solver's own)")
     _search_options(parser)
 
@@ -42,48 +107,56 @@ def _parser() -> argparse.ArgumentParser:
     from .schedules import PRESETS
     from .solvers import SOLVERS
 
-    ap = argparse.ArgumentParser(prog="hso", description="Hierarchical Schedule Optimization for diffusion samplers")
+    ap = _Parser(prog="hso", description="Hierarchical Schedule Optimization for diffusion samplers")
     sub = ap.add_subparsers(dest="command")
     op = sub.add_parser("optimize", help="optimise a schedule (default: SD 2.1, UniPC, NFE 5)")
-    op.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
+    source = op.add_mutually_exclusive_group()
+    source.add_argument("--preset", default=None, help=f"model noise schedule: {', '.join(PRESETS)} (default sd21)")
     op.add_argument("--solver", default=None,
                     help=f"sampler: {', '.join(SOLVERS)} (default unipc; with --from-diffusers-config: the one "
                          "matching the scheduler class)")
-    op.add_argument("--from-diffusers-config", default=None, metavar="PATH",
-                    help="noise schedule from a local diffusers scheduler_config.json (or its folder) instead of "
-                         "--preset; the convention then defaults to diffusers' 'jump'")
-    op.add_argument("--mu", type=float, default=None, help="dynamic-shifting mu (flow schedulers that use it)")
-    op.add_argument("--nfe", type=int, default=5, help="number of network evaluations")
+    source.add_argument("--from-diffusers-config", default=None, metavar="PATH",
+                        help="noise schedule from a local diffusers scheduler_config.json (or its folder) instead of "
+                             "--preset; the convention then defaults to diffusers' 'jump'")
+    op.add_argument("--mu", type=_float_option(), default=None,
+                    help="dynamic-shifting mu (flow schedulers that use it; exponential time shift: -27.63 to 27.63)")
+    op.add_argument("--nfe", type=_int_option(1, MAX_NFE), default=5,
+                    help=f"number of network evaluations (1-{MAX_NFE})")
     _search_options(op)
     op.add_argument("--convention", default=None, choices=("stop", "jump"),
-                    help="stop at t_eps (paper's UniPC/DPM-Solver++) or jump to sigma 0 (DDIM, diffusers)")
-    op.add_argument("--p", type=float, default=None,
-                    help="node-weight exponent of the objective (default 2; 1 for EDM/VE schedules)")
-    op.add_argument("--seed", type=int, default=66)
-    op.add_argument("--popsize", type=int, default=20)
-    op.add_argument("--maxiter", type=int, default=60)
+                    help="stop at t_eps (paper's UniPC/DPM-Solver++) or jump to sigma 0 (DDIM, diffusers; the "
+                         "default with --format diffusers)")
+    op.add_argument("--p", type=_float_option(positive=True, hi=MAX_P), default=None,
+                    help=f"node-weight exponent of the objective, in (0, {MAX_P:g}] (default 2; 1 for EDM/VE "
+                         "schedules)")
+    op.add_argument("--seed", type=_int_option(0), default=66)
+    op.add_argument("--popsize", type=_int_option(1, MAX_POPSIZE), default=20)
+    op.add_argument("--maxiter", type=_int_option(0), default=60)
     op.add_argument("--backend", default="auto")
     op.add_argument("--format", default="table", choices=("table", "json", "diffusers", "kdiffusion"),
                     help="table; json (everything); diffusers (timesteps= or, for flow, sigmas= to pass a "
-                         "pipeline); kdiffusion (the sigma list)")
+                         "pipeline; convention jump: what a pipeline runs); kdiffusion (the sigma list)")
     sub.add_parser("info", help="versions and which backends loaded")
     ev = sub.add_parser("evaluate", help="score schedules with real samplers on a test bed (tables, JSON, plots)")
     ev.add_argument("--testbed", default="gmm", help="gmm (exact digits denoiser), net (the trained digits network) "
                     "or patches (exact denoiser of natural-image patches)")
     ev.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
     ev.add_argument("--solvers", default="unipc,dpmsolver++,ddim", help="comma-separated sampler names")
-    ev.add_argument("--nfe", default="4,5,6,8,10", help="comma-separated NFEs or ranges, e.g. 4-6,8,10")
+    ev.add_argument("--nfe", default=None,
+                    help=f"comma-separated NFEs (1-{MAX_NFE}) or ranges, e.g. 4-6,8,10 (default 4,5,6,8,10; "
+                         "4,6 with --quick)")
     ev.add_argument("--methods", default=None, help="comma-separated schedule methods (default: all)")
     ev.add_argument("--conventions", default=None, help="stop,jump or one of them (default: each solver's own)")
-    ev.add_argument("--samples", type=int, default=None, help="samples per run (default 512; 128 with --quick)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--samples", type=_int_option(2, MAX_SAMPLES), default=None,
+                    help=f"samples per run, 2-{MAX_SAMPLES} (default 512; 128 with --quick)")
+    ev.add_argument("--seed", type=_int_option(0), default=0)
     ev.add_argument("--quick", action="store_true", help="a small run: NFE 4,6, 128 samples, cheap methods")
     ev.add_argument("--metric", default="rmse", choices=("rmse", "rmse_end", "fd_pixel", "fd_feature"))
     ev.add_argument("--out", default=None, help="folder for results.json, table.md and the PNG plots")
     ev.add_argument("--format", default="table", choices=("table", "json"))
     sw = sub.add_parser("sweep", help="optimise a grid of schedules (solvers x conventions x NFEs) in one pass")
     _grid_options(sw, "3-20")
-    sw.add_argument("--seed", type=int, default=66)
+    sw.add_argument("--seed", type=_int_option(0), default=66)
     sw.add_argument("--backend", default="auto")
     sw.add_argument("--format", default="json", choices=("json", "csv"))
     sw.add_argument("--out", default=None, help="write to this file instead of stdout")
@@ -98,32 +171,81 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _int_list(text: str) -> list[int]:
+def _nfe_list(text: str, option: str = "--nfe") -> list[int]:
+    """NFEs from ``4-6,8``: each in [1, MAX_NFE], ascending ranges, at least one (duplicates dropped, order kept).
+
+    Raises:
+        ValueError: a part that is not a number or a range, a descending range, an NFE out of range, no NFE.
+    """
     out: list[int] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        lo, _, hi = part.partition("-")
+        lo, dash, hi = part.partition("-")
         try:
-            out.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+            a, b = int(lo), int(hi) if dash else int(lo)
         except ValueError:
-            raise ValueError(f"bad NFE list {text!r}: use numbers and ranges like 4-6,8") from None
-    return out
+            raise ValueError(f"{option}: bad NFE list {text!r}: use numbers and ranges like 4-6,8") from None
+        if a > b:
+            raise ValueError(f"{option}: bad NFE range {part!r}: it starts above its end (write {b}-{a})")
+        if a < 1 or b > MAX_NFE:
+            raise ValueError(f"{option}: NFE must lie in [1, {MAX_NFE}], got {a if a < 1 else b} in {text!r}")
+        out.extend(range(a, b + 1))
+    if not out:
+        raise ValueError(f"{option}: bad NFE list {text!r}: it names no NFE (use numbers and ranges like 3-20)")
+    return list(dict.fromkeys(out))
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(filter(None, (p.strip() for p in text.split(","))))
+    return None if text is None else tuple(dict.fromkeys(filter(None, (p.strip() for p in text.split(",")))))
+
+
+def _given_names(text: str | None, option: str, what: str) -> tuple[str, ...] | None:
+    """A comma-separated list of an option that, when given, must name something (None: not given)."""
+    names = _names(text)
+    if names is not None and not names:
+        raise ValueError(f"{option} {text!r} names no {what}")
+    return names
+
+
+def _conventions(text: str | None, option: str) -> list[str | None]:
+    """The conventions of a list option; [None] (each solver's own) when not given."""
+    from .solvers import CONVENTIONS
+
+    convs = _given_names(text, option, "convention")
+    for c in convs or ():
+        if c not in CONVENTIONS:
+            raise ValueError(f"{option}: unknown convention {c!r}; known: {', '.join(CONVENTIONS)}")
+    return list(convs) if convs else [None]
+
+
+def _check_out_dir(path: str | None) -> None:
+    """Refuse an output folder that cannot be made (a file in its place, an unwritable parent) before any work."""
+    if path is None:
+        return
+    p = os.path.abspath(path)
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise ValueError(f"--out {path!r} is a file, not a folder")
+    while not os.path.exists(p):
+        p = os.path.dirname(p)
+    if not os.path.isdir(p) or not os.access(p, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path!r}: cannot write in {p!r}")
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import DEFAULT_METHODS, QUICK, evaluate
 
-    kw = dict(QUICK) if args.quick else {}
-    if args.nfe != "4,5,6,8,10" or not args.quick:
-        kw["nfes"] = tuple(_int_list(args.nfe))
-    if args.methods is not None or not args.quick:
-        kw["methods"] = _names(args.methods) or DEFAULT_METHODS
-    if args.samples is not None or not args.quick:
-        kw["n_samples"] = args.samples or 512
-    ev = evaluate(args.testbed, args.preset, solvers=_names(args.solvers), conventions=_names(args.conventions),
+    kw: dict[str, Any] = dict(QUICK) if args.quick else {"nfes": (4, 5, 6, 8, 10), "methods": DEFAULT_METHODS,
+                                                         "n_samples": 512}
+    if args.nfe is not None:
+        kw["nfes"] = tuple(_nfe_list(args.nfe))
+    methods = _given_names(args.methods, "--methods", "schedule method")
+    if methods is not None:
+        kw["methods"] = methods
+    if args.samples is not None:
+        kw["n_samples"] = args.samples
+    solvers = _given_names(args.solvers, "--solvers", "solver")
+    convs = _conventions(args.conventions, "--conventions")
+    _check_out_dir(args.out)
+    ev = evaluate(args.testbed, args.preset, solvers=solvers, conventions=None if convs == [None] else tuple(convs),
                   seed=args.seed, progress=True, **kw)
     if args.out:
         for path in ev.save(args.out):
@@ -139,34 +261,32 @@ def _grid(preset: str, solvers: str, nfe: str, conventions: str | None) -> tuple
         ``(noise schedule, configs)``: one `optimize_many` config per cell, solver-major, then convention, then NFE.
 
     Raises:
-        ValueError / TypeError: unknown preset, solver or convention; a bad or empty NFE list, an NFE < 1.
+        ValueError / TypeError: unknown preset, solver or convention; an empty list; a bad or empty NFE list, an
+            NFE outside [1, MAX_NFE].
     """
     from .schedules import NoiseSchedule
-    from .solvers import CONVENTIONS, get_solver
+    from .solvers import get_solver
 
     sched = NoiseSchedule.preset(preset)
-    names = list(dict.fromkeys(get_solver(n).name for n in _names(solvers) or ()))
-    if not names:
-        raise ValueError("no solver given")
-    nfes = list(dict.fromkeys(_int_list(nfe)))
-    if not nfes:
-        raise ValueError(f"bad NFE list {nfe!r}: it names no NFE (use numbers and ranges like 3-20)")
-    if min(nfes) < 1:
-        raise ValueError(f"NFE must be >= 1, got {min(nfes)}")
-    convs = list(dict.fromkeys(_names(conventions) or ())) or [None]  # None: each solver's own
-    for c in convs:
-        if c is not None and c not in CONVENTIONS:
-            raise ValueError(f"unknown convention {c!r}; known: {', '.join(CONVENTIONS)}")
+    names = list(dict.fromkeys(get_solver(n).name for n in _given_names(solvers, "--solver", "solver") or ()))
+    nfes = _nfe_list(nfe)
+    convs = _conventions(conventions, "--convention")  # [None]: each solver's own
     return sched, [{"solver": s, "nfe": n, **({} if c is None else {"convention": c})}
                    for s in names for c in convs for n in nfes]
 
 
 def _check_out(path: str | None) -> None:
-    """Refuse an output file whose folder does not exist before any search runs (not after seconds of work)."""
-    import os
-
-    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise ValueError(f"cannot write {path!r}: its folder does not exist")
+    """Refuse an output file whose folder does not exist (or that is a folder) before any search runs (not after
+    seconds of work)."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out: cannot write {path!r}: its folder does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"--out: cannot write {path!r}: it is a folder; give a file name")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"--out: cannot write {path!r}: permission denied")
 
 
 def _csv(results: Sequence[Any]) -> str:
@@ -206,11 +326,25 @@ def _sweep(args: argparse.Namespace) -> int:
     results = optimize_many(configs, schedule=sched, method=args.method, objective=args.objective,
                             spacing=args.spacing, seed=args.seed,
                             backend=args.backend, progress=args.progress)
+    _check_finite(results)
     # JSON: a list with one result per line (the grid can hold hundreds)
     text = _csv(results) if args.format == "csv" else \
         "[\n" + ",\n".join(json.dumps(r.to_dict()) for r in results) + "\n]\n"
     _emit(text, args.out, f"{len(results)} schedules")
     return 0
+
+
+def _result_label(r: Any) -> str:
+    """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", or
+    the baseline ``method="auto"`` returned where one measured better than every HSO setting."""
+    from .measured import PORTED
+
+    cell = f"{r.solver}, NFE {r.nfe}, {r.convention}"
+    if r.source == "hso":
+        return f"HSO search ({cell})"
+    if r.source == PORTED:
+        return f"HSO stop search, last point dropped ({cell})"
+    return f"{r.source} ({cell}; measured default)"
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -219,7 +353,7 @@ def _plot(args: argparse.Namespace) -> int:
     from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
 
     sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
-    baselines = list(dict.fromkeys(_names(args.baselines) or ()))
+    baselines = list(_names(args.baselines) or ())  # empty: none
     for m in baselines:
         if m not in METHODS:
             raise ValueError(f"unknown baseline {m!r}; known: {', '.join(METHODS)}")
@@ -232,6 +366,11 @@ def _plot(args: argparse.Namespace) -> int:
         raise ValueError("hso plot needs matplotlib: pip install 'hso[eval]'") from None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    ext = os.path.splitext(args.out)[1][1:].lower()
+    if ext and ext not in FigureCanvasAgg.get_supported_filetypes():
+        raise ValueError(f"--out {args.out!r}: matplotlib cannot write .{ext} files; use .png (or "
+                         f"{', '.join('.' + e for e in sorted(FigureCanvasAgg.get_supported_filetypes()))})")
 
     if args.library:
         from .library import get
@@ -248,7 +387,7 @@ def _plot(args: argparse.Namespace) -> int:
     colors = matplotlib.colormaps["tab10"].colors
     for k, r in enumerate(results):
         x = np.linspace(0.0, 1.0, r.t.size)
-        label = f"HSO {r.solver} NFE {r.nfe} ({r.convention})"
+        label = _result_label(r)
         for ax, y in ((ax_t, r.t), (ax_l, r.lambdas)):
             ax.plot(x, y, "o-", color=colors[k % len(colors)], lw=2, ms=5, label=label, zorder=3)
     # one baseline curve per distinct schedule: most baselines depend on the number of points only, so several
@@ -269,7 +408,9 @@ def _plot(args: argparse.Namespace) -> int:
                 ax.plot(x, y, "x--", color=base_colors[j % len(base_colors)], lw=1, ms=5,
                         label=None if drawn else m, zorder=2)
             drawn.add(t.tobytes())
-    src = "library" if args.library else f"objective {args.objective}, spacing {args.spacing}"
+    src = "library" if args.library else ", ".join(
+        [f"method {args.method}"] + [f"{k} {v}" for k, v in (("objective", args.objective), ("spacing", args.spacing))
+                                     if v is not None])
     ax_t.set(xlabel="step i / N", ylabel="t (normalised time)", title=f"{args.preset}: schedule in t ({src})")
     ax_l.set(xlabel="step i / N", ylabel="lambda = log(alpha / sigma)", title=f"{args.preset}: schedule in lambda")
     for ax in (ax_t, ax_l):
@@ -297,82 +438,128 @@ def _from_diffusers_config(args: argparse.Namespace) -> tuple:
     return schedule, solver, args.convention or "jump"
 
 
+def _optimize(args: argparse.Namespace) -> int:
+    """``hso optimize``: every input checked (schedule, solver, convention against the format) before the search."""
+    from .optimize import optimize
+    from .schedules import NoiseSchedule
+    from .solvers import get_solver
+
+    note = ""
+    if args.solver is not None and not args.solver.strip():
+        raise ValueError("--solver '' names no solver")
+    if args.from_diffusers_config is not None:
+        schedule, solver, convention = _from_diffusers_config(args)
+    else:
+        if args.mu is not None:
+            raise ValueError("--mu applies with --from-diffusers-config only")
+        schedule = NoiseSchedule.preset("sd21" if args.preset is None else args.preset)
+        solver, convention = "unipc" if args.solver is None else args.solver, args.convention
+    if args.format == "diffusers":
+        family = schedule.family
+        if family != "flow" and not schedule.is_discrete:
+            edm = (" (diffusers' EDM schedulers take it through hso.diffusers.apply in Python)"
+                   if family == "edm" else "")
+            raise ValueError(f"--format diffusers: the {family} family has no diffusers timesteps{edm}; use --format "
+                             "kdiffusion for its sigmas")
+        # a pipeline evaluates the model at every timestep (or sigma) it is given, then steps to sigma 0: "jump"
+        if args.convention == "stop":
+            raise ValueError("--format diffusers needs convention 'jump': a diffusers pipeline evaluates the model at "
+                             "every timestep it is given and then steps to sigma 0, so a 'stop' schedule (NFE + 1 "
+                             "points) would run NFE + 1 evaluations; drop --convention stop, or install a 'stop' "
+                             "schedule with hso.diffusers.apply in Python")
+        if convention is None:
+            convention = "jump"
+            if get_solver(solver).default_convention != "jump":
+                note = (f"hso: note: --format diffusers: optimised for convention 'jump' ({args.nfe} evaluations, "
+                        f"then the step to sigma 0, as a diffusers pipeline runs it), not {solver}'s default 'stop'")
+    res = optimize(schedule, args.nfe, solver, args.objective, method=args.method, convention=convention,
+                   spacing=args.spacing, p=args.p, seed=args.seed, popsize=args.popsize, maxiter=args.maxiter,
+                   backend=args.backend)
+    _check_finite([res])
+    if note:  # after the search: a failed one prints its one error line only
+        print(note, file=sys.stderr)
+    if args.format == "diffusers":
+        if res.schedule["family"] == "flow":  # FlowMatch schedulers shift the sigmas they are given
+            print(json.dumps({"sigmas": res.t.tolist(), "convention": res.convention, "solver": res.solver}))
+        else:
+            print(json.dumps({"timesteps": res.timesteps.tolist(), "convention": res.convention,
+                              "solver": res.solver}))
+        return 0
+    if args.format == "kdiffusion":
+        print(json.dumps(res.k_diffusion_sigmas()))
+        return 0
+    if args.format == "json":
+        print(res.to_json(indent=2))
+        return 0
+    print(_describe(res))
+    print(res.table())
+    if res.timesteps is not None:
+        print(f"timesteps: {res.timesteps.tolist()}")
+    print(f"sigmas: {[round(float(s), 6) for s in res.sigmas]}")
+    return 0
+
+
+def _describe(res: Any) -> str:
+    """The '#' header lines of the table output: what made the schedule and, for a search, its objective and its
+    spacing penalty (explained: a large penalty is not a failure)."""
+    from .measured import PORTED
+
+    m = res.settings.get("measured")
+    lines = []
+    if res.psi.size:  # a search ran ("hso", or its "stop" schedule ported to "jump")
+        ported = " (the 'stop' search's schedule without its last point)" if res.source == PORTED else ""
+        lines.append(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
+                     f"{res.convention}{ported}, objective {res.objective}, spacing {res.spacing}, "
+                     f"p {res.settings['p']:g}")
+        lines.append(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); "
+                     f"{res.objective} {res.mep:.4f}; {res.nit} generations, {res.nfev} lower solves, "
+                     f"{res.wall_time * 1e3:.1f} ms on backend {res.backend!r}")
+        gamma = res.settings.get("gamma", 1e9)
+        if res.penalty > 0:
+            use = ("with spacing 'rank' (the paper's) it only ranks the search's candidates: not a failure, the "
+                   "schedule is the best candidate by objective + penalty" if res.spacing == "rank"
+                   else "it ranks the search's candidates")
+            lines.append(f"# spacing penalty {res.penalty:.3g} = gamma * sum(max(0, d_min - gap)^2), gamma "
+                         f"{gamma:g}, d_min {res.d_min:g}: some gaps are below d_min; {use}")
+        else:
+            lines.append(f"# spacing penalty 0: every gap is at least d_min {res.d_min:g}")
+    else:
+        lines.append(f"# schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
+                     f"{res.convention}: the {res.source} baseline (no search ran; its {res.objective} "
+                     f"{res.mep:.4f})")
+    if m is not None:
+        lines.append(f"# method auto: measured pick {m['pick']} (NFE {m['nfe']}: worst RMSE ratio to the best "
+                     f"baseline over the test beds {m['worst_ratio']:.3g}"
+                     + ("" if m["supported"] else "; not a supported cell, consider hso.calibrate") + ")")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command in (None, "optimize"):
+    """Run the command line; returns the exit code (0, or 2 for bad input: one line on stderr, nothing on stdout)."""
+    try:
+        args = _parser().parse_args(argv)
         if args.command is None:  # no arguments: the embedded default
             args = _parser().parse_args(["optimize"])
-        from .optimize import optimize
-        try:
-            schedule, solver, convention = args.preset, args.solver or "unipc", args.convention
-            if args.from_diffusers_config is not None:
-                schedule, solver, convention = _from_diffusers_config(args)
-            elif args.mu is not None:
-                raise ValueError("--mu applies with --from-diffusers-config only")
-            res = optimize(schedule, args.nfe, solver, args.objective, method=args.method, convention=convention,
-                           spacing=args.spacing, p=args.p, seed=args.seed, popsize=args.popsize,
-                           maxiter=args.maxiter, backend=args.backend)
-        except (ValueError, TypeError, RuntimeError, FileNotFoundError) as e:
-            print(f"hso: error: {e}", file=sys.stderr)
-            return 2
-        if args.format == "diffusers":
-            if res.schedule["family"] == "flow":  # FlowMatch schedulers shift the sigmas they are given
-                print(json.dumps({"sigmas": res.t.tolist(), "convention": res.convention, "solver": res.solver}))
-            elif res.timesteps is not None:
-                print(json.dumps({"timesteps": res.timesteps.tolist(), "convention": res.convention,
-                                  "solver": res.solver}))
-            else:
-                edm = (" (diffusers' EDM schedulers take it through hso.diffusers.apply in Python)"
-                       if res.schedule["family"] == "edm" else "")
-                print(f"hso: error: the {res.schedule['family']} family has no diffusers timesteps{edm}; use --format "
-                      "kdiffusion for its sigmas", file=sys.stderr)
-                return 2
+        if args.command == "info":
+            from .fast import show_config
+            show_config()
             return 0
-        if args.format == "kdiffusion":
-            print(json.dumps(res.k_diffusion_sigmas()))
-            return 0
-        if args.format == "json":
-            print(res.to_json(indent=2))
-        else:
-            m = res.settings.get("measured")
-            if res.psi.size:  # a search ran ("hso", or its "stop" schedule ported to "jump")
-                ported = "" if res.source == "hso" else " (the 'stop' search's schedule without its last point)"
-                print(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
-                      f"{res.convention}{ported}, objective {res.objective}, spacing {res.spacing}, "
-                      f"p {res.settings['p']:g}")
-                print(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); fitness "
-                      f"{res.mep:.4f} + penalty {res.penalty:.3g}; {res.nit} generations, {res.nfev} lower solves, "
-                      f"{res.wall_time * 1e3:.1f} ms on backend {res.backend!r}")
-            else:
-                print(f"# schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention {res.convention}: "
-                      f"the {res.source} baseline (no search ran; {res.objective} {res.mep:.4f} + penalty "
-                      f"{res.penalty:.3g})")
-            if m is not None:
-                print(f"# method auto: measured pick {m['pick']} (NFE {m['nfe']}: worst RMSE ratio to the best "
-                      f"baseline over the test beds {m['worst_ratio']:.3g}"
-                      + ("" if m["supported"] else "; not a supported cell, consider hso.calibrate") + ")")
-            print(res.table())
-            if res.timesteps is not None:
-                print(f"timesteps: {res.timesteps.tolist()}")
-            print(f"sigmas: {[round(float(s), 6) for s in res.sigmas]}")
-        return 0
-    if args.command == "evaluate":
-        try:
-            return _evaluate(args)
-        except (ValueError, TypeError) as e:
-            print(f"hso: error: {e}", file=sys.stderr)
-            return 2
-    if args.command in ("sweep", "plot"):
-        try:
-            return _sweep(args) if args.command == "sweep" else _plot(args)
-        except (ValueError, TypeError, RuntimeError, OSError) as e:
-            print(f"hso: error: {e}", file=sys.stderr)
-            return 2
-    if args.command == "info":
-        from .fast import show_config
-        show_config()
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+        run = {"optimize": _optimize, "evaluate": _evaluate, "sweep": _sweep, "plot": _plot}[args.command]
+        return run(args)
+    except _BadInput as e:
+        print(f"hso: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, RuntimeError, OSError) as e:
+        print(f"hso: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (an OSError's with its file name)."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.strerror and not isinstance(e, FileNotFoundError):
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

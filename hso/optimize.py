@@ -16,14 +16,17 @@ from .fast.reference import spacing_penalty_and_grad
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import PORTED, VARIANTS, Pick, measured_pick, ported_applies
+from .measured import PORTED, VARIANTS, measured_pick, ported_applies
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
 
-__all__ = ["optimize", "optimize_many", "d_min", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
+__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
 
 SPACINGS = ("rank", "constrain")
+# the most network evaluations `optimize` plans for (no sampler in use spends more; continuous models would
+# otherwise allow about a million intervals)
+MAX_NFE = 1000
 METHODS = ("auto", "hso", "paper")
 # optimize's arguments that only an HSO search uses: passing any of them (or a callback) asks for a search, so
 # method="auto" then takes method "hso"'s settings (never a baseline that would ignore them)
@@ -79,6 +82,28 @@ def resolve_method(method: str, solver: str, convention: str, objective: str | N
     return objective, spacing or rule.get("spacing", "rank"), p if p is not None else rule.get("p")
 
 
+def max_nfe(schedule: NoiseSchedule | str, solver: str = "unipc", convention: str | None = None) -> int:
+    """The largest NFE `optimize` serves for this model, solver and convention: at most `MAX_NFE`, and no more
+    intervals than fit in the paper's box at the model's time resolution (one training step for a discrete model:
+    990 intervals for T = 1000).
+
+    Raises:
+        ValueError: an unknown solver or convention, or a model too coarse for even one interval.
+    """
+    sched = as_schedule(schedule)
+    spec = get_solver(solver)
+    (_, _), (e0, _), (_, m1) = _checked_bounds(None, sched)
+    n_fit = int(np.floor((m1 - e0) / sched.time_resolution * (1 + 1e-9)))
+    for nfe in range(MAX_NFE, 0, -1):
+        try:
+            if spec.n_intervals(nfe, convention) <= n_fit:
+                return nfe
+        except ValueError as e:  # an NFE this solver cannot spend exactly (Heun "stop": even NFEs only)
+            if "unknown convention" in str(e):
+                raise
+    raise ValueError(f"the noise schedule {sched.name!r} is too coarse for one interval of {solver}")
+
+
 def d_min(nfe: int) -> float:
     """The NFE-adaptive minimum gap of the SPF penalty: ``clip(0.15 - 0.00875 (NFE - 4), 0.01, 0.15)``."""
     return float(np.clip(0.15 - 0.00875 * (nfe - 4), 0.01, 0.15))
@@ -90,6 +115,16 @@ def _check_int(name: str, v: Any, lo: int) -> int:
     if v < lo:
         raise ValueError(f"{name} must be >= {lo}, got {v}")
     return int(v)
+
+
+def _check_number(name: str, v: Any, what: str) -> float:
+    """A real number (not a bool), finite; ``what`` (e.g. "a positive number") names its range in the error, which
+    the caller checks."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {what}, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    return float(v)
 
 
 def _checked_bounds(bounds: Sequence[Sequence[float]] | None, schedule: NoiseSchedule) -> tuple:
@@ -169,19 +204,25 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
             preset, inverted or out-of-domain bounds.
     """
     t_start = time.perf_counter()
-    job = _prepare(schedule, nfe, solver, objective, method=method, convention=convention, spacing=spacing, p=p,
-                   trunc_num=trunc_num, init=init, bounds=bounds, popsize=popsize, maxiter=maxiter, tol=tol,
-                   mutation=mutation, recombination=recombination, polish=polish, seed=seed, gamma=gamma,
-                   backend=backend, search_requested=callback is not None)
-    if job.baseline is not None:
-        return _baseline_result(job, time.perf_counter() - t_start)
-    out = fast.search(job.schedule, job.lower, job.objective, job.search, backend=job.backend, callback=callback)
-    return _result(job, out, time.perf_counter() - t_start)
+    return plan(schedule, nfe, solver, objective, method=method, convention=convention, spacing=spacing, p=p,
+                trunc_num=trunc_num, init=init, bounds=bounds, popsize=popsize, maxiter=maxiter, tol=tol,
+                mutation=mutation, recombination=recombination, polish=polish, seed=seed, gamma=gamma,
+                backend=backend, callback=callback).run(callback, t_start=t_start)
 
 
 @dataclass(frozen=True)
-class _Job:
-    """One validated search: what the engine needs, plus what the result reports."""
+class Plan:
+    """What `optimize` will run for a request, validated: a search with its engine specs, or a measured baseline's
+    points (``baseline``), and the labels the result reports. Made by `plan`; `run` carries it out.
+
+    Attributes:
+        schedule, solver, convention, nfe, spacing, backend: the resolved request.
+        lower, objective, search: the engine's specs (`hso.fast.LowerSpec`, `ObjectiveSpec`, `SearchSpec`).
+        settings: what the result records in ``settings`` (``settings["measured"]``: the measured pick, and the
+            candidates passed over because they are not valid here, with the reason).
+        source: "hso" (a search), "hso_stop_ported" (the "stop" search, last point dropped) or a baseline's name.
+        baseline: that baseline's points ``t  # [N+1]``; None for a search.
+    """
 
     schedule: NoiseSchedule
     lower: fast.LowerSpec
@@ -193,87 +234,95 @@ class _Job:
     nfe: int
     spacing: str
     settings: dict[str, Any]
-    source: str = "hso"  # "hso" (a search), PORTED (a "stop" search, last point dropped) or a measured baseline
-    baseline: np.ndarray | None = None  # that baseline's schedule points
+    source: str = "hso"
+    baseline: np.ndarray | None = None
+
+    @property
+    def is_search(self) -> bool:
+        """True when running the plan searches (False: a measured baseline's points, no search)."""
+        return self.baseline is None
+
+    def run(self, callback: Callable[..., Any] | None = None, *, t_start: float | None = None) -> ScheduleResult:
+        """Carry the plan out: the search (``callback`` as in `optimize`), or the baseline's result."""
+        t_start = time.perf_counter() if t_start is None else t_start
+        if not self.is_search:
+            return _baseline_result(self, time.perf_counter() - t_start)
+        out = fast.search(self.schedule, self.lower, self.objective, self.search, backend=self.backend,
+                          callback=callback)
+        return _result(self, out, time.perf_counter() - t_start)
 
 
-def _measured_choice(sched: NoiseSchedule, solver: str, conv: str, nfe: int, n_int: int
-                     ) -> tuple[str, Pick, np.ndarray | None] | None:
-    """method="auto": the best-ranked measured candidate that applies to this noise schedule, as (name, pick,
-    baseline points or None for one of hso's settings); None where nothing was measured."""
-    pick = measured_pick(solver, conv, sched.kind_name, nfe)
-    if pick is None:
-        return None
-    for name, _ in pick.ranking:
-        if name in VARIANTS:
-            return name, pick, None
-        if name == PORTED:
-            if ported_applies(solver, conv):
-                return name, pick, None
-            continue
-        try:
-            return name, pick, baseline_schedule(name, sched, n_int)
-        except MethodNotApplicable:  # e.g. integer spacings on a continuous model: the next one
-            continue
-    return None
+class _Infeasible(ValueError):
+    """A candidate that cannot serve this request: a search whose spacing does not fit the box, or a baseline whose
+    points are not a valid schedule here (colliding integer timesteps, an integer spacing on a continuous model).
+    For a search the user asked for it is the error they see; for the measured default the next candidate is used."""
 
 
-def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: str | None, *, method: str = "auto",
-             convention: str | None, spacing: str | None, p: float | None, trunc_num: int | None, init: str,
-             bounds: Any, popsize: int,
-             maxiter: int, tol: float, mutation: Any, recombination: float, polish: bool, seed: int | None,
-             gamma: float, backend: str, search_requested: bool = False) -> _Job:
-    """Validate every argument (raising before any kernel runs) and build the engine's specs."""
+def _baseline_points(name: str, sched: NoiseSchedule, n_int: int) -> np.ndarray:
+    """A baseline's points for N intervals, checked as every returned schedule is: finite, strictly decreasing,
+    inside the time domain and, for a discrete model, unique strictly decreasing integer timesteps.
+
+    Raises:
+        _Infeasible: the baseline does not apply, or its points are not a valid schedule for this model and N.
+    """
+    try:
+        t = np.asarray(baseline_schedule(name, sched, n_int), dtype=np.float64)
+    except MethodNotApplicable as e:
+        raise _Infeasible(str(e)) from None
+    if t.shape != (n_int + 1,) or not np.all(np.isfinite(t)) or np.any(np.diff(t) >= 0):
+        raise _Infeasible(f"its {n_int + 1} points are not strictly decreasing")
+    if t[-1] < sched.t_min or t[0] > sched.t_max:
+        raise _Infeasible("its points leave the time domain")
+    if sched.is_discrete and np.any(np.diff(sched.timesteps_of_t(t)) >= 0):
+        raise _Infeasible(f"its integer timesteps collide at N = {n_int} intervals")
+    return t
+
+
+def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "unipc", objective: str | None = None,
+         *, method: str = "auto", convention: str | None = None, spacing: str | None = None, p: float | None = None,
+         trunc_num: int | None = None,
+         init: str = "edm_rho", bounds: Sequence[Sequence[float]] | None = None, popsize: int = 20,
+         maxiter: int = 60, tol: float = 0.01, mutation: float | tuple[float, float] = (0.5, 1.0),
+         recombination: float = 0.7, polish: bool = True, seed: int | None = 66, gamma: float = 1e9,
+         backend: str = "auto", callback: Callable[..., Any] | None = None) -> Plan:
+    """What `optimize` would run for these arguments (the same arguments), without running it: every argument
+    validated (raising before any kernel runs) and the engine's specs built. ``callback`` only marks the request as
+    a search (pass it to `Plan.run`).
+
+    ``method="auto"`` without search arguments walks the measured ranking for this request (`hso.measured`) and
+    takes the first candidate that is valid here, then method "hso"'s search, then the paper's (whose lower level
+    needs only one training step per gap); ``method="hso"`` takes the last two. A candidate is not valid when its
+    integer timesteps would collide or its spacing does not fit the box at this NFE; those passed over are named,
+    with the reason, in ``settings["passed_over"]`` and the result's message. Searches asked for explicitly
+    (``method="paper"`` or any search argument) run as asked, or raise.
+
+    Raises:
+        ValueError, TypeError: as `optimize`, among them an NFE above `max_nfe` for this model.
+    """
     sched = as_schedule(schedule)
     nfe = _check_int("nfe", nfe, 1)
     spec_solver = get_solver(solver)
     conv = convention or spec_solver.default_convention
-    n_int = n_out = spec_solver.n_intervals(nfe, conv)
+    n_int = spec_solver.n_intervals(nfe, conv)
+    if nfe > MAX_NFE:
+        raise ValueError(f"NFE={nfe} is too large: hso plans at most {MAX_NFE} network evaluations "
+                         f"(hso.optimize.MAX_NFE)")
+    if nfe > max_nfe(sched, spec_solver.name, conv):
+        raise ValueError(f"NFE={nfe} is too large for this model: with {spec_solver.name} / {conv} it allows at most "
+                         f"NFE {max_nfe(sched, spec_solver.name, conv)} ({n_int} intervals of at least one time step "
+                         f"{sched.time_resolution:g} do not fit in the paper's box; hso.max_nfe)")
     if objective is not None and objective not in fast.OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(fast.OBJECTIVES)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    given = dict(objective=objective, spacing=spacing, p=p, trunc_num=trunc_num, init=init, bounds=bounds,
-                 popsize=popsize, maxiter=maxiter, tol=tol, mutation=mutation, recombination=recombination,
-                 polish=polish, gamma=gamma)
-    defaults = _defaults()
-    searching = search_requested or any(not _same(given[k], defaults[k]) for k in SEARCH_ARGS)
-    choice = _measured_choice(sched, spec_solver.name, conv, nfe, n_int) if method == "auto" and not searching \
-        else None
-    measured = None
-    search_conv = conv
-    if choice is not None:
-        name, pick, _ = choice
-        measured = {"pick": name, "nfe": pick.nfe, "worst_ratio": dict(pick.ranking)[name],
-                    "supported": pick.supported(name)}
-        if name in VARIANTS:  # one of hso's settings, relative to the paper's
-            objective, spacing, p = resolve_method("paper", spec_solver.name, conv, VARIANTS[name].get("objective"),
-                                                   VARIANTS[name].get("spacing"), VARIANTS[name].get("p"),
-                                                   sched.kind_name)
-        elif name == PORTED:  # method "hso"'s "stop" search for this NFE; the result drops its last point
-            search_conv = "stop"
-            n_int = spec_solver.n_intervals(nfe, search_conv)
-            objective, spacing, p = resolve_method("hso", spec_solver.name, search_conv, None, None, None,
-                                                   sched.kind_name)
-    if choice is None or choice[2] is not None:
-        # a search with the "hso" settings, or a baseline (whose objective value the result reports)
-        objective, spacing, p = resolve_method(method, spec_solver.name, conv, objective, spacing, p,
-                                               sched.kind_name)
-    if spacing not in SPACINGS:
+    if spacing is not None and spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; known: {', '.join(SPACINGS)}")
     if init not in INIT_FAMILIES:
         raise ValueError(f"unknown init family {init!r}; known: {', '.join(INIT_FAMILIES)}")
-    if p is None:
-        p = 1.0 if sched.kind == KIND_VE else 2.0
-    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not math.isfinite(p) \
-            or p <= 0:
+    if p is not None and not (_check_number("p", p, "a positive number") > 0):
         raise ValueError(f"p must be a positive number, got {p!r}")
-    if objective == "mep" and sched.kind == KIND_VE and p == 2.0:
-        raise ValueError("MEP with p=2 is constant for VE/EDM schedules (it telescopes to e^-lambda_0 - e^-lambda_N), "
-                         "so it cannot rank schedules; use p=1 (the default there) or objective='dmn'")
-    if not math.isfinite(gamma) or gamma < 0:
+    if not _check_number("gamma", gamma, "a non-negative number") >= 0:
         raise ValueError(f"gamma must be a non-negative number, got {gamma!r}")
-    obj = fast.ObjectiveSpec(objective, sched.kind, float(p), trunc_num)
     box = _checked_bounds(bounds, sched)
     popsize = _check_int("popsize", popsize, 1)
     maxiter = _check_int("maxiter", maxiter, 0)
@@ -281,42 +330,96 @@ def _prepare(schedule: NoiseSchedule | str, nfe: int, solver: str, objective: st
     if mut.size not in (1, 2) or not np.all((mut >= 0) & (mut <= 2)) or (mut.size == 2 and mut[0] > mut[1]):
         raise ValueError(f"mutation must be a number in [0, 2] or a (low, high) dithering range inside it, "
                          f"got {mutation!r}")
-    if not 0 <= recombination <= 1:
+    if not 0 <= _check_number("recombination", recombination, "a number in [0, 1]") <= 1:
         raise ValueError(f"recombination must lie in [0, 1], got {recombination!r}")
-    if not (math.isfinite(tol) and tol >= 0):
+    if not _check_number("tol", tol, "a non-negative number") >= 0:
         raise ValueError(f"tol must be a non-negative number, got {tol!r}")
     if seed is not None:
         seed = _check_int("seed", seed, 0)
     engine = get_backend(backend)
-
-    dmin = d_min(nfe)
-    gap = sched.time_resolution
-    if spacing == "constrain":
-        gap = max(gap, dmin * (1 + 1e-12))  # the margin keeps the penalty exactly 0 in spite of rounding
-    widest = box[2][1] - box[1][0]
-    if n_int * gap > widest:
-        what = (f"d_min={dmin:g}" if spacing == "constrain"
-                else f"one training step ({1 / sched.num_train_timesteps:g})" if sched.num_train_timesteps
-                else f"the time resolution {gap:g}")
-        raise ValueError(f"NFE={nfe} is too large: {n_int} intervals of at least {what} do not fit in the widest "
-                         f"range T_max - t_eps = {widest:g} of the box")
-    lower = fast.LowerSpec(n_intervals=n_int, gap=gap, d_min=dmin, gamma=float(gamma), objective=objective,
-                           p=float(p), trunc_num=trunc_num, init=init,
-                           # the DM-NonUniform bound is non-smooth (sums of |.|): quasi-Newton stalls rather than
-                           # converges, so cap it lower than MEP's Newton (which stops in ~6 iterations)
-                           maxiter=100 if objective == "mep" else 40)
-    mutation = tuple(float(m) for m in mut) if mut.size == 2 else float(mut[0])
-    de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol), mutation=mutation,
+    de = SearchSpec(bounds=box, popsize=popsize, maxiter=maxiter, tol=float(tol),
+                    mutation=tuple(float(m) for m in mut) if mut.size == 2 else float(mut[0]),
                     recombination=float(recombination), polish=bool(polish), seed=seed)
-    settings = {"method": method, "init": init, "p": float(p), "trunc_num": trunc_num,
-                "bounds": [list(b) for b in box],
-                "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": mutation,
-                "recombination": float(recombination), "polish": bool(polish), "seed": seed, "gamma": float(gamma),
-                "n_intervals": n_out, "min_gap": gap, "measured": measured, "search_convention": search_conv}
-    baseline = choice[2] if choice is not None else None
-    source = "hso" if choice is None or choice[0] in VARIANTS else choice[0]
-    return _Job(sched, lower, obj, de, engine.name, spec_solver.name, conv, nfe, spacing, settings,
-                source=source, baseline=baseline)
+
+    def build(search_conv: str, objective: str, spacing: str, p: float | None, source: str = "hso",
+              baseline: np.ndarray | None = None, measured: dict[str, Any] | None = None,
+              passed_over: Sequence[str] = ()) -> Plan:
+        """The job for one candidate (a search with these settings, or a baseline's points)."""
+        n_search = spec_solver.n_intervals(nfe, search_conv)
+        if p is None:
+            p = 1.0 if sched.kind == KIND_VE else 2.0
+        if objective == "mep" and sched.kind == KIND_VE and p == 2.0:
+            raise ValueError("MEP with p=2 is constant for VE/EDM schedules (it telescopes to e^-lambda_0 - "
+                             "e^-lambda_N), so it cannot rank schedules; use p=1 (the default there) or "
+                             "objective='dmn'")
+        dmin = d_min(nfe)
+        gap = sched.time_resolution
+        if spacing == "constrain":
+            gap = max(gap, dmin * (1 + 1e-12))  # the margin keeps the penalty exactly 0 in spite of rounding
+        widest = box[2][1] - box[1][0]
+        if baseline is None and n_search * gap > widest:
+            what = (f"d_min={dmin:g}" if spacing == "constrain"
+                    else f"one training step ({1 / sched.num_train_timesteps:g})" if sched.num_train_timesteps
+                    else f"the time resolution {gap:g}")
+            raise _Infeasible(f"NFE={nfe} is too large: {n_search} intervals of at least {what} do not fit in the "
+                              f"widest range T_max - t_eps = {widest:g} of the box")
+        lower = fast.LowerSpec(n_intervals=n_search, gap=gap, d_min=dmin, gamma=float(gamma), objective=objective,
+                               p=float(p), trunc_num=trunc_num, init=init,
+                               # the DM-NonUniform bound is non-smooth (sums of |.|): quasi-Newton stalls rather
+                               # than converges, so cap it lower than MEP's Newton (which stops in ~6 iterations)
+                               maxiter=100 if objective == "mep" else 40)
+        settings = {"method": method, "init": init, "p": float(p), "trunc_num": trunc_num,
+                    "bounds": [list(b) for b in box],
+                    "popsize": popsize, "maxiter": maxiter, "tol": float(tol), "mutation": de.mutation,
+                    "recombination": float(recombination), "polish": bool(polish), "seed": seed,
+                    "gamma": float(gamma), "n_intervals": n_int, "min_gap": gap, "measured": measured,
+                    "search_convention": search_conv}
+        if passed_over:  # only then: results that pass nothing over keep the settings they always had
+            settings["passed_over"] = list(passed_over)
+        return Plan(sched, lower, fast.ObjectiveSpec(objective, sched.kind, float(p), trunc_num), de, engine.name,
+                    spec_solver.name, conv, nfe, spacing, settings, source=source, baseline=baseline)
+
+    given = dict(objective=objective, spacing=spacing, p=p, trunc_num=trunc_num, init=init, bounds=bounds,
+                 popsize=popsize, maxiter=maxiter, tol=tol, mutation=mutation, recombination=recombination,
+                 polish=polish, gamma=gamma)
+    defaults = _defaults()
+    searching = callback is not None or any(not _same(given[k], defaults[k]) for k in SEARCH_ARGS)
+    if method == "paper" or searching:  # exactly the search asked for; an infeasible one is the user's error
+        return build(conv, *resolve_method(method, spec_solver.name, conv, objective, spacing, p, sched.kind_name))
+
+    # the measured ranking (method "auto"), then method "hso"'s search, then the paper's: the first valid here
+    pick = measured_pick(spec_solver.name, conv, sched.kind_name, nfe) if method == "auto" else None
+    passed_over: list[str] = []
+    for name, ratio in pick.ranking if pick is not None else ():
+        measured = {"pick": name, "nfe": pick.nfe, "worst_ratio": ratio, "supported": pick.supported(name)}
+        try:
+            if name in VARIANTS:  # one of hso's settings, relative to the paper's
+                v = VARIANTS[name]
+                return build(conv, *resolve_method("paper", spec_solver.name, conv, v.get("objective"),
+                                                   v.get("spacing"), v.get("p"), sched.kind_name),
+                             measured=measured, passed_over=passed_over)
+            if name == PORTED:  # method "hso"'s "stop" search for this NFE; the result drops its last point
+                if not ported_applies(spec_solver.name, conv):
+                    raise _Infeasible("it needs one network evaluation per step")
+                return build("stop", *resolve_method("hso", spec_solver.name, "stop", None, None, None,
+                                                     sched.kind_name), source=PORTED, measured=measured,
+                             passed_over=passed_over)
+            points = _baseline_points(name, sched, n_int)
+            # the baseline's objective value is reported with method "hso"'s objective and p
+            return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name),
+                         source=name, baseline=points, measured=measured, passed_over=passed_over)
+        except _Infeasible as e:
+            passed_over.append(f"{name}: {e}")
+    for fallback in ("hso", "paper"):
+        measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "worst_ratio": None,
+                                              "supported": False}
+        try:
+            return build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name),
+                         measured=measured, passed_over=passed_over)
+        except _Infeasible as e:
+            passed_over.append(f"method {fallback!r}: {e}")
+    # not reached: the NFE check above admits only what the paper's search fits
+    raise ValueError(f"no schedule fits NFE={nfe} for this model: {'; '.join(passed_over)}")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -327,7 +430,7 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
-def _make_result(job: _Job, t: np.ndarray, lam: np.ndarray, wall_time: float, **fields: Any) -> ScheduleResult:
+def _make_result(job: Plan, t: np.ndarray, lam: np.ndarray, wall_time: float, **fields: Any) -> ScheduleResult:
     """The public result for points ``t`` (lambdas ``lam``): sigmas for the convention, integer timesteps for
     discrete models (checked: never returned silently wrong), and the job's labels; ``fields`` are the rest."""
     sched = job.schedule
@@ -346,7 +449,7 @@ def _make_result(job: _Job, t: np.ndarray, lam: np.ndarray, wall_time: float, **
         d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings), source=job.source, **fields)
 
 
-def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:
+def _result(job: Plan, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:
     """Turn a search outcome into the public result, checking the guarantees it promises."""
     t = out.lower.t[0]
     lam = out.lower.lambdas[0]
@@ -356,10 +459,17 @@ def _result(job: _Job, out: fast.SearchOutcome, wall_time: float) -> ScheduleRes
         raise RuntimeError("internal error: the constrained search returned an infeasible schedule")
     return _make_result(job, t, lam, wall_time, psi=out.psi, fitness=out.fitness,
                         mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit,
-                        nfev=out.nfev, success=out.success, message=out.message)
+                        nfev=out.nfev, success=out.success,
+                        message=out.message + _passed_over_note(job.settings))
 
 
-def _baseline_result(job: _Job, wall_time: float) -> ScheduleResult:
+def _passed_over_note(settings: dict[str, Any]) -> str:
+    """The candidates passed over for this request, for the result's message ("" when none)."""
+    skipped = settings.get("passed_over")
+    return f"; passed over (not valid here): {'; '.join(skipped)}" if skipped else ""
+
+
+def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     """The result for a baseline the measured rule picked: its points, with the HSO objective and spacing penalty
     of that schedule reported for comparison (no search ran: ``psi`` is empty, ``nit = nfev = 0``)."""
     t = job.baseline
@@ -367,16 +477,17 @@ def _baseline_result(job: _Job, wall_time: float) -> ScheduleResult:
     value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
     penalty = float(spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
-    msg = (f"measured default: baseline {job.source!r} ranked first for {job.solver} / {job.convention} / "
-           f"{job.schedule.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the best baseline over the test beds "
-           f"{m['worst_ratio']:.3g}); no search ran")
+    rank = "best of those valid here" if job.settings.get("passed_over") else "first"
+    msg = (f"measured default: baseline {job.source!r} ranked {rank} "
+           f"for {job.solver} / {job.convention} / {job.schedule.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the "
+           f"best baseline over the test beds {m['worst_ratio']:.3g}); no search ran{_passed_over_note(job.settings)}")
     return _make_result(job, t, lam, wall_time, psi=np.zeros(0), fitness=value + penalty, mep=value,
                         penalty=penalty, nit=0, nfev=0, success=True, message=msg)
 
 
 def _defaults() -> dict[str, Any]:
-    """`optimize`'s arguments with their defaults (what `_prepare` takes)."""
-    return {k: v.default for k, v in inspect.signature(optimize).parameters.items() if k != "callback"}
+    """`plan`'s (and `optimize`'s) arguments with their defaults."""
+    return {k: v.default for k, v in inspect.signature(plan).parameters.items() if k != "callback"}
 
 
 def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = False, backend: str = "auto",
@@ -407,7 +518,7 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
         if unknown:
             raise TypeError(f"config {i}: unknown argument(s) {sorted(unknown)}")
         try:
-            jobs.append(_prepare(**{**base, **defaults, **cfg, "backend": backend}))
+            jobs.append(plan(**{**base, **defaults, **cfg, "backend": backend}))
         except (ValueError, TypeError) as e:
             raise type(e)(f"config {i} ({dict(cfg)}): {e}") from None
 

@@ -52,16 +52,86 @@ def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
+# Ranges of the constructors' numbers. Beyond them a schedule is still computable in places but not usable: its
+# ends lose all signal or all noise in float64, or its squares over/underflow (what each bound protects is named).
+MAX_TRAIN_TIMESTEPS = 1_000_000
+FLOW_SHIFT_RANGE = (1e-12, 1e12)  # the shifted flow sigma at t = 0.999 / 1e-3 rounds to 1 / 0 in float64 beyond it
+MU_RANGE = (-27.63, 27.63)  # exponential time shift: exp(mu) inside FLOW_SHIFT_RANGE
+EDM_SIGMA_RANGE = (1e-100, 1e100)  # sigma^2 (and 1 / sigma^2) stay finite in float64
+VP_LINEAR_MAX_BETA_SUM = 1000.0  # alpha(1)^2 = exp(-(beta_0 + beta_1) / 2) underflows float64 near 1400
+
+
+def _g(x: float) -> str:
+    """A bound as people write it: 0.0001, 1e-12, 1e12 (not 1e+12)."""
+    return f"{x:g}".replace("e+", "e")
+
+
+def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {_g(lo)}"
+    if lo is None:
+        return f"{'<' if hi_open else '<='} {_g(hi)}"
+    return f"in {'(' if lo_open else '['}{_g(lo)}, {_g(hi)}{')' if hi_open else ']'}"
+
+
+def _show(v: Any) -> str:
+    """repr of a bad value, cut to a readable length."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _real(name: str, v: Any, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+          hi_open: bool = False) -> float:
+    """``v`` as a float, checked: a real number (not a bool or a string), finite, inside the interval.
+
+    Raises:
+        TypeError: not a real number.
+        ValueError: NaN, infinite or outside the interval (the message names ``name`` and the allowed range).
+    """
+    rng = "" if lo is None and hi is None else " " + _interval(lo, hi, lo_open, hi_open)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number{rng}, got {_show(v)} ({type(v).__name__})")
+    try:
+        x = float(v)
+    except OverflowError:  # an int beyond float64
+        x = math.inf if v > 0 else -math.inf
+    if not math.isfinite(x) or (lo is not None and (x <= lo if lo_open else x < lo)) \
+            or (hi is not None and (x >= hi if hi_open else x > hi)):
+        raise ValueError(f"{name} must be a {'finite ' if not rng else ''}number{rng}, got {_show(v)}")
+    return x
+
+
+def _integer(name: str, v: Any, lo: int, hi: int) -> int:
+    """``v`` as an int in [lo, hi] (an integral float is accepted; bools, strings and fractions are not)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an integer in [{lo}, {hi}], got {_show(v)} ({type(v).__name__})")
+    if not (lo <= v <= hi and float(v).is_integer()):  # NaN fails the comparison; a huge int fails the bound
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {_show(v)}")
+    return int(v)
+
+
+def _flag(name: str, v: Any) -> bool:
+    """A true/false setting (None reads as False, as diffusers treats it)."""
+    if v is None:
+        return False
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be true or false, got {_show(v)} ({type(v).__name__})")
+    return bool(v)
+
+
 def betas_for(beta_schedule: str, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
               beta_end: float = 0.02, *, rescale_betas_zero_snr: bool = False) -> np.ndarray:
     """Betas exactly as diffusers builds them for `beta_schedule` (float64).
 
     Raises:
-        ValueError: unknown schedule name or bad sizes.
+        ValueError: unknown schedule name, num_train_timesteps not in [2, 1e6], beta_start / beta_end (linear and
+            scaled_linear) not in (0, 1).
+        TypeError: a value that is not a number.
     """
-    n = int(num_train_timesteps)
-    if n < 2:
-        raise ValueError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
+    n = _integer("num_train_timesteps", num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS)
+    if beta_schedule in ("linear", "scaled_linear"):
+        beta_start = _real("beta_start", beta_start, 0.0, 1.0, lo_open=True, hi_open=True)
+        beta_end = _real("beta_end", beta_end, 0.0, 1.0, lo_open=True, hi_open=True)
     if beta_schedule == "linear":
         betas = np.linspace(beta_start, beta_end, n, dtype=np.float64)
     elif beta_schedule == "scaled_linear":
@@ -74,7 +144,7 @@ def betas_for(beta_schedule: str, num_train_timesteps: int = 1000, beta_start: f
     else:
         raise ValueError(
             f"unknown beta_schedule {beta_schedule!r}; known: 'linear', 'scaled_linear', 'squaredcos_cap_v2'")
-    if rescale_betas_zero_snr:
+    if _flag("rescale_betas_zero_snr", rescale_betas_zero_snr):
         betas = _rescale_zero_terminal_snr(betas)
     return betas
 
@@ -118,21 +188,38 @@ class NoiseSchedule:
 
         Raises:
             ValueError: none or several sources given, NaN/inf entries, entries outside (0, 1], or a table that
-                is not strictly decreasing.
+                is not strictly decreasing; betas outside [0, 1] (0 only first, 1 only last); beta_start /
+                beta_end outside (0, 1), num_train_timesteps not an integer in [2, 1e6].
+            TypeError: a value that is not a number (or not a 1-D array of numbers).
         """
         given = [x is not None for x in (alphas_cumprod, betas, beta_schedule)]
         if sum(given) != 1:
             raise ValueError("give exactly one of alphas_cumprod=, betas= or beta_schedule=")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {type(name).__name__}")
+        if prediction_type is not None and not isinstance(prediction_type, str):
+            raise TypeError(f"prediction_type must be a string or None, got {type(prediction_type).__name__}")
+        zero_snr = _flag("rescale_betas_zero_snr", rescale_betas_zero_snr)
         if beta_schedule is not None:
-            betas = betas_for(beta_schedule, num_train_timesteps, beta_start, beta_end,
-                              rescale_betas_zero_snr=rescale_betas_zero_snr)
-        elif betas is not None and rescale_betas_zero_snr:
-            betas = _rescale_zero_terminal_snr(_as_1d("betas", betas))
-        if betas is not None:
+            betas = betas_for(beta_schedule, num_train_timesteps, beta_start, beta_end, rescale_betas_zero_snr=zero_snr)
+            what = f"the {beta_schedule} betas"
+        elif betas is not None:
+            what = "the betas"
             b = _as_1d("betas", betas)
-            if np.any((b < 0) | (b > 1)):
-                raise ValueError("betas must lie in [0, 1]")
-            abar = np.cumprod(1.0 - b)
+            if b.size < 2:
+                raise ValueError(f"betas needs at least 2 entries, got {b.size}")
+            bad = np.flatnonzero((b < 0) | (b > 1) | (b == 0) & (np.arange(b.size) > 0)
+                                 | (b == 1) & (np.arange(b.size) < b.size - 1))
+            if bad.size:
+                raise ValueError(f"betas must lie in (0, 1) (the first may be 0, the last 1 for zero terminal SNR); "
+                                 f"entry {int(bad[0])} is {float(b[int(bad[0])])!r}")
+            betas = _rescale_zero_terminal_snr(b) if zero_snr else b
+        if betas is not None:
+            with np.errstate(under="ignore"):
+                abar = np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
+            if abar.size >= 2 and np.any(abar[:-1] == 0):  # underflow: more than the terminal entry is 0
+                raise ValueError(f"{what} are too large: alphas_cumprod (the product of 1 - beta) underflows to 0 "
+                                 f"at entry {int(np.flatnonzero(abar == 0)[0])} of {abar.size}")
         else:
             abar = _as_1d("alphas_cumprod", alphas_cumprod).copy()
         if abar.size < 2:
@@ -142,12 +229,12 @@ class NoiseSchedule:
             abar[-1] = min(_ZERO_SNR_TERMINAL, 0.5 * abar[-2])
         if np.any(abar <= 0) or np.any(abar > 1):
             bad = int(np.flatnonzero((abar <= 0) | (abar > 1))[0])
-            raise ValueError(f"alphas_cumprod must lie in (0, 1]; entry {bad} is {abar[bad]!r}")
+            raise ValueError(f"alphas_cumprod must lie in (0, 1]; entry {bad} is {float(abar[bad])!r}")
         if np.any(np.diff(abar) >= 0):
             bad = int(np.flatnonzero(np.diff(abar) >= 0)[0])
             raise ValueError(
                 f"alphas_cumprod must be strictly decreasing; entries {bad} and {bad + 1} are "
-                f"{abar[bad]!r} and {abar[bad + 1]!r}")
+                f"{float(abar[bad])!r} and {float(abar[bad + 1])!r}")
         n = abar.size
         table = 0.5 * np.log(abar)
         table.setflags(write=False)
@@ -156,9 +243,19 @@ class NoiseSchedule:
 
     @classmethod
     def vp_linear(cls, beta_0: float = 0.1, beta_1: float = 20.0, *, name: str = "vp_linear") -> NoiseSchedule:
-        """Continuous VP SDE with linear beta(t) from `beta_0` to `beta_1` on t in [1e-4, 1]."""
-        if not (np.isfinite(beta_0) and np.isfinite(beta_1)) or beta_0 < 0 or beta_1 <= beta_0:
-            raise ValueError(f"need 0 <= beta_0 < beta_1 (finite), got beta_0={beta_0}, beta_1={beta_1}")
+        """Continuous VP SDE with linear beta(t) from `beta_0` to `beta_1` on t in [1e-4, 1].
+
+        Raises:
+            ValueError: unless 0 <= beta_0 < beta_1 and beta_0 + beta_1 <= 1000 (alpha(1)^2 = exp(-(beta_0 +
+                beta_1) / 2) would underflow float64 soon beyond). TypeError: not numbers.
+        """
+        beta_0 = _real("beta_0", beta_0, 0.0)
+        beta_1 = _real("beta_1", beta_1)
+        if beta_1 <= beta_0:
+            raise ValueError(f"need 0 <= beta_0 < beta_1, got beta_0={beta_0!r}, beta_1={beta_1!r}")
+        if beta_0 + beta_1 > VP_LINEAR_MAX_BETA_SUM:
+            raise ValueError(f"beta_0 + beta_1 must be <= {VP_LINEAR_MAX_BETA_SUM:g} (alpha(1)^2 = exp(-(beta_0 + "
+                             f"beta_1) / 2) underflows float64 beyond ~1400), got {beta_0 + beta_1:g}")
         return cls("vp_linear", name, 1e-4, 1.0, {"beta_0": float(beta_0), "beta_1": float(beta_1)})
 
     @classmethod
@@ -168,16 +265,29 @@ class NoiseSchedule:
 
     @classmethod
     def edm(cls, sigma_min: float = 0.002, sigma_max: float = 80.0, *, name: str = "edm") -> NoiseSchedule:
-        """EDM / VE: alpha = 1, sigma from `sigma_min` (t = 0) to `sigma_max` (t = 1), log-linear in t."""
-        if not (np.isfinite(sigma_min) and np.isfinite(sigma_max)) or not 0 < sigma_min < sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+        """EDM / VE: alpha = 1, sigma from `sigma_min` (t = 0) to `sigma_max` (t = 1), log-linear in t.
+
+        Raises:
+            ValueError: unless 0 < sigma_min < sigma_max, both in [1e-100, 1e100] (sigma^2 stays finite and
+                non-zero in float64). TypeError: not numbers.
+        """
+        lo, hi = EDM_SIGMA_RANGE
+        sigma_min = _real("sigma_min", sigma_min, lo, hi)
+        sigma_max = _real("sigma_max", sigma_max, lo, hi)
+        if not sigma_min < sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
         return cls("edm", name, 0.0, 1.0, {"sigma_min": float(sigma_min), "sigma_max": float(sigma_max)})
 
     @classmethod
     def flow(cls, shift: float = 1.0, *, name: str = "flow") -> NoiseSchedule:
-        """Rectified flow x_t = (1 - sigma) x_0 + sigma eps with sigma = shift t / (1 + (shift - 1) t)."""
-        if not np.isfinite(shift) or shift <= 0:
-            raise ValueError(f"flow shift must be a positive number, got {shift}")
+        """Rectified flow x_t = (1 - sigma) x_0 + sigma eps with sigma = shift t / (1 + (shift - 1) t).
+
+        Raises:
+            ValueError: shift outside [1e-12, 1e12] (beyond, the shifted sigma at t = 0.999 rounds to 1 or the one
+                at t = 1e-3 to 0 in float64: the schedule would lose all signal or all noise). TypeError: not a
+                number.
+        """
+        shift = _real("flow shift", shift, *FLOW_SHIFT_RANGE)
         return cls("flow", name, 1e-3, 0.999, {"shift": float(shift)})
 
     @classmethod
@@ -209,56 +319,93 @@ class NoiseSchedule:
             mu: the resolution-dependent shift of schedulers with ``use_dynamic_shifting`` (Flux, SD3.5); the
                 pipeline computes it from the image size. Required for them, refused otherwise.
 
+        A config must be a scheduler's: a ``_class_name`` ending in ``Scheduler`` (a UNet's or a pipeline's config
+        is refused), or, without one (a scheduler's own ``config`` mapping has none), beta fields (a VP model) or
+        ``use_flow_sigmas``; a FlowMatch or EDM scheduler's config needs its ``_class_name`` (or pass the scheduler).
+        A field the config lacks takes the scheduler class's diffusers default (e.g. Heun's and LCM's betas
+        0.00085-0.012).
+
         Raises:
-            ValueError: a configuration hso cannot represent, naming the field (an unknown beta schedule, dynamic
-                shifting without ``mu``, a shift terminal, continuous-time VP configs, ...).
+            ValueError: not a scheduler config, or a configuration hso cannot represent, naming the field and its
+                allowed range (an unknown beta schedule, betas outside (0, 1), num_train_timesteps not an integer
+                in [2, 1e6], a shift outside [1e-12, 1e12], dynamic shifting without ``mu`` or with ``mu``
+                outside [-27.63, 27.63], a shift terminal, continuous-time VP configs, ...).
+            TypeError: a field or ``mu`` that is not a number (or a flag that is not true/false); an object that is
+                neither a scheduler, a mapping nor a path.
             FileNotFoundError: a config path that does not exist.
         """
         cfg, cls_name = _diffusers_config(scheduler_or_config)
+        if mu is not None:
+            mu = _real("mu", mu)
         pred = cfg.get("prediction_type")
+        if pred is not None and not isinstance(pred, str):
+            raise TypeError(f"diffusers config field 'prediction_type' must be a string, got {pred!r}")
+        family = _diffusers_family(cfg, cls_name)
         if cfg.get("shift_terminal"):
             raise ValueError("diffusers config field 'shift_terminal' (stretched flow sigmas) is not supported")
-        if cls_name.startswith("FlowMatch") or cfg.get("use_flow_sigmas"):
-            shift = float(cfg.get("flow_shift" if cfg.get("use_flow_sigmas") else "shift", 1.0) or 1.0)
-            if cfg.get("use_dynamic_shifting"):
+        if family == "flow":
+            flow_sigmas = _flag("diffusers config field 'use_flow_sigmas'", cfg.get("use_flow_sigmas"))
+            key = "flow_shift" if flow_sigmas and "flow_shift" in cfg else "shift"
+            shift = _cfg_real(cfg, key, 1.0, *FLOW_SHIFT_RANGE)
+            if _flag("diffusers config field 'use_dynamic_shifting'", cfg.get("use_dynamic_shifting")):
                 if mu is None:
                     raise ValueError("diffusers config field 'use_dynamic_shifting' is set: the shift depends on the "
                                      "image size; pass mu= (the value the pipeline computes for your resolution)")
                 kind = cfg.get("time_shift_type", "exponential")
                 if kind == "exponential":
+                    lo, hi = MU_RANGE
+                    if not lo <= mu <= hi:
+                        raise ValueError(f"mu must lie in [{_g(lo)}, {_g(hi)}] (time_shift_type 'exponential': the "
+                                         f"flow shift exp(mu) must lie in [{_g(FLOW_SHIFT_RANGE[0])}, "
+                                         f"{_g(FLOW_SHIFT_RANGE[1])}]; beyond, the shifted sigmas at the schedule's "
+                                         f"ends round to 0 or 1 in float64), got {mu!r}")
                     shift = math.exp(mu)
                 elif kind == "linear":
-                    shift = float(mu)
+                    shift = _real("mu (time_shift_type 'linear': mu is the flow shift)", mu, *FLOW_SHIFT_RANGE)
                 else:
-                    raise ValueError(f"diffusers config field 'time_shift_type' = {kind!r} is not supported")
+                    raise ValueError(f"diffusers config field 'time_shift_type' = {kind!r} is not supported; known: "
+                                     "'exponential', 'linear'")
             elif mu is not None:
                 raise ValueError("mu= applies only to schedulers with use_dynamic_shifting")
             return cls.flow(shift, name=f"flow(shift={shift:g})")
         if mu is not None:
             raise ValueError("mu= applies only to flow-matching schedulers with use_dynamic_shifting")
-        if cls_name.startswith("EDM"):
+        if family == "edm":
             if cfg.get("sigma_schedule", "karras") not in ("karras", "exponential"):
                 raise ValueError(f"diffusers config field 'sigma_schedule' = {cfg['sigma_schedule']!r} is not "
-                                 "supported")
-            return cls.edm(float(cfg.get("sigma_min", 0.002)), float(cfg.get("sigma_max", 80.0)),
-                           name=f"edm({cfg.get('sigma_min', 0.002)}, {cfg.get('sigma_max', 80.0)})")
-        if cfg.get("timestep_type", "discrete") != "discrete":
-            raise ValueError(f"diffusers config field 'timestep_type' = {cfg['timestep_type']!r} (continuous-time "
-                             "conditioning) is not supported")
-        n = int(cfg.get("num_train_timesteps", 1000))
-        zero_snr = bool(cfg.get("rescale_betas_zero_snr", False))
+                                 "supported; known: 'karras', 'exponential'")
+            lo, hi = EDM_SIGMA_RANGE
+            smin, smax = _cfg_real(cfg, "sigma_min", 0.002, lo, hi), _cfg_real(cfg, "sigma_max", 80.0, lo, hi)
+            if not smin < smax:
+                raise ValueError(f"diffusers config fields 'sigma_min' < 'sigma_max' needed, got {smin!r} and "
+                                 f"{smax!r}")
+            return cls.edm(smin, smax, name=f"edm({smin:g}, {smax:g})")
+        zero_snr = _flag("diffusers config field 'rescale_betas_zero_snr'", cfg.get("rescale_betas_zero_snr"))
         if cfg.get("trained_betas") is not None:
-            return cls.vp_discrete(betas=np.asarray(cfg["trained_betas"], dtype=np.float64),
-                                   rescale_betas_zero_snr=zero_snr, name="diffusers(trained_betas)",
-                                   prediction_type=pred)
-        schedule = cfg.get("beta_schedule", "linear")
+            try:
+                return cls.vp_discrete(betas=cfg["trained_betas"], rescale_betas_zero_snr=zero_snr,
+                                       name="diffusers(trained_betas)", prediction_type=pred)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"diffusers config field 'trained_betas': {e}") from None
+        default_schedule, default_start, default_end = _BETA_DEFAULTS.get(cls_name, ("linear", 0.0001, 0.02))
+        schedule = cfg.get("beta_schedule", default_schedule)
         if schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"diffusers config field 'beta_schedule' = {schedule!r} is not supported; known: "
                              "'linear', 'scaled_linear', 'squaredcos_cap_v2' (or give trained_betas)")
-        start, end = float(cfg.get("beta_start", 0.0001)), float(cfg.get("beta_end", 0.02))
-        return cls.vp_discrete(beta_schedule=schedule, num_train_timesteps=n, beta_start=start, beta_end=end,
-                               rescale_betas_zero_snr=zero_snr, prediction_type=pred,
-                               name=f"diffusers({schedule}, {start:g}-{end:g}{', zero-SNR' if zero_snr else ''})")
+        n = _cfg_integer(cfg, "num_train_timesteps", 1000, 2, MAX_TRAIN_TIMESTEPS)
+        if schedule == "squaredcos_cap_v2":  # diffusers ignores beta_start / beta_end for it
+            start, end, rng = default_start, default_end, ""
+        else:
+            start = _cfg_real(cfg, "beta_start", default_start, 0.0, 1.0, lo_open=True, hi_open=True)
+            end = _cfg_real(cfg, "beta_end", default_end, 0.0, 1.0, lo_open=True, hi_open=True)
+            rng = f", {start:g}-{end:g}"
+        try:
+            return cls.vp_discrete(beta_schedule=schedule, num_train_timesteps=n, beta_start=start, beta_end=end,
+                                   rescale_betas_zero_snr=zero_snr, prediction_type=pred,
+                                   name=f"diffusers({schedule}{rng}{', zero-SNR' if zero_snr else ''})")
+        except ValueError as e:  # e.g. betas so large that alphas_cumprod underflows: name the config's fields
+            raise ValueError(f"diffusers config fields 'beta_schedule' / 'beta_start' / 'beta_end' / "
+                             f"'num_train_timesteps' ({schedule}, {start:g}, {end:g}, {n}): {e}") from None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -410,40 +557,137 @@ def log_sigma_of_lambda(lam: np.ndarray, kind: int) -> np.ndarray:
     raise ValueError(f"unknown kind {kind}")
 
 
+# diffusers' beta defaults (beta_schedule, beta_start, beta_end) of the scheduler classes that differ from the common
+# ("linear", 0.0001, 0.02), for configs that leave the fields out (diffusers 0.3x-0.4x)
+_BETA_DEFAULTS: dict[str, tuple[str, float, float]] = {
+    **dict.fromkeys(("HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"),
+                    ("linear", 0.00085, 0.012)),
+    **dict.fromkeys(("LCMScheduler", "TCDScheduler", "CogVideoXDDIMScheduler", "CogVideoXDPMScheduler"),
+                    ("scaled_linear", 0.00085, 0.012)),
+    "UnCLIPScheduler": ("squaredcos_cap_v2", 0.0001, 0.02),
+}
+# scheduler classes whose noise schedule is the beta one (they take beta_schedule / trained_betas)
+_BETA_CLASSES = frozenset((
+    "DDIMScheduler", "DDIMInverseScheduler", "DDIMParallelScheduler", "DDPMScheduler", "DDPMParallelScheduler",
+    "DEISMultistepScheduler", "DPMSolverMultistepScheduler", "DPMSolverMultistepInverseScheduler",
+    "DPMSolverSinglestepScheduler", "DPMSolverSDEScheduler", "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler", "PNDMScheduler", "RePaintScheduler",
+    "SASolverScheduler", "UniPCMultistepScheduler", *_BETA_DEFAULTS))
+_BETA_FIELDS = ("beta_schedule", "beta_start", "beta_end", "trained_betas")
+# any of them marks a mapping without _class_name as a scheduler config
+_SCHEDULE_FIELDS = (*_BETA_FIELDS, "num_train_timesteps", "rescale_betas_zero_snr", "timestep_type", "use_flow_sigmas",
+                    "flow_shift", "shift", "use_dynamic_shifting", "base_shift", "max_shift", "sigma_min",
+                    "sigma_max", "sigma_schedule", "sigma_data")
+
+
+def _diffusers_family(cfg: dict[str, Any], cls_name: str) -> str:
+    """"flow", "edm" or "vp_discrete" for a scheduler config, or ValueError for one that is not a scheduler's or
+    whose noise schedule hso cannot read."""
+    beta = any(cfg.get(k) is not None for k in _BETA_FIELDS)
+    if cls_name and not cls_name.endswith("Scheduler"):
+        raise ValueError(f"not a diffusers scheduler config: its _class_name is {cls_name!r} (a scheduler's ends in "
+                         "'Scheduler'); give the pipeline's scheduler/scheduler_config.json")
+    if not cls_name and not any(k in cfg for k in _SCHEDULE_FIELDS):
+        raise ValueError("not a diffusers scheduler config: no _class_name ending in 'Scheduler' and none of the "
+                         f"noise-schedule fields ({', '.join(_SCHEDULE_FIELDS[:5])}, ...)")
+    # a scheduler's own `config` mapping carries no class name: its fields tell the family (FlowMatch schedulers
+    # have a shift and dynamic shifting and no betas; EDM schedulers sigma_min / sigma_max / sigma_data)
+    flow_fields = not cls_name and not beta and "shift" in cfg and "use_dynamic_shifting" in cfg
+    edm_fields = not cls_name and not beta and all(k in cfg for k in ("sigma_min", "sigma_max", "sigma_data"))
+    if cls_name.startswith("FlowMatch") or cfg.get("use_flow_sigmas") or flow_fields:
+        return "flow"
+    if cls_name.startswith("EDM") or edm_fields:
+        return "edm"
+    if cfg.get("timestep_type", "discrete") != "discrete":
+        raise ValueError(f"diffusers config field 'timestep_type' = {cfg['timestep_type']!r} (continuous-time "
+                         "conditioning) is not supported")
+    if beta or cls_name in _BETA_CLASSES:
+        return "vp_discrete"
+    if not cls_name:  # e.g. a scheduler's own config mapping: it carries no class name
+        raise ValueError("this scheduler config has no _class_name and none of the fields that tell its noise "
+                         "schedule (beta_schedule / beta_start / beta_end / trained_betas, use_flow_sigmas, a "
+                         "FlowMatch scheduler's shift and use_dynamic_shifting, an EDM scheduler's sigma_min / "
+                         "sigma_max / sigma_data); pass the scheduler itself or add the config's _class_name")
+    raise ValueError(f"scheduler class {cls_name!r}: hso cannot read its noise schedule (it has no beta fields and "
+                     "is neither a FlowMatch nor an EDM scheduler)")
+
+
+def _cfg_real(cfg: Mapping[str, Any], key: str, default: float, lo: float, hi: float, **kw: bool) -> float:
+    return _real(f"diffusers config field {key!r}", cfg.get(key, default), lo, hi, **kw)
+
+
+def _cfg_integer(cfg: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    return _integer(f"diffusers config field {key!r}", cfg.get(key, default), lo, hi)
+
+
+def _scheduler_class_name(obj: Any) -> str:
+    """The scheduler class an object is: the first class of its MRO named ``...Scheduler`` (a subclass keeps its
+    stock scheduler's noise schedule), else its own class name."""
+    for klass in type(obj).__mro__:
+        if klass.__name__.endswith("Scheduler"):
+            return klass.__name__
+    return type(obj).__name__
+
+
 def _diffusers_config(obj: Any) -> tuple[dict[str, Any], str]:
-    """(config dict, scheduler class name) from a scheduler, a config mapping or a local JSON path."""
+    """(config dict, scheduler class name) from a scheduler, a config mapping or a local JSON path.
+
+    Raises:
+        FileNotFoundError: no such file (or no scheduler_config.json in the folder).
+        ValueError: an unreadable file, invalid JSON, JSON that is not an object, a _class_name that is not a string.
+        TypeError: an object that is neither a path, a mapping nor a scheduler.
+    """
     if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
         import json
         from pathlib import Path
 
-        path = Path(obj)
+        path = Path(obj.decode() if isinstance(obj, bytes) else obj)
         if path.is_dir():
             path = path / "scheduler_config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no diffusers scheduler config at {path}")
+            hint = " (for a pipeline folder, give its scheduler/ subfolder)" \
+                if (path.parent / "scheduler" / "scheduler_config.json").is_file() else ""
+            raise FileNotFoundError(f"no diffusers scheduler config at {path}{hint}")
         try:
-            obj = json.loads(path.read_text())
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a JSON text file (not UTF-8)") from None
+        try:
+            obj = json.loads(text)
         except ValueError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path} is not a diffusers scheduler config: its JSON is a {type(obj).__name__}, "
+                             "not an object")
     if isinstance(obj, Mapping):
         cfg = dict(obj)
-        return cfg, str(cfg.get("_class_name", ""))
+        cls_name = cfg.get("_class_name", "")
+        if not isinstance(cls_name, str):
+            raise ValueError(f"diffusers config field '_class_name' must be a string, got {cls_name!r}")
+        return cfg, cls_name
     config = getattr(obj, "config", None)
     if isinstance(config, Mapping):
-        return dict(config), type(obj).__name__
+        return dict(config), _scheduler_class_name(obj)
     raise TypeError(f"expected a diffusers scheduler, its config or a config path, got {type(obj).__name__}")
 
 
 def _as_1d(what: str, x: Any) -> np.ndarray:
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{what} must be a 1-D array of numbers, got a string")
     try:
-        a = np.asarray(x, dtype=np.float64)
+        raw = np.asarray(x)
+        if raw.dtype.kind not in "iuf":  # strings, bools, objects (mixed lists), complex: not numbers
+            raise TypeError(f"entries of type {raw.dtype} are not real numbers")
+        a = raw.astype(np.float64)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{what} must be a 1-D array of numbers: {e}") from None
     if a.ndim != 1:
         raise ValueError(f"{what} must be 1-D, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         bad = int(np.flatnonzero(~np.isfinite(a))[0])
-        raise ValueError(f"{what} contains a non-finite value at index {bad}: {a[bad]!r}")
+        raise ValueError(f"{what} contains a non-finite value at index {bad}: {float(a[bad])!r}")
     return a
 
 

@@ -75,18 +75,17 @@ def _schedule_key(schedule: NoiseSchedule) -> tuple:
 
 def _hso(objective: str | None = None, **options: Any) -> MethodFn:
     def fn(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
-        from ..optimize import _prepare, _defaults, optimize
+        from ..optimize import plan
         if options.get("p") == 1.0 and schedule.kind == KIND_VE:
             raise MethodNotApplicable("MEP with p = 1 is already hso's default for VE/EDM schedules")
         # a search depends on the solver and convention only through its resolved specs (N, objective, spacing,
         # d_min); searches are deterministic (seeded) and the DM-NonUniform one takes seconds, so equal ones are
         # made once
         name = get_solver(solver).name
-        job = _prepare(**{**_defaults(), **options, "schedule": schedule, "nfe": nfe, "solver": name,
-                          "objective": objective, "convention": convention})
+        job = plan(schedule, nfe, name, objective, convention=convention, **options)
         key = (job.source, job.lower, job.objective, job.search, _schedule_key(schedule))
         if key not in _HSO_CACHE:
-            _HSO_CACHE[key] = optimize(schedule, nfe, name, objective, convention=convention, **options).t
+            _HSO_CACHE[key] = job.run().t
         return _HSO_CACHE[key].copy()
     return fn
 
