@@ -15,12 +15,12 @@ import os
 import sys
 from typing import Any, Sequence
 
+from .optimize import MAX_NFE, MAX_P
+
 __all__ = ["main"]
 
-MAX_NFE = 1000  # as hso.optimize's: more than a 1000-step model's timesteps; hours of search elsewhere
 MAX_POPSIZE = 100_000  # the population (3 x popsize) lives in memory
 MAX_SAMPLES = 100_000
-MAX_P = 10.0  # the objective's node weights grow like sigma^p: an EDM schedule's overflows float64 near p = 160
 
 
 class _BadInput(Exception):

@@ -21,12 +21,15 @@ from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
 
-__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
+__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
 
 SPACINGS = ("rank", "constrain")
 # the most network evaluations `optimize` plans for (no sampler in use spends more; continuous models would
 # otherwise allow about a million intervals)
 MAX_NFE = 1000
+# the largest node-weight exponent p: the weights grow like sigma^p, and an EDM schedule's overflow float64 near
+# p = 160 (the paper uses 2, the measured settings 1)
+MAX_P = 10.0
 METHODS = ("auto", "hso", "paper")
 # optimize's arguments that only an HSO search uses: passing any of them (or a callback) asks for a search, so
 # method="auto" then takes method "hso"'s settings (never a baseline that would ignore them)
@@ -85,7 +88,7 @@ def resolve_method(method: str, solver: str, convention: str, objective: str | N
 def max_nfe(schedule: NoiseSchedule | str, solver: str = "unipc", convention: str | None = None) -> int:
     """The largest NFE `optimize` serves for this model, solver and convention: at most `MAX_NFE`, and no more
     intervals than fit in the paper's box at the model's time resolution (one training step for a discrete model:
-    990 intervals for T = 1000).
+    989 intervals for T = 1000: a 0.99 range, one step plus a 1e-9 margin each).
 
     Raises:
         ValueError: an unknown solver or convention, or a model too coarse for even one interval.
@@ -93,7 +96,12 @@ def max_nfe(schedule: NoiseSchedule | str, solver: str = "unipc", convention: st
     sched = as_schedule(schedule)
     spec = get_solver(solver)
     (_, _), (e0, _), (_, m1) = _checked_bounds(None, sched)
-    n_fit = int(np.floor((m1 - e0) / sched.time_resolution * (1 + 1e-9)))
+    widest, gap = m1 - e0, sched.time_resolution
+    n_fit = int(widest // gap)  # then exactly `plan`'s test, n * gap <= widest, in spite of rounding
+    while n_fit * gap > widest:
+        n_fit -= 1
+    while (n_fit + 1) * gap <= widest:
+        n_fit += 1
     for nfe in range(MAX_NFE, 0, -1):
         try:
             if spec.n_intervals(nfe, convention) <= n_fit:
@@ -319,8 +327,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         raise ValueError(f"unknown spacing {spacing!r}; known: {', '.join(SPACINGS)}")
     if init not in INIT_FAMILIES:
         raise ValueError(f"unknown init family {init!r}; known: {', '.join(INIT_FAMILIES)}")
-    if p is not None and not (_check_number("p", p, "a positive number") > 0):
-        raise ValueError(f"p must be a positive number, got {p!r}")
+    if p is not None and not 0 < _check_number("p", p, "a positive number") <= MAX_P:
+        raise ValueError(f"p must be a positive number <= {MAX_P:g} (hso.optimize.MAX_P), got {p!r}")
     if not _check_number("gamma", gamma, "a non-negative number") >= 0:
         raise ValueError(f"gamma must be a non-negative number, got {gamma!r}")
     box = _checked_bounds(bounds, sched)
@@ -443,6 +451,11 @@ def _make_result(job: Plan, t: np.ndarray, lam: np.ndarray, wall_time: float, **
         if np.any(np.diff(timesteps) >= 0):  # cannot happen with gap >= one step (or a measured baseline)
             raise RuntimeError(f"internal error: the {job.source} schedule's integer timesteps "
                                f"{timesteps.tolist()} are not strictly decreasing")
+    values = [fields.get(k) for k in ("fitness", "mep", "penalty")]
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(lam)) and all(math.isfinite(v) for v in values)):
+        raise ValueError(f"the {job.objective.name} objective of this schedule is not finite in float64 (objective "
+                         f"{values[1]!r}, penalty {values[2]!r}): the noise schedule's sigmas are too extreme for "
+                         f"p = {job.objective.p:g}; use a smaller p")
     return ScheduleResult(
         t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, wall_time=wall_time, backend=job.backend,
         convention=job.convention, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
