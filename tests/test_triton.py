@@ -242,6 +242,50 @@ def test_dmn_line_search_in_turn_accepts_the_same_steps(monkeypatch):
         np.testing.assert_array_equal(getattr(in_turn, field), getattr(batched, field))
 
 
+# The compiled launch configuration: on a GPU the host wrappers launch other block sizes than under the interpreter
+# (many programs, the last one partly masked) and the DM-NonUniform lower level searches its line in turn
+# (BATCH=False). Those are the only branches on _INTERPRETED: here the interpreter runs them, at N = 1 and with a
+# partial last program, against the C++ kernel (DM-NonUniform lower level) or the reference.
+@pytest.mark.parametrize("what, n, b", [("mep", 1, 130), ("mep", 17, 130), ("dmn", 1, 130), ("dmn", 17, 20),
+                                        ("mep_lower", 1, 17), ("mep_lower", 17, 9),
+                                        ("dmn_lower", 1, 17), ("dmn_lower", 3, 17), ("dmn_lower", 5, 5)])
+def test_compiled_launch_configuration(monkeypatch, what, n, b):
+    import triton
+
+    monkeypatch.setattr(triton_backend, "_INTERPRETED", False)  # block sizes and BATCH as compiled
+    np_ = triton.next_power_of_2(n + 1)
+    block = {"mep": lambda: triton_backend._mep_block(b), "dmn": lambda: triton_backend._dmn_block(b, np_),
+             "mep_lower": lambda: triton_backend._lower_block(b, np_),
+             "dmn_lower": lambda: triton_backend._lower_block(b, np_, dense=True)}[what]()
+    assert b > block and b % block  # several programs, the last one partly masked
+    rng = np.random.default_rng([n, b])
+    if what == "mep":
+        lam = random_lambdas(rng, b, n)
+        got = triton_backend.mep_and_grad(lam, 2, 2.0, hessian=True)
+        assert_mep_close(got, reference.mep_and_grad(lam, 2, 2.0, hessian=True), lam, 2, 2.0)
+    elif what == "dmn":
+        lam = random_lambdas(rng, b, n)
+        v, g = triton_backend.dmn_and_grad(lam, 0, 2.0)
+        want_v, want_g = dmn_and_grad(lam, 0, 2.0)
+        np.testing.assert_allclose(v, want_v, rtol=1e-12)
+        assert np.all(np.abs(g - want_g) <= 1e-12 * np.abs(want_g).max(axis=1, keepdims=True))
+    elif what == "mep_lower":
+        s = hso.NoiseSchedule.preset("sd21")
+        spec = fast.LowerSpec(n_intervals=n, gap=s.time_resolution, d_min=hso.d_min(n))
+        assert_lower_agree(*_both(s, spec, random_psi(s, b, 40 + n), 2.0))
+    else:  # the smooth regime (N <= 5): every candidate agrees with the C++ kernel
+        s = hso.NoiseSchedule.preset("sd21")
+        spec = _dmn_spec(s, n, "rank", 2.0)
+        psi = random_psi(s, b, 60 + n)
+        want = _dmn_solve("cpp", s, spec, psi)
+        got = _dmn_solve("triton", s, spec, psi)
+        np.testing.assert_array_equal(got.feasible, want.feasible)
+        np.testing.assert_array_equal(got.iters, want.iters)
+        np.testing.assert_allclose(got.lambdas, want.lambdas, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(got.t, want.t, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(got.objective, want.objective, rtol=1e-9)
+
+
 def test_dmn_jacobi_and_cholesky_helpers():
     """The positive-definite copy's pieces (taken when BFGS matrices become ill-conditioned, late in chaotic runs):
     Jacobi's extreme eigenvalues to rounding of the largest, and the Cholesky's verdict, on indefinite and on
@@ -297,46 +341,202 @@ def test_dmn_whole_search_is_the_same():
 
 
 # --------------------------------------------------------------------------------------------- GPU compilation
-# The interpreter runs Python, and accepts constructs that Triton's compiler rejects (a block shape held in a local
-# variable, a variable given another shape inside a branch): compile every kernel for sm_90 here, without a GPU
-# (Triton's own LLVM and ptxas), in a fresh process where TRITON_INTERPRET is off. One variant per schedule family
-# and init family for the MEP lower level; the DM-NonUniform one on two families (each takes ~15 s to compile).
+# The interpreter runs Python, and accepts constructs that Triton's compiler rejects or compiles differently: compile
+# every kernel for sm_90 here, without a GPU (Triton's own LLVM and ptxas), in a fresh process where TRITON_INTERPRET
+# is off, exactly as the launcher would compile it:
+# - the launches are the host wrappers' own (kernels swapped for recorders), so the constexprs (block sizes, NP) are
+#   the compiled path's, for N = 1 (NP = 2), 2, 16 and 17 (NP = 32);
+# - each launch is specialised as JITFunction.run does (Triton 3.9's own binder, checked against an emulation that
+#   older Triton falls back to): an int argument equal to 1 becomes a constant and one divisible by 16 gets a
+#   divisibility attribute unless the kernel marks it do_not_specialize; every int argument is also set to 1, 16 and
+#   32 in turn, so that each kernel meets each case (identical specialisations compile once);
+# - in each kernel's TTIR nothing is float32 (the kernels are float64 throughout: a Python float literal can become
+#   a float32 constant, e.g. both branches of a tl.where, and silently cost precision), no associative scan runs
+#   over a 3-D tile and none at all in the DM-NonUniform lower level (with those it diverged from the C++ kernel on
+#   an H200: see triton_backend._colsum). Two planted kernels show that both checks catch what they look for.
 _COMPILE = r"""
-import json, os, sys
+import json, os, re, sys, time
 os.environ["TRITON_INTERPRET"] = "0"
+import numpy as np
+import torch
 import triton
+import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+
+import hso
+from hso import fast
 from hso.fast import triton_backend as tb
 
-TYPES = {"iters_ptr": "*i64", "feas_ptr": "*i8"}
-done = []
-for name, const in json.loads(sys.argv[1]):
-    fn = getattr(tb, name)
-    sig = {p.name: "constexpr" if p.is_constexpr else TYPES.get(p.name, "*fp64" if p.name.endswith("_ptr") else "i32")
-           for p in fn.params}
-    kernel = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    assert kernel.asm["cubin"], name
-    done.append(name)
-print(json.dumps(done))
+assert not tb._INTERPRETED
+TARGET = GPUTarget("cuda", 90, 32)
+KERNELS = ("_mep_fwd_kernel", "_dmn_fwd_kernel", "_lower_solve_kernel", "_lower_dmn_kernel")
+F32 = re.compile(r"(?:(?<![\w.])|(?<=\dx))f32\b")  # f32, tensor<4x8xf32>; not tf32
+SCAN = re.compile(r'"tt\.scan".*?\}\) : \(tensor<([0-9x]+)x\w+', re.S)
+
+
+def f32_lines(ttir):
+    return [ln.strip()[:160] for ln in ttir.splitlines() if F32.search(ln.split(" loc(")[0])]
+
+
+def scans_3d(ttir):
+    return [shape for shape in SCAN.findall(ttir) if shape.count("x") >= 2]
+
+
+# 1. the launches the host wrappers make (no GPU is needed to reach them: the kernels are swapped for recorders)
+launches = []
+
+
+class Recorder:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: launches.append((self.fn, args, kwargs))
+
+
+for name in KERNELS:
+    setattr(tb, name, Recorder(getattr(tb, name)))
+for b, n, kind, hessian in ((1, 1, 0, True), (16, 16, 1, False), (3, 17, 2, True)):
+    tb.mep_and_grad(np.zeros((b, n + 1)), kind, 2.0, hessian=hessian)
+for b, n, kind, trunc in ((1, 1, 0, None), (16, 16, 2, 1), (3, 2, 1, 0)):
+    tb.dmn_and_grad(np.zeros((b, n + 1)), kind, 2.0, trunc)
+for objective, preset, n, init, b, maxiter in json.loads(sys.argv[1]):
+    spec = fast.LowerSpec(n_intervals=n, gap=1e-3, d_min=1e-3, objective=objective, init=init, maxiter=maxiter)
+    tb.lower_solve(np.full((b, 3), 0.5), hso.NoiseSchedule.preset(preset), spec)
+
+
+# 2. what the launcher compiles for each
+def emulate(fn, args, kwargs):
+    sig, consts, attrs = {}, {}, {}
+    values = list(args) + [kwargs[p.name] for p in fn.params[len(args):]]
+    for i, (p, v) in enumerate(zip(fn.params, values)):
+        if p.is_constexpr:
+            sig[p.name] = "constexpr"
+            consts[(i,)] = v
+        elif isinstance(v, torch.Tensor):
+            sig[p.name] = "*" + {torch.float64: "fp64", torch.int64: "i64", torch.int8: "i8"}[v.dtype]
+            attrs[(i,)] = [["tt.divisibility", 16]]  # CUDA allocations are 256-byte aligned
+        else:
+            assert isinstance(v, int) and -2**31 <= v < 2**31, (p.name, v)
+            if not p.do_not_specialize and v == 1:
+                sig[p.name] = "constexpr"
+                consts[(i,)] = 1
+                continue
+            sig[p.name] = "i32"
+            if not p.do_not_specialize and v % 16 == 0:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    return sig, consts, attrs
+
+
+def launcher(fn, args, kwargs):
+    try:  # JITFunction.run's own steps (Triton 3.9; other versions differ, and fall back to the emulation)
+        from triton.compiler.compiler import make_backend
+        from triton.runtime.jit import create_function_from_signature
+        backend = make_backend(TARGET)
+        bound, specialization, options = create_function_from_signature(fn.signature, fn.params, backend)(*args,
+                                                                                                          **kwargs)
+        _opts, sig, consts, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
+    except Exception:
+        return None
+    return sig, dict(consts), {k: v for k, v in attrs.items() if v}
+
+
+def divisible(attrs):
+    return sorted(k for k, v in attrs.items() if "tt.divisibility" in repr(v))
+
+
+jobs, cases, checked, mismatches = {}, {}, 0, []
+for fn, args, kwargs in launches:
+    meta = {k: v for k, v in kwargs.items() if k != "num_warps"}
+    ints = [i for i, p in enumerate(fn.params[:len(args)]) if not p.is_constexpr and isinstance(args[i], int)]
+    for value in (None, 1, 16, 32):
+        a = [value if (value is not None and i in ints) else x for i, x in enumerate(args)]
+        spec = emulate(fn, a, meta)
+        own = launcher(fn, a, dict(kwargs))
+        checked += own is not None
+        if own is not None and (own[:2], divisible(own[2])) != (spec[:2], divisible(spec[2])):
+            mismatches.append(repr((fn.__name__, own, spec))[:1000])
+        key = (fn.__name__, json.dumps(spec[0], sort_keys=True), repr(sorted(spec[1].items())),
+               repr(sorted(spec[2].items())))
+        jobs.setdefault(key, (fn, spec, kwargs.get("num_warps", 4)))
+        cases.setdefault(fn.__name__, set()).add("generic" if value is None else value)
+
+
+def compile_(fn, spec, warps):
+    return triton.compile(ASTSource(fn, *spec), target=TARGET, options={"num_warps": warps})
+
+
+# 3. compile each for sm_90
+report = []
+for (name, *_k), (fn, spec, warps) in jobs.items():
+    t0 = time.time()
+    row = dict(kernel=name, constexprs={p.name: spec[1][(i,)] for i, p in enumerate(fn.params) if (i,) in spec[1]})
+    try:
+        k = compile_(fn, spec, warps)
+    except Exception as e:
+        row["error"] = f"{type(e).__name__}: {e}"[-3000:]
+    else:
+        row.update(seconds=round(time.time() - t0, 1), cubin=bool(k.asm.get("cubin")),
+                   f32=f32_lines(k.asm["ttir"])[:5], scans=SCAN.findall(k.asm["ttir"]))
+    report.append(row)
+
+
+# 4. the checks themselves, on planted bugs
+@triton.jit
+def planted_f32(x_ptr, n):
+    k = tl.arange(0, 16)
+    x = tl.load(x_ptr + k, mask=k < n, other=0.0)
+    tl.store(x_ptr + k, x * tl.where(x > 0.0, 1e-12, 0.1), mask=k < n)  # two literals: a float32 select
+
+
+@triton.jit
+def planted_scan(x_ptr):
+    r = tl.arange(0, 4)
+    i = r[:, None, None] * 16 + r[None, :, None] * 4 + r[None, None, :]
+    tl.store(x_ptr + i, tl.cumsum(tl.load(x_ptr + i), 2))
+
+
+f32 = f32_lines(compile_(planted_f32, ({"x_ptr": "*fp64", "n": "i32"}, {}, {}), 4).asm["ttir"])
+s3 = scans_3d(compile_(planted_scan, ({"x_ptr": "*fp64"}, {}, {}), 4).asm["ttir"])
+print(json.dumps(dict(report=report, cases={k: sorted(map(str, v)) for k, v in cases.items()}, checked=checked,
+                      mismatches=mismatches,
+                      planted=dict(f32=f32[:3], scans_3d=s3), triton=triton.__version__)))
 """
-_VARIANTS = ([("_mep_fwd_kernel", dict(KIND=0, HESSIAN=True, BLOCK_B=128)),
-              ("_dmn_fwd_kernel", dict(KIND=2, BLOCK_B=16, NP=16))]
-             + [("_lower_solve_kernel", dict(FAMILY=f, KIND=k, INIT=f % 4, BLOCK_B=4, NP=8))
-                for f, k in ((0, 0), (1, 0), (2, 0), (3, 1), (4, 2))]
-             + [("_lower_dmn_kernel", dict(FAMILY=f, KIND=k, INIT=i, BLOCK_B=4, NP=8, BATCH=False))
-                for f, k, i in ((0, 0, 0), (4, 2, 3))])
+# MEP lower level: every schedule family and init family; DM-NonUniform: NP = 2 and 32 (each compile ~10 s)
+_LOWER_CASES = [("mep", "sd21", 1, "edm_rho", 1, 100), ("mep", "vp_linear", 16, "logSNR", 16, 16),
+                ("mep", "vp_cosine", 17, "time_uniform", 3, 1), ("mep", "edm", 2, "time_quadratic", 32, 100),
+                ("mep", "flow", 1, "edm_rho", 2, 100),
+                ("dmn", "sd21", 1, "edm_rho", 1, 1), ("dmn", "flow", 16, "time_quadratic", 16, 16)]
 
 
 def test_every_kernel_compiles_for_a_gpu(tmp_path):
     import json
     import os
+    from pathlib import Path
 
-    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path))  # compile for real, whatever an earlier run cached
-    out = subprocess.run([sys.executable, "-c", _COMPILE, json.dumps(_VARIANTS)], capture_output=True, text=True,
-                         timeout=900, env=env)
+    script = tmp_path / "compile_check.py"  # a file: triton.jit reads the planted kernels' source
+    script.write_text(_COMPILE)
+    root = str(Path(hso.__file__).resolve().parents[1])
+    env = dict(os.environ, TRITON_CACHE_DIR=str(tmp_path / "cache"),  # compile for real, whatever was cached
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    out = subprocess.run([sys.executable, str(script), json.dumps(_LOWER_CASES)], capture_output=True, text=True,
+                         timeout=900, env=env, cwd=root)
     assert out.returncode == 0, out.stderr[-4000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [name for name, _ in _VARIANTS]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["planted"]["f32"] and res["planted"]["scans_3d"], res["planted"]  # the checks see what they look for
+    if tuple(int(x) for x in res["triton"].split(".")[:2]) >= (3, 9):  # (older launchers differ in form)
+        assert res["checked"] > 0 and not res["mismatches"], res["mismatches"]  # the emulation is the launcher's
+    names = ["_mep_fwd_kernel", "_dmn_fwd_kernel", "_lower_solve_kernel", "_lower_dmn_kernel"]
+    assert {name: res["cases"].get(name) for name in names} == {name: ["1", "16", "32", "generic"] for name in names}
+    # no scan at all in the DM-NonUniform lower level (its tiles repeat across warps and lanes), none over a 3-D tile
+    failed = [row for row in res["report"] if "error" in row or not row["cubin"] or row["f32"]
+              or any(shape.count("x") >= 2 for shape in row["scans"])
+              or (row["kernel"] == "_lower_dmn_kernel" and row["scans"])]
+    assert not failed, json.dumps(failed, indent=1)[-6000:]
+    assert {row["kernel"] for row in res["report"]} == set(names)
+    nps = {row["constexprs"]["NP"] for row in res["report"] if row["kernel"] == "_lower_dmn_kernel"}
+    assert nps == {2, 32}  # N = 1 and N = 16, as the host wrapper launches them
 
 
 # ------------------------------------------------------------------------------------------------ registry

@@ -25,6 +25,13 @@ interpreter), so sinh/cosh/tanh/expm1/log1p/acos are built from them with the cl
 expm1, Higham's log1p, Newton on sin for asin): each is within a few ulps of numpy's, which keeps the kernels at
 rounding distance from the reference. Scalars reach the kernels in a float64 buffer because Triton passes Python
 floats as float32.
+
+Compiled as interpreted. The interpreter is where CI runs these kernels, so nothing may mean something else once
+compiled: integer arguments are never specialised on their values (`_kernel`: N = 1 would become a Python constant),
+no float32 constant enters the float64 arithmetic (a tl.where of two literals is float32), the DM-NonUniform lower
+level runs no scan (`_colsum`: its small tiles' layouts are ones Triton's scans have got wrong), and integer division
+and remainder only see non-negative operands (C and Python round negatives differently). tests/test_triton.py
+compiles every kernel for sm_90 as the launcher would and checks the IR.
 """
 from __future__ import annotations
 
@@ -59,6 +66,22 @@ def _device_fn(fn):
     nothing but the overhead changes; compiled, the helpers are ordinary ``@triton.jit`` functions.
     """
     return fn if _INTERPRETED else triton.jit(fn)
+
+
+def _kernel(*int_args: str):
+    """``@triton.jit`` for a kernel whose integer arguments (sizes, counts, strides, iteration caps) are never
+    specialised on their values.
+
+    Compiled, Triton specialises an integer argument equal to 1 into a Python constant (``N.to(tl.float64)`` then
+    fails: an int has no ``to``) and one divisible by 16 into an argument with a divisibility hint: a separate
+    compilation for each case (some 15 s for the DM-NonUniform lower level), each a code path of its own that the
+    common values never exercise. These kernels use their integers as loop bounds and masks, never as pointer
+    strides that alignment would help, so ``do_not_specialize`` keeps them plain int32 at run time: one compilation
+    per constexpr set serves every N and B, N = 1 included. (The alternative, writing every use as
+    ``tl.full([], N, tl.int32)``, would have to be repeated in each helper and remembered in each new one.)
+    tests/test_triton.py compiles every kernel as the launcher specialises it, N and B = 1, 16 and generic values.
+    """
+    return triton.jit(do_not_specialize=int_args)
 
 
 # ------------------------------------------------------------------------------------------------- reductions
@@ -179,7 +202,7 @@ def _interval(a, b, c, KIND: tl.constexpr):
 
 
 # ------------------------------------------------------------------------------------------------ MEP objective
-@triton.jit
+@_kernel("B", "N1")
 def _mep_fwd_kernel(lam_ptr,    # [B, N+1]
                     prm_ptr,    # [1]: p
                     value_ptr,  # [B]
@@ -262,18 +285,53 @@ def _phi(h):
 
 @_device_fn
 def _sign(x):
-    return tl.where(x > 0.0, 1.0, tl.where(x < 0.0, -1.0, 0.0))
+    # dmn_row.h sign_of (0 for NaN). The innermost alternative is a float64 tile: with two literal branches tl.where
+    # would build a float32 select (exact for +-1 and 0, but the kernels are kept free of float32, which
+    # tests/test_triton.py checks in the compiled IR)
+    return tl.where(x > 0.0, 1.0, tl.where(x < 0.0, -1.0, tl.zeros_like(x)))
 
 
 @_device_fn
 def _seqsum(x, last, axis: tl.constexpr):
     # the sum along axis in index order, a sequential loop's rounding (the interpreter's cumsum is numpy's,
-    # sequential; its plain sum is pairwise); last selects the final index
+    # sequential; its plain sum is pairwise); last selects the final index. 2-D tiles only: see _rowdot for 3-D.
     return _rsum(tl.where(last, _rcumsum(x, axis), 0.0), axis)
 
 
+# The DM-NonUniform lower level runs no scan (tl.cumsum). Its [BLOCK_B, NP] tiles hold 256 / NP elements for 128
+# threads, so from NP = 8 on their layouts repeat elements across whole warps along the scan axis, and from NP = 16 on
+# across lanes too; its 3-D tiles, when scanned, were scanned along an inner axis. Triton's scan lowering has given
+# wrong results for such layouts up to its 3.6 release, the GPU machine's (repeated "broadcast" layouts:
+# triton-lang/triton#7817, fixed by #9185 and #9189 in January 2026; 3-D: #3017), and with those scans the compiled
+# lower level diverged from the C++ one on an H200 while the interpreter agreed. The other kernels' tiles fill their
+# threads from NP = 8 on (the objectives' always), and their scans agree compiled on an H200, the MEP lower level's
+# NP = 4 tiles (repeated across warps) included. These two helpers are the scans' twins as loops over the columns,
+# with numpy's (sequential) rounding: each column is taken by a masked sum, exact (one entry plus zeros), and added in
+# turn.
 @_device_fn
-def _dmn_tile(lam, c, TAU, C, N, NP: tl.constexpr, KIND: tl.constexpr, DERIVS: tl.constexpr):
+def _colsum(x, C, n):
+    # the sum of the columns 0..n-1 of x [rows, NP] in turn (_seqsum's value)
+    acc = _rsum(tl.where(C == 0, x, 0.0), 1)
+    for j in range(1, n):
+        acc = acc + _rsum(tl.where(C == j, x, 0.0), 1)
+    return acc
+
+
+@_device_fn
+def _colcumsum(x, C, n):
+    # the prefix sums of x [rows, NP] over the columns 0..n-1 in turn (numpy's cumsum); the columns from n on hold
+    # the total, the cumsum's value where x is zero there
+    acc = _rsum(tl.where(C == 0, x, 0.0), 1)
+    out = tl.broadcast_to(acc[:, None], x.shape)
+    for j in range(1, n):
+        acc = acc + _rsum(tl.where(C == j, x, 0.0), 1)
+        out = tl.where(C >= j, acc[:, None], out)
+    return out
+
+
+@_device_fn
+def _dmn_tile(lam, c, TAU, C, N, NP: tl.constexpr, KIND: tl.constexpr, DERIVS: tl.constexpr,
+              SCAN: tl.constexpr):
     # hso.fast.reference_dmn.dmn_and_grad of the rows lam [BLOCK_B, NP] (points 0..N valid; c = p - 1, TAU =
     # truncNum): value [BLOCK_B] and, with DERIVS, the gradient tile. Column s holds node s and step s (s < N). Each
     # step's coefficients are formed for orders 1, 2 and 3 and its own order selects one; the per-node sums, the
@@ -323,9 +381,14 @@ def _dmn_tile(lam, c, TAU, C, N, NP: tl.constexpr, KIND: tl.constexpr, DERIVS: t
     cn = (tl.where(summ, Tc, 0.0) + tl.gather(SB, n1, 1)) + tl.gather(SA, n2, 1)
     rss = tl.sqrt(Ta * Ta + Tb * Tb + Tc * Tc)
     vstep = tl.where(fl, tl.abs(Tc), tl.where(rssm, rss, 0.0))
-    # value: the nodes' |c| in turn, then the steps' terms in turn
-    vc = _seqsum(tl.abs(cn), last, 1)
-    value = _seqsum(tl.where(C == 0, vc[:, None] + vstep, vstep), last, 1)
+    # value: the nodes' |c| in turn, then the steps' terms in turn (without SCAN: the lower level's loops; both are
+    # zero past node N)
+    if SCAN:
+        vc = _seqsum(tl.abs(cn), last, 1)
+        value = _seqsum(tl.where(C == 0, vc[:, None] + vstep, vstep), last, 1)
+    else:
+        vc = _colsum(tl.abs(cn), C, N + 1)
+        value = _colsum(tl.where(C == 0, vc[:, None] + vstep, vstep), C, N + 1)
     grad = lam
     if DERIVS:
         inv = tl.where(rss > 0.0, 1.0 / tl.where(rss > 0.0, rss, 1.0), 0.0)
@@ -364,7 +427,7 @@ def _dmn_tile(lam, c, TAU, C, N, NP: tl.constexpr, KIND: tl.constexpr, DERIVS: t
     return value, grad
 
 
-@triton.jit
+@_kernel("B", "N1", "TAU")
 def _dmn_fwd_kernel(lam_ptr,    # [B, N+1]
                     prm_ptr,    # [1]: p
                     value_ptr,  # [B]
@@ -382,7 +445,7 @@ def _dmn_fwd_kernel(lam_ptr,    # [B, N+1]
     keep = ok[:, None] & (C < N1)
     # masked points continue the row with distinct values, so that discarded coefficients stay finite
     lam = tl.where(keep, tl.load(lam_ptr + at, mask=keep, other=0.0), 0.01 * C.to(tl.float64))
-    value, grad = _dmn_tile(lam, c, TAU, C, N1 - 1, NP, KIND, True)
+    value, grad = _dmn_tile(lam, c, TAU, C, N1 - 1, NP, KIND, True, True)
     tl.store(grad_ptr + at, grad, mask=keep)
     tl.store(value_ptr + lanes, value, mask=ok)
 
@@ -622,7 +685,7 @@ def _value_of_t(t, c, TAU, fa, fb, tab_ptr, n_tab, C, N,
         prv = tl.broadcast_to(tl.maximum(C - 1, 0), t.shape)
         value, _g, _d, _o = _mep_tile(lam, c, C, N, nxt, prv, KIND, False)
     else:
-        value, _g = _dmn_tile(lam, c, TAU, C, N, NP, KIND, False)
+        value, _g = _dmn_tile(lam, c, TAU, C, N, NP, KIND, False, False)  # (the lower level's: no scan)
     return value, lam
 
 
@@ -699,7 +762,7 @@ def _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt
 
 
 @_device_fn
-def _blocks(t, bid, d, C, N, nxt, prv):
+def _blocks(t, bid, d, C, N, nxt, prv, SCAN: tl.constexpr):
     # lower_row.h working_blocks from the block starts bid (a block = points glued by working constraints):
     # slacks, working set (wk[i]: constraint i, points i and i+1, is in it), free points (interior points of blocks
     # holding neither end point) and offsets (dt_{j+1} = dt_j + c_j inside a block; blocks holding 0 start at 0, the
@@ -708,7 +771,10 @@ def _blocks(t, bid, d, C, N, nxt, prv):
     wk = (C < N) & (tl.gather(bid, nxt, 1) == bid)
     bot = _col(bid, C == N)[:, None]  # first point of the block holding N
     free = (C >= 1) & (C < N) & (bid != 0) & (bid != bot)
-    csum = _rcumsum(tl.where(wk, slack, 0.0), 1)
+    if SCAN:
+        csum = _rcumsum(tl.where(wk, slack, 0.0), 1)
+    else:
+        csum = _colcumsum(tl.where(wk, slack, 0.0), C, N)
     cex = tl.where(C >= 1, tl.gather(csum, prv, 1), 0.0)
     off = cex - tl.gather(cex, bid, 1)
     off = tl.where((bot > 0) & (C >= bot), off - _col(off, C == N)[:, None], off)
@@ -719,7 +785,7 @@ def _blocks(t, bid, d, C, N, nxt, prv):
 def _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it, xtol,
                        c, TAU, fa, fb, tab_ptr, n_tab, C, N, nxt,
                        BLOCK_B: tl.constexpr, NP: tl.constexpr, FAMILY: tl.constexpr, KIND: tl.constexpr,
-                       OBJ: tl.constexpr, BATCH: tl.constexpr):
+                       OBJ: tl.constexpr, BATCH: tl.constexpr, SCAN: tl.constexpr):
     # lower_row.h active_set_update for the lanes in `active`, once the step dt and the residual r = g + H dt
     # (interior points) are known: multipliers; at a negligible step release the most negative one or stop;
     # otherwise ratio test, backtracking line search (alpha, alpha / 2, ... 24 tries; BATCH: the first alone, the
@@ -730,7 +796,10 @@ def _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters,
 
     # multipliers of the working constraints from r, summed within blocks: downwards from the block start, or
     # (block holding 0) upwards from the block end
-    rs = _rcumsum(r, 1)
+    if SCAN:
+        rs = _rcumsum(r, 1)
+    else:
+        rs = _colcumsum(r, C, N)  # r is zero from point N on
     mu = tl.where(bid == 0, rs - tl.gather(rs, eid, 1), rs - tl.gather(rs, tl.maximum(bid - 1, 0), 1))
     mu_w = tl.where(wk, mu, float("inf"))
     mu_min = _rmin(mu_w, 1)
@@ -841,10 +910,17 @@ def _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, ta
 # [BLOCK_B, NP, NP] tiles: R3 indexes rows (axis 1), K3 columns (axis 2), both by point; the matrices are zero
 # outside the interior points 1..N-1 unless said otherwise.
 @_device_fn
-def _rowdot(M, x, g, K3, NP: tl.constexpr):
-    # g_i + sum_j M[i][j] x_j, summed from g_i along j in order as lower_bfgs.h's loops (column 0 is outside the
-    # interior: it carries g)
-    return _seqsum(tl.where(K3 == 0, g[:, :, None], M * x[:, None, :]), K3 == NP - 1, 2)
+def _rowdot(M, x, g, N, C, K3):
+    # g_i + sum_j M[i][j] x_j over the interior columns j = 1..N-1, added in turn from g_i as lower_bfgs.h's loops
+    # (x, g [BLOCK_B, NP]). A loop over the columns (see _colsum), not a cumsum along axis 2 of the 3-D tile as this
+    # helper, the BFGS update's H s and the Gershgorin row sums once were: those scans (the scan axis is not the
+    # layout's fastest lane dimension there, order [1, 2, 0]) were the one construct that only this kernel used, and
+    # with them the compiled lower level diverged from the C++ one on an H200 (Triton 3.6: by 0.06 in lambda within
+    # three iterations, at N = 3 already) while the interpreter, numpy's cumsum, agreed.
+    acc = g
+    for j in range(1, N):
+        acc = acc + _rsum(tl.where(K3 == j, M, 0.0), 2) * _col(x, C == j)[:, None]
+    return acc
 
 
 @_device_fn
@@ -866,10 +942,9 @@ def _cholesky(A, N, C, R3, K3, BLOCK_B: tl.constexpr):
 
 
 @_device_fn
-def _cholesky_solve(L, b, N, C, K3, NP: tl.constexpr):
+def _cholesky_solve(L, b, N, C, K3):
     # lower_bfgs.h cholesky_solve: forward substitution by columns, back substitution by rows, every entry summed
-    # in the C++ order
-    last = C == NP - 1
+    # in the C++ order (L is zero from point N on)
     for k in range(1, N):
         sel = C == k
         lk = _rsum(tl.where(K3 == k, L, 0.0), 2)
@@ -879,7 +954,7 @@ def _cholesky_solve(L, b, N, C, K3, NP: tl.constexpr):
         sel = C == N - kk
         li = _rsum(tl.where(K3 == N - kk, L, 0.0), 2)
         terms = tl.where(C == 0, _col(b, sel)[:, None], tl.where(C > N - kk, -(li * b), 0.0))
-        b = tl.where(sel, (_seqsum(terms, last, 1) / _col(li, sel))[:, None], b)
+        b = tl.where(sel, (_colsum(terms, C, N) / _col(li, sel))[:, None], b)
     return b
 
 
@@ -892,7 +967,7 @@ def _jacobi_extreme(A, need, N, C, R3, K3, interior, inner):
     # is n - 1 whole-tile rounds instead of n (n - 1) / 2 rotations in turn; the eigenvalues agree to rounding.
     n = N - 1
     m = n + n % 2  # players of the round robin (point i + 1 is player i)
-    player = C - 1
+    player = tl.where(interior, C - 1, 0)  # >= 0, so that % below means the same compiled (C) and interpreted
     run = need
     sweep = 0
     while (sweep < 100) & (_rmax(run.to(tl.int32), 0) > 0):
@@ -965,11 +1040,11 @@ def _reduced_dense(Hp, v, free, start, bid, C, N, R3, K3, inner, BLOCK_B: tl.con
         R = tl.where((R3 == bi[:, None, None]) & fi[:, None, None], acc[:, None, :], R)
         rhs = tl.where((C == bi[:, None]) & fi[:, None], acc_b[:, None], rhs)
     both = (st[:, :, None] != 0) & (st[:, None, :] != 0)
-    return tl.where(both, R, tl.where(inner & (R3 == K3), 1.0, 0.0)), rhs
+    return tl.where(both, R, tl.where(inner & (R3 == K3), 1.0, tl.zeros_like(R))), rhs
 
 
 # ------------------------------------------------------------------------------------------ lower level: kernels
-@triton.jit
+@_kernel("B", "N", "n_tab", "n_bits", "maxiter")
 def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
                         prm_ptr,    # [7] fa, fb, gap d, d_min, gamma, p, xtol (fa, fb: schedule_code's a, b;
                                     #     for FAMILY 0 the table's first and last entries)
@@ -1019,7 +1094,7 @@ def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
         gmax = _rmax(tl.abs(g), 1)
         gersh = _rmax(tl.where(interior, tl.abs(Hd) + (tl.abs(HoP) + tl.abs(Ho)), 0.0), 1)
 
-        slack, wk, free, off = _blocks(t, bid, d, C, N, nxt, prv)
+        slack, wk, free, off = _blocks(t, bid, d, C, N, nxt, prv, True)
         # reduced system over the free blocks: v = g + H off, contributions of the free points
         v = g + Hd * off + HoP * tl.gather(off, prv, 1) + Ho * tl.gather(off, nxt, 1)
         E2 = HoP * HoP
@@ -1058,14 +1133,14 @@ def _lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
         r = tl.where(interior, g + Hd * dt + HoP * tl.gather(dt, prv, 1) + Ho * tl.gather(dt, nxt, 1), 0.0)
         t, bid, eid, active, iters = _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it,
                                                         xtol, c, 0, fa, fb, tab_ptr, n_tab, C, N, nxt,
-                                                        BLOCK_B, NP, FAMILY, KIND, 0, False)
+                                                        BLOCK_B, NP, FAMILY, KIND, 0, False, True)
         it += 1
     iters = tl.where(active, maxiter, iters)
     _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, 0, fa, fb, tab_ptr, n_tab, d_min, gamma,
                  C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, NP, FAMILY, KIND, 0)
 
 
-@triton.jit
+@_kernel("B", "N", "n_tab", "n_bits", "maxiter", "TAU")
 def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
                       t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr,
                       B, N, n_tab, n_bits, maxiter, TAU,  # TAU: DM-NonUniform truncNum
@@ -1087,7 +1162,6 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
     interior = (C >= 1) & (C < N)
     inner = (R3 >= 1) & (R3 < N) & (K3 >= 1) & (K3 < N)
     diag = inner & (R3 == K3)
-    last = C == NP - 1
     fa, fb, d, d_min, gamma, c, xtol = _lower_scalars(prm_ptr)
     t, feasible = _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, FAMILY, INIT)
     t_start = t
@@ -1099,10 +1173,12 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
     H = tl.zeros([BLOCK_B, NP, NP], dtype=tl.float64)
     t_prev = t
     g_prev = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    zeros = tl.zeros([BLOCK_B, NP], dtype=tl.float64)
+    ones = tl.full([BLOCK_B, NP], 1.0, tl.float64)
     it = 0
     while (it < maxiter) & (_rmax(active.to(tl.int32), 0) > 0):
         lam, d1, _d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, True)
-        f, gl = _dmn_tile(lam, c, TAU, C, N, NP, KIND, True)
+        f, gl = _dmn_tile(lam, c, TAU, C, N, NP, KIND, True, False)
         g = tl.where(interior, gl * d1, 0.0)
         gmax = _rmax(tl.abs(g), 1)
         if it == 0:  # scaled identity: the first step moves no point by more than 0.02 in t
@@ -1110,10 +1186,10 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
         else:  # BFGS update with the last step, where its curvature is positive
             s = tl.where(interior, t - t_prev, 0.0)
             y = tl.where(interior, g - g_prev, 0.0)
-            sy = _seqsum(s * y, last, 1)
-            upd = sy > 1e-12 * tl.sqrt(_seqsum(s * s, last, 1)) * tl.sqrt(_seqsum(y * y, last, 1))
-            hs = _seqsum(H * s[:, None, :], K3 == NP - 1, 2)
-            shs = _seqsum(s * hs, last, 1)
+            sy = _colsum(s * y, C, N)
+            upd = sy > 1e-12 * tl.sqrt(_colsum(s * s, C, N)) * tl.sqrt(_colsum(y * y, C, N))
+            hs = _rowdot(H, s, zeros, N, C, K3)
+            shs = _colsum(s * hs, C, N)
             sy = tl.where(upd, sy, 1.0)[:, None, None]
             shs = tl.where(upd, shs, 1.0)[:, None, None]
             H = tl.where(upd[:, None, None] & inner,
@@ -1122,7 +1198,7 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
         g_prev = g
         # positive-definite copy: shift 0 when H - 1e-8 (Gershgorin bound) has a Cholesky factor, else
         # max(0, 1e-8 max|eig| - min eig) from Jacobi's extreme eigenvalues
-        gersh = _rmax(tl.where(interior, _seqsum(tl.abs(H), K3 == NP - 1, 2), 0.0), 1)
+        gersh = _rmax(tl.where(interior, _rowdot(tl.abs(H), ones, zeros, N, C, K3), 0.0), 1)
         _l, pd = _cholesky(tl.where(diag, H - (1e-8 * gersh)[:, None, None], H), N, C, R3, K3, BLOCK_B)
         need = active & ~pd
         shift = tl.zeros([BLOCK_B], dtype=tl.float64)
@@ -1133,21 +1209,21 @@ def _lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as _lower_solve_kernel's
         Hp = tl.where(diag, H + shift[:, None, None], H)
 
         # the working-set step: dt = off + (its free block's solution of the reduced system)
-        slack, wk, free, off = _blocks(t, bid, d, C, N, nxt, prv)
+        slack, wk, free, off = _blocks(t, bid, d, C, N, nxt, prv, False)
         start = free & (bid == Cb)
-        Rm, rhs = _reduced_dense(Hp, _rowdot(Hp, off, g, K3, NP), free, start, bid, C, N, R3, K3, inner, BLOCK_B,
+        Rm, rhs = _reduced_dense(Hp, _rowdot(Hp, off, g, N, C, K3), free, start, bid, C, N, R3, K3, inner, BLOCK_B,
                                  NP)
         Lm, solvable = _cholesky(Rm, N, C, R3, K3, BLOCK_B)
-        U = _cholesky_solve(Lm, rhs, N, C, K3, NP)
+        U = _cholesky_solve(Lm, rhs, N, C, K3)
         dt = tl.where(interior, off + tl.where(free, tl.gather(U, bid, 1), 0.0), 0.0)
-        r = tl.where(interior, _rowdot(Hp, dt, g, K3, NP), 0.0)
+        r = tl.where(interior, _rowdot(Hp, dt, g, N, C, K3), 0.0)
         # a reduced system without a factor cannot happen for a positive-definite Hp: stop where we are
         stop = active & ~solvable
         iters = tl.where(stop, it + 1, iters)
         active = active & ~stop
         t, bid, eid, active, iters = _active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, it,
                                                         xtol, c, TAU, fa, fb, tab_ptr, n_tab, C, N, nxt,
-                                                        BLOCK_B, NP, FAMILY, KIND, 1, BATCH)
+                                                        BLOCK_B, NP, FAMILY, KIND, 1, BATCH, False)
         it += 1
     iters = tl.where(active, maxiter, iters)
     _store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab_ptr, n_tab, d_min, gamma,
