@@ -11,6 +11,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import fast, library
+from .check import CheckReport, check
 from .inits import INIT_FAMILIES, init_schedule
 from .objectives import dmn, mep, spacing_penalty
 from .optimize import MAX_NFE, SPACINGS, Plan, d_min, max_nfe, optimize, optimize_many, plan
@@ -47,7 +48,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
-__all__ = ["optimize", "evaluate", "calibrate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS",
+__all__ = ["optimize", "check", "CheckReport", "evaluate", "calibrate", "optimize_many", "NoiseSchedule", "ScheduleResult", "PRESETS",
            "SOLVERS", "SPACINGS", "MAX_NFE", "max_nfe", "plan", "Plan", "INIT_FAMILIES", "betas_for", "d_min", "init_schedule", "get_solver", "mep", "dmn",
            "spacing_penalty", "fast", "library",
            "__version__"]

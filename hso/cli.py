@@ -168,6 +168,25 @@ def _parser() -> argparse.ArgumentParser:
                     help="comma-separated schedule methods of hso.evaluation (empty: none)")
     pl.add_argument("--library", action="store_true", help="take the HSO schedules from hso.library (no search)")
     pl.add_argument("--out", default="schedules.png", help="PNG file to write")
+    ck = sub.add_parser("check", help="lint a schedule (timesteps, sigmas or t) for a model and solver; exit 0 "
+                                      "when no errors, 1 when errors were found, 2 on bad input")
+    model = ck.add_mutually_exclusive_group()
+    model.add_argument("--preset", default=None, help=f"model noise schedule: {', '.join(PRESETS)} (default sd21)")
+    model.add_argument("--from-diffusers-config", default=None, metavar="PATH",
+                       help="noise schedule from a local diffusers scheduler_config.json (or its folder)")
+    ck.add_argument("--mu", type=_float_option(), default=None, help="dynamic-shifting mu (with "
+                    "--from-diffusers-config, flow schedulers that use it)")
+    ck.add_argument("--solver", default="unipc", help=f"sampler: {', '.join(SOLVERS)} (default unipc)")
+    ck.add_argument("--nfe", type=_int_option(1, MAX_NFE), default=None,
+                    help="the NFE you expect the schedule to spend (default: whatever it spends)")
+    ck.add_argument("--convention", default=None, choices=("stop", "jump"),
+                    help="default: jump for a list ending in 0, else the solver's own")
+    points = ck.add_mutually_exclusive_group(required=True)
+    points.add_argument("--timesteps", default=None, help="comma-separated integer model timesteps, e.g. 999,749,499")
+    points.add_argument("--sigmas", default=None, help="comma-separated k-diffusion sigmas (flow: flow sigmas), "
+                                                       "descending, optionally ending in 0")
+    points.add_argument("--t", default=None, help="comma-separated normalised times, descending")
+    ck.add_argument("--format", default="table", choices=("table", "json"))
     return ap
 
 
@@ -534,6 +553,34 @@ def _describe(res: Any) -> str:
     return "\n".join(lines)
 
 
+def _check(args: argparse.Namespace) -> int:
+    """``hso check``: the report on stdout; exit 0 without errors, 1 with errors (2: bad input, from main)."""
+    from .check import check
+    from .schedules import NoiseSchedule
+
+    kind, text = next((k, v) for k, v in (("timesteps", args.timesteps), ("sigmas", args.sigmas), ("t", args.t))
+                      if v is not None)
+    try:
+        values = [float(v) for v in filter(None, (p.strip() for p in text.split(",")))]
+    except ValueError:
+        raise ValueError(f"--{kind}: not a comma-separated list of numbers: {text!r}") from None
+    if args.from_diffusers_config is not None:
+        model = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
+    else:
+        if args.mu is not None:
+            raise ValueError("--mu applies with --from-diffusers-config only")
+        model = NoiseSchedule.preset("sd21" if args.preset is None else args.preset)
+    rep = check(values, model, args.solver, nfe=args.nfe, convention=args.convention, kind=kind)
+    if args.format == "json":
+        print(json.dumps({"ok": rep.ok, "kind": rep.kind, "solver": rep.solver, "convention": rep.convention,
+                          "nfe": rep.nfe, "findings": [f.__dict__ for f in rep.findings], "objective": rep.objective,
+                          "p": rep.p, "mep": rep.mep, "hso_mep": rep.hso_mep, "ratio": rep.ratio,
+                          "hso": None if rep.hso is None else rep.hso.to_dict()}))
+    else:
+        print(rep)
+    return 0 if rep.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input: one line on stderr, nothing on stdout)."""
     try:
@@ -544,7 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .fast import show_config
             show_config()
             return 0
-        run = {"optimize": _optimize, "evaluate": _evaluate, "sweep": _sweep, "plot": _plot}[args.command]
+        run = {"optimize": _optimize, "evaluate": _evaluate, "sweep": _sweep, "plot": _plot,
+               "check": _check}[args.command]
         return run(args)
     except _BadInput as e:
         print(f"hso: error: {e}", file=sys.stderr)

@@ -21,7 +21,7 @@ from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver
 
-__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
+__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "MAX_GAMMA", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
 
 SPACINGS = ("rank", "constrain")
 # the most network evaluations `optimize` plans for (no sampler in use spends more; continuous models would
@@ -30,6 +30,8 @@ MAX_NFE = 1000
 # the largest node-weight exponent p: the weights grow like sigma^p, and an EDM schedule's overflow float64 near
 # p = 160 (the paper uses 2, the measured settings 1)
 MAX_P = 10.0
+# the largest spacing-penalty weight gamma (the paper's is 1e9): gamma * N * gap^2 must stay finite in float64
+MAX_GAMMA = 1e100
 METHODS = ("auto", "hso", "paper")
 # optimize's arguments that only an HSO search uses: passing any of them (or a callback) asks for a search, so
 # method="auto" then takes method "hso"'s settings (never a baseline that would ignore them)
@@ -329,8 +331,9 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         raise ValueError(f"unknown init family {init!r}; known: {', '.join(INIT_FAMILIES)}")
     if p is not None and not 0 < _check_number("p", p, "a positive number") <= MAX_P:
         raise ValueError(f"p must be a positive number <= {MAX_P:g} (hso.optimize.MAX_P), got {p!r}")
-    if not _check_number("gamma", gamma, "a non-negative number") >= 0:
-        raise ValueError(f"gamma must be a non-negative number, got {gamma!r}")
+    if not 0 <= _check_number("gamma", gamma, "a non-negative number") <= MAX_GAMMA:
+        raise ValueError(f"gamma must be a non-negative number <= {MAX_GAMMA:g} (hso.optimize.MAX_GAMMA), "
+                         f"got {gamma!r}")
     box = _checked_bounds(bounds, sched)
     popsize = _check_int("popsize", popsize, 1)
     maxiter = _check_int("maxiter", maxiter, 0)
