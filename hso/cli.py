@@ -443,14 +443,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _from_diffusers_config(args: argparse.Namespace) -> tuple:
     """(noise schedule, solver, convention) for ``hso optimize --from-diffusers-config``."""
-    from .schedules import NoiseSchedule, _diffusers_config
+    from .schedules import NoiseSchedule, diffusers_config
 
     schedule = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
     solver = args.solver
     if solver is None:
         from .diffusers import SUPPORTED
 
-        cls_name = _diffusers_config(args.from_diffusers_config)[1]
+        cls_name = diffusers_config(args.from_diffusers_config)[1]
         if cls_name not in SUPPORTED:
             raise ValueError(f"scheduler class {cls_name or '(none)'!r} has no matching hso solver; pass --solver")
         solver = SUPPORTED[cls_name]

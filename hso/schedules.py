@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["NoiseSchedule", "PRESETS", "betas_for", "as_schedule"]
+__all__ = ["NoiseSchedule", "PRESETS", "betas_for", "as_schedule", "diffusers_config"]
 
 # lambda-space kinds: how sigma depends on lambda (spec §4).
 KIND_VP, KIND_VE, KIND_FLOW = 0, 1, 2
@@ -334,7 +334,7 @@ class NoiseSchedule:
                 neither a scheduler, a mapping nor a path.
             FileNotFoundError: a config path that does not exist.
         """
-        cfg, cls_name = _diffusers_config(scheduler_or_config)
+        cfg, cls_name = diffusers_config(scheduler_or_config)
         if mu is not None:
             mu = _real("mu", mu)
         pred = cfg.get("prediction_type")
@@ -629,7 +629,7 @@ def _scheduler_class_name(obj: Any) -> str:
     return type(obj).__name__
 
 
-def _diffusers_config(obj: Any) -> tuple[dict[str, Any], str]:
+def diffusers_config(obj: Any) -> tuple[dict[str, Any], str]:
     """(config dict, scheduler class name) from a scheduler, a config mapping or a local JSON path.
 
     Raises:
