@@ -103,7 +103,6 @@ def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .optimize import SPACINGS
     from .schedules import PRESETS
     from .solvers import SOLVERS
 
