@@ -121,7 +121,9 @@ def de_generations(spec: SearchSpec, callback: Callable[..., Any] | None = None
             success = False
             break
         finite = np.isfinite(energies)
-        if np.all(finite) and np.std(energies) <= spec.atol + spec.tol * np.abs(np.mean(energies)):
+        with np.errstate(over="ignore"):  # a huge tol overflows to inf: converged, as it should be
+            converged = np.all(finite) and np.std(energies) <= spec.atol + spec.tol * np.abs(np.mean(energies))
+        if converged:
             message = "Optimization terminated successfully."
             success = True
             break
