@@ -317,9 +317,10 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     if nfe > MAX_NFE:
         raise ValueError(f"NFE={nfe} is too large: hso plans at most {MAX_NFE} network evaluations "
                          f"(hso.optimize.MAX_NFE)")
-    if nfe > max_nfe(sched, spec_solver.name, conv):
+    top = max_nfe(sched, spec_solver.name, conv)
+    if nfe > top:
         raise ValueError(f"NFE={nfe} is too large for this model: with {spec_solver.name} / {conv} it allows at most "
-                         f"NFE {max_nfe(sched, spec_solver.name, conv)} ({n_int} intervals of at least one time step "
+                         f"NFE {top} ({n_int} intervals of at least one time step "
                          f"{sched.time_resolution:g} do not fit in the paper's box; hso.max_nfe)")
     if objective is not None and objective not in fast.OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; known objectives: {', '.join(fast.OBJECTIVES)}")
