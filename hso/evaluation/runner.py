@@ -122,6 +122,12 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         den, bed_name = testbed, getattr(testbed, "name", type(testbed).__name__)
     else:
         raise TypeError(f"testbed must be a name or a denoiser callable, got {type(testbed).__name__}")
+    lo_hi = getattr(den, "ratio_range", None)  # a network defined on a range of noise levels only (epsnet)
+    if lo_hi is not None:
+        ends = sched.edm_sigma(np.array([sched.t_min, sched.t_max]))
+        if ends.min() < lo_hi[0] * (1 - 1e-9) or ends.max() > lo_hi[1] * (1 + 1e-9):
+            raise ValueError(f"test bed {bed_name!r} covers noise-to-signal ratios [{lo_hi[0]:.4g}, {lo_hi[1]:.4g}]; "
+                             f"the noise schedule {sched.name!r} spans [{ends.min():.4g}, {ends.max():.4g}]")
     unknown = [m for m in methods if m not in METHODS and m not in MODEL_METHODS]
     if unknown:
         raise ValueError(f"unknown schedule method(s) {unknown}; known: {', '.join(METHODS)}")

@@ -5,7 +5,10 @@
 * ``"net"``: a small denoiser network trained on the digits by ``python -m hso.testbeds.train`` (`network.py`),
   weights shipped in ``weights/``;
 * ``"patches"``: the exact denoiser of a Gaussian mixture fitted to 8x8 grayscale patches of sklearn's two sample
-  photographs (`gmm.py`): natural-image statistics instead of digits.
+  photographs (`gmm.py`): natural-image statistics instead of digits;
+* ``"epsnet"``: a plain epsilon-prediction network on DDPM's linear betas, no preconditioning (`epsnet.py`), the
+  most common kind of model in the wild; weights shipped in ``weights/``. VP noise schedules only (its training
+  range of noise levels).
 
 All are EDM-form denoisers ``D(y, s)`` (``y = x0 + s z``). `as_model` turns one into the model callable of any
 noise family and prediction type, ``model(x, t) -> prediction``, which is what the samplers (`hso.solvers.sample`),
@@ -22,11 +25,11 @@ from .data import DIM, IMAGE_SHAPE, load_digits
 
 __all__ = ["TESTBEDS", "load", "as_model", "load_digits", "DIM", "IMAGE_SHAPE"]
 
-TESTBEDS = ("gmm", "net", "patches")
+TESTBEDS = ("gmm", "net", "patches", "epsnet")
 
 
 def load(name: str) -> Any:
-    """A test bed's denoiser by name (``"gmm"``, ``"net"`` or ``"patches"``).
+    """A test bed's denoiser by name (``"gmm"``, ``"net"``, ``"patches"`` or ``"epsnet"``).
 
     Raises:
         ValueError: unknown name.
@@ -40,6 +43,9 @@ def load(name: str) -> Any:
     if name == "patches":
         from .gmm import GaussianMixtureDenoiser
         return GaussianMixtureDenoiser.load(data="patches")
+    if name == "epsnet":
+        from .epsnet import DigitsEpsNet
+        return DigitsEpsNet.load()
     raise ValueError(f"unknown test bed {name!r}; known: {', '.join(TESTBEDS)}")
 
 

@@ -1,8 +1,13 @@
-"""Train the digits test bed's denoiser (PyTorch, CPU) and classifier (scikit-learn); write the shipped npz files.
+"""Train the digits test beds' networks (PyTorch, CPU) and classifier (scikit-learn); write the shipped npz files.
 
 Usage::
 
-    python -m hso.testbeds.train [--out DIR] [--epochs N] [--seed 0] [--png PATH]
+    python -m hso.testbeds.train [--out DIR] [--epochs N] [--seed 0] [--png PATH]   # denoiser and classifier
+    python -m hso.testbeds.train --only epsnet                                      # the epsilon network
+
+The epsilon network (`hso.testbeds.epsnet`) is a plain DDPM model: a residual MLP predicting the noise from
+``(x_t, t)``, trained with the DDPM loss ``|eps_hat(x_t, t) - eps|^2``, t uniform over the 1000 training steps
+(continuous, so fractional timesteps are in its training set), DDPM's linear betas, no preconditioning.
 
 The denoiser is an EDM-preconditioned residual MLP (see `hso.testbeds.network`) trained with the EDM loss
 ``lambda(s) |D(x + s z, s) - x|^2``, ``lambda(s) = (s^2 + sd^2) / (s sd)^2``, sigma log-uniform over
@@ -34,10 +39,14 @@ from torch import nn  # noqa: E402
 
 from hso.testbeds.classifier import DigitsClassifier  # noqa: E402
 from hso.testbeds.data import DIM, IMAGE_SHAPE, load_digits  # noqa: E402
+from hso.testbeds.epsnet import DigitsEpsNet, train_schedule  # noqa: E402
 from hso.testbeds.network import DigitsNet  # noqa: E402
 
 __all__ = [
     "EDMDenoiser",
+    "EpsMLP",
+    "train_epsnet",
+    "evaluate_epsnet",
     "build_torch_net",
     "train_denoiser",
     "train_classifier",
@@ -209,6 +218,119 @@ def train_denoiser(epochs: int = 3000, seed: int = 0, width: int = 448, n_res: i
     return ema_mod.numpy_params(), info
 
 
+class EpsMLP(nn.Module):
+    """The torch twin of `DigitsEpsNet`: same parameters, same forward."""
+
+    def __init__(self, freq: np.ndarray, emb_dim: int = 128, width: int = 384, n_res: int = 3) -> None:
+        super().__init__()
+        self.register_buffer("freq", torch.as_tensor(np.asarray(freq), dtype=torch.float32))
+        self.emb = nn.Linear(2 * len(freq), emb_dim)
+        self.inp = nn.Linear(DIM + emb_dim, width)
+        self.res = nn.ModuleList(nn.Linear(width, width) for _ in range(n_res))
+        self.out = nn.Linear(width, DIM)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ang = 2.0 * math.pi * t[:, None] * self.freq[None, :]
+        emb = nn.functional.silu(self.emb(torch.cat([torch.cos(ang), torch.sin(ang)], dim=1)))
+        h = nn.functional.silu(self.inp(torch.cat([x, emb], dim=1)))
+        for layer in self.res:
+            h = h + nn.functional.silu(layer(h))
+        return self.out(h)
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        """Parameters in `DigitsEpsNet`'s npz layout (float32, weights as ``[n_in, n_out]``)."""
+        p = {"time_freq": self.freq.detach().cpu().numpy().astype(np.float32)}
+        named = {"emb": self.emb, "in": self.inp, "out": self.out}
+        named.update({f"res{i}": layer for i, layer in enumerate(self.res)})
+        for key, layer in named.items():
+            p[f"{key}_w"] = layer.weight.detach().T.contiguous().cpu().numpy().astype(np.float32)
+            p[f"{key}_b"] = layer.bias.detach().cpu().numpy().astype(np.float32)
+        return p
+
+
+def epsnet_time_frequencies(n_freq: int = 16) -> np.ndarray:
+    """Fixed log-spaced frequencies, 0.25 .. 32 cycles over the model time (0, 1]: the shortest period is about
+    30 training steps, so the network is smooth in t as DDPM's sinusoidal embeddings are."""
+    return np.geomspace(0.25, 32.0, n_freq)
+
+
+def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int = 3, emb_dim: int = 128,
+                 n_freq: int = 16, lr: float = 2e-3, warmup: int = 100, ema: float = 0.998,
+                 log_every: int = 250) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train the epsilon network on all 1797 digits with the DDPM loss (see the module docstring).
+
+    Returns:
+        ``(params, info)``: npz-ready parameters (EMA weights) and training information.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    sched = train_schedule()
+    x = torch.tensor(np.asarray(load_digits(), dtype=np.float64), dtype=torch.float32)
+    n = x.shape[0]
+    freq = epsnet_time_frequencies(n_freq)
+    mod = EpsMLP(freq, emb_dim=emb_dim, width=width, n_res=n_res)
+    ema_mod = EpsMLP(freq, emb_dim=emb_dim, width=width, n_res=n_res)
+    ema_mod.load_state_dict(mod.state_dict())
+    opt = torch.optim.Adam(mod.parameters(), lr=lr)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(k, epochs) / epochs)))
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    for step in range(epochs):
+        # stratified uniform timesteps k in [0, 999] (continuous), t = (k + 1) / 1000
+        u = (rng.permutation(n) + rng.random(n)) / n
+        t_np = (1.0 + 999.0 * u) / 1000.0
+        a = torch.tensor(sched.alpha(t_np), dtype=torch.float32)
+        s = torch.tensor(sched.sigma(t_np), dtype=torch.float32)
+        z = torch.randn(n, DIM, generator=gen)
+        pred = mod(a[:, None] * x + s[:, None] * z, torch.tensor(t_np, dtype=torch.float32))
+        loss = ((pred - z) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lr_sched.step()
+        with torch.no_grad():
+            d = min(ema, (step + 1) / (step + 10))
+            for pe, p in zip(ema_mod.parameters(), mod.parameters()):
+                pe.mul_(d).add_(p, alpha=1.0 - d)
+        losses.append(loss.item())
+        if log_every and ((step + 1) % log_every == 0 or step == 0):
+            print(f"  step {step + 1:5d}/{epochs}  loss {np.mean(losses[-log_every:]):.4f}  "
+                  f"lr {lr_sched.get_last_lr()[0]:.2e}  {time.perf_counter() - t0:6.1f}s", flush=True)
+    info = {"train_loss_last100": float(np.mean(losses[-100:])), "train_seconds": time.perf_counter() - t0,
+            "architecture": {"width": width, "residual_layers": n_res, "hidden_layers": 1 + n_res,
+                             "time_embedding": emb_dim, "time_frequencies": n_freq, "activation": "silu"},
+            "optimizer": f"Adam(lr={lr}), {warmup}-step linear warm-up, cosine decay to 0; EMA {ema} weights "
+                         "exported", "batch": n}
+    return ema_mod.numpy_params(), info
+
+
+def evaluate_epsnet(net: DigitsEpsNet, seed: int = 1234) -> dict[str, Any]:
+    """Per timestep of `EVAL_TIMESTEPS`: the network's noise-prediction MSE and the per-pixel MSE of its data
+    prediction (against the best linear denoiser's), float64, fixed noise."""
+    x = np.asarray(load_digits(), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    sched = net.schedule
+    mu, cov = x.mean(axis=0), np.cov(x, rowvar=False, bias=True)
+    out = {}
+    for k in EVAL_TIMESTEPS:
+        t = np.full(x.shape[0], (k + 1) / 1000.0)
+        a, s = float(sched.alpha(t[0])), float(sched.sigma(t[0]))
+        z = rng.standard_normal(x.shape)
+        xt = a * x + s * z
+        eps = net.eps(xt, t)
+        r = s / a
+        lin = mu + (xt / a - mu) @ np.linalg.solve(cov + r * r * np.eye(DIM), cov)
+        out[str(k)] = {"eps_mse": float(np.mean((eps - z) ** 2)),
+                       "x0_mse": float(np.mean(((xt - s * eps) / a - x) ** 2)),
+                       "x0_mse_linear": float(np.mean((lin - x) ** 2))}
+    return out
+
+
+EVAL_TIMESTEPS = (0, 100, 500, 900, 999)
+
+
 def evaluate_denoiser(net: DigitsNet, seed: int = 1234, repeat: int = 4) -> dict[str, Any]:
     """Quality numbers for a denoiser on the digits (float64, fixed noise).
 
@@ -362,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (results are reproducible per count)")
     ap.add_argument("--png", type=str, default=str(DEFAULT_PNG), help="sample grid output ('' to skip)")
-    ap.add_argument("--only", choices=("both", "denoiser", "classifier"), default="both")
+    ap.add_argument("--only", choices=("both", "denoiser", "classifier", "epsnet"), default="both",
+                    help="both: the denoiser and the classifier; epsnet: the epsilon network")
     args = ap.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
 
@@ -408,6 +531,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.png:
             sample_grid_png(args.png, net=DigitsNet.load(path))
             print(f"samples: {args.png}")
+    if args.only == "epsnet":
+        print(f"epsilon network: {args.epochs} steps, width {args.width}, {args.res_layers} residual layers",
+              flush=True)
+        params, info = train_epsnet(epochs=args.epochs, seed=args.seed, width=args.width, n_res=args.res_layers,
+                                    lr=args.lr)
+        net = DigitsEpsNet(params, {})
+        ev = evaluate_epsnet(net)
+        meta = {"command": command, "seed": args.seed, "epochs": args.epochs,
+                "loss": "DDPM: mean over rows and pixels of (eps_hat(alpha_t x + sigma_t z, t) - z)^2, timestep "
+                        "uniform (stratified, continuous) over [0, 999], linear betas 1e-4 .. 0.02",
+                "torch_version": torch.__version__, "n_params": net.n_params, "eval": ev, **info}
+        _save_npz(args.out / "digits_epsnet.npz", params, meta)
+        print(f"epsilon network: train loss (last 100 steps) {info['train_loss_last100']:.4f}, "
+              f"{info['train_seconds']:.0f}s", flush=True)
+        for k, row in ev.items():
+            print(f"  timestep {k:>4}: eps MSE {row['eps_mse']:.4f}  x0 MSE {row['x0_mse']:.4f} "
+                  f"(best linear {row['x0_mse_linear']:.4f})")
     print(f"total {time.perf_counter() - t_start:.0f}s")
     return 0
 

@@ -1,0 +1,165 @@
+"""Test bed 4, "a plain epsilon network": the most common kind of model in the wild (DDPM, ADM, SD 1.x base), small.
+
+A residual MLP that predicts the noise ``eps`` from ``(x_t, t)`` for DDPM's linear betas (1e-4 .. 0.02, T = 1000),
+with no preconditioning: its data prediction ``x0 = (x_t - sigma_t eps) / alpha_t`` carries the network's error
+times ``sigma_t / alpha_t``, about 156 at the last training step, where the exact-denoiser beds and the
+EDM-preconditioned `DigitsNet` have none. It is trained by ``python -m hso.testbeds.train --only epsnet`` (PyTorch,
+CPU) and shipped as float32 weights in ``weights/digits_epsnet.npz``; inference here is NumPy in float64::
+
+    eps(x, t) = F(x, t)   with t in (0, 1] the model time (timestep index k = 1000 t - 1, continuous)
+
+``F``: Fourier features of t (fixed log-spaced frequencies) -> SiLU embedding, concatenated with ``x``; an input
+layer; residual SiLU layers; a linear output layer.
+
+Like every test bed it is called in EDM form, ``D(y, s)`` with ``y = x0 + s z``: ``s`` is mapped to the model time
+``t`` with the same noise-to-signal ratio on its own (DDPM) schedule, ``x = alpha_t y``, and ``D = y - s eps(x, t)``.
+So it serves any VP noise schedule whose ratios lie in its training range (SD 2.1's do): the network is the same,
+the sampler's schedule differs. A ratio outside that range is an error, never an extrapolation.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..schedules import NoiseSchedule
+from .data import DIM, read_meta, weights_path
+from .network import silu
+
+__all__ = ["DigitsEpsNet", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "time_features"]
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_epsnet.npz"
+# the schedule the network is trained on: diffusers' DDPMScheduler defaults
+TRAIN_SCHEDULE = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000}
+
+
+def train_schedule() -> NoiseSchedule:
+    """The network's own noise schedule (`TRAIN_SCHEDULE`)."""
+    return NoiseSchedule.vp_discrete(**TRAIN_SCHEDULE, name="ddpm", prediction_type="epsilon")
+
+
+def time_features(t: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    """``[cos(2 pi f t), sin(2 pi f t)]`` for each frequency: the network's time input, ``[B, 2 F]``."""
+    ang = 2.0 * np.pi * np.asarray(t, dtype=np.float64)[:, None] * np.asarray(freq, dtype=np.float64)[None, :]
+    return np.concatenate([np.cos(ang), np.sin(ang)], axis=1)
+
+
+class DigitsEpsNet:
+    """Epsilon-prediction MLP for the 64-dimensional digits on DDPM's betas, called as ``D(y, sigma) -> x0_hat``.
+
+    Attributes:
+        dim: data dimension (64).
+        name: ``"digits_epsnet"``.
+        meta: the training metadata stored with the weights.
+    """
+
+    dim: int = DIM
+    name: str = "digits_epsnet"
+
+    def __init__(self, params: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Build from a parameter dict (as stored in the npz) and its metadata.
+
+        Args:
+            params: arrays ``time_freq``, ``emb_w``/``emb_b``, ``in_w``/``in_b``, ``res{i}_w``/``res{i}_b``,
+                ``out_w``/``out_b``.
+            meta: training metadata.
+
+        Raises:
+            ValueError: a parameter is missing or the shapes do not chain.
+        """
+        required = ("time_freq", "emb_w", "emb_b", "in_w", "in_b", "out_w", "out_b")
+        missing = [k for k in required if k not in params]
+        if missing:
+            raise ValueError(f"DigitsEpsNet weights lack {missing}")
+        f64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        self.freq = f64["time_freq"]
+        self.emb_w, self.emb_b = f64["emb_w"], f64["emb_b"]
+        self.in_w, self.in_b = f64["in_w"], f64["in_b"]
+        self.res = []
+        i = 0
+        while f"res{i}_w" in f64:
+            self.res.append((f64[f"res{i}_w"], f64[f"res{i}_b"]))
+            i += 1
+        self.out_w, self.out_b = f64["out_w"], f64["out_b"]
+        width = self.in_w.shape[1]
+        if (self.emb_w.shape[0] != 2 * self.freq.size or self.in_w.shape[0] != DIM + self.emb_w.shape[1]
+                or any(w.shape != (width, width) for w, _ in self.res) or self.out_w.shape != (width, DIM)):
+            raise ValueError("DigitsEpsNet weights have inconsistent shapes")
+        self.meta = dict(meta)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "DigitsEpsNet":
+        """Load from an npz file (None: the shipped ``weights/digits_epsnet.npz``).
+
+        Raises:
+            FileNotFoundError: no such file (the message names the command that makes it).
+        """
+        p = weights_path(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train --only epsnet")
+        with np.load(p, allow_pickle=False) as data:
+            meta = read_meta(data)
+            params = {k: data[k] for k in data.files if k != "meta"}
+        return cls(params, meta)
+
+    @cached_property
+    def schedule(self) -> NoiseSchedule:
+        """The noise schedule the network was trained on."""
+        return train_schedule()
+
+    @cached_property
+    def ratio_range(self) -> tuple[float, float]:
+        """The noise-to-signal ratios ``sigma_t / alpha_t`` of its training range (timesteps 0 .. 999)."""
+        s = self.schedule
+        lo, hi = s.edm_sigma(np.array([s.t_min, s.t_max]))
+        return float(lo), float(hi)
+
+    @property
+    def n_params(self) -> int:
+        arrays = [self.emb_w, self.emb_b, self.in_w, self.in_b, self.out_w, self.out_b]
+        return int(sum(a.size for a in arrays + [a for pair in self.res for a in pair]))
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture, parameter count and training settings (JSON-serialisable)."""
+        return {"name": self.name, "dim": self.dim,
+                "architecture": {"type": "epsilon-prediction residual MLP, SiLU, no preconditioning",
+                                 "time_features": int(2 * self.freq.size),
+                                 "time_embedding": int(self.emb_w.shape[1]), "width": int(self.in_w.shape[1]),
+                                 "hidden_layers": 1 + len(self.res)},
+                "trained_on": dict(TRAIN_SCHEDULE), "n_params": self.n_params, "training": dict(self.meta)}
+
+    def eps(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """The network: predicted noise for states ``x  # [B, 64]`` at model times ``t  # [B]`` (no checks)."""
+        emb = silu(time_features(t, self.freq) @ self.emb_w + self.emb_b)
+        h = silu(np.concatenate([x, emb], axis=1) @ self.in_w + self.in_b)
+        for w, b in self.res:
+            h = h + silu(h @ w + b)
+        return h @ self.out_w + self.out_b
+
+    def __call__(self, y: Any, sigma: Any) -> np.ndarray:
+        """Denoise in EDM form: the estimate of ``x0`` from ``y = x0 + sigma z``.
+
+        Args:
+            y: ``[B, 64]`` (or one row ``[64]``).
+            sigma: the noise-to-signal ratio, a scalar or one per row ``[B]``, within `ratio_range`.
+
+        Raises:
+            ValueError: wrong shape, non-finite input, or a ratio outside the training range.
+        """
+        y = np.asarray(y, dtype=np.float64)
+        single = y.ndim == 1
+        y2 = y[None, :] if single else y
+        if y2.ndim != 2 or y2.shape[-1] != DIM:
+            raise ValueError(f"y must have shape [B, {DIM}] (or [{DIM}]), got {np.shape(y)}")
+        if not np.all(np.isfinite(y2)):
+            raise ValueError("y contains NaN or inf")
+        s = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (y2.shape[0],))
+        lo, hi = self.ratio_range
+        # a relative margin of 1e-9 for the round trip t -> sigma/alpha -> t at the ends of the range
+        if not np.all(np.isfinite(s)) or np.any(s < lo * (1 - 1e-9)) or np.any(s > hi * (1 + 1e-9)):
+            raise ValueError(f"{self.name} was trained on noise-to-signal ratios in [{lo:.4g}, {hi:.4g}] "
+                             f"(DDPM linear betas, T = 1000); got sigma outside it")
+        t = self.schedule.t_of_lambda(-np.log(np.clip(s, lo, hi)))
+        alpha = self.schedule.alpha(t)
+        out = y2 - s[:, None] * self.eps(alpha[:, None] * y2, t)
+        return out[0] if single else out
