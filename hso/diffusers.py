@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .measured import diffusers_convention
 from .result import ScheduleResult
 from .schedules import NoiseSchedule
 
@@ -258,6 +259,11 @@ def _adapted_class(stock: type) -> type:
     return _CLASSES[stock]
 
 
+def _takes_stop(sched: Any) -> bool:
+    """Whether the scheduler can end at a schedule's last point instead of sigma 0 (Heun cannot)."""
+    return SUPPORTED[_stock_name(sched)] != "heun"
+
+
 def apply(target: Any, schedule: ScheduleResult | Any, *, convention: str | None = None) -> Any:
     """Make a pipeline (or scheduler) run exactly this schedule from its next ``set_timesteps`` on.
 
@@ -306,8 +312,12 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     """Optimise a schedule for a pipeline's own scheduler and install it: the one-liner.
 
     The noise schedule comes from the scheduler's config (`NoiseSchedule.from_diffusers`), the solver from its
-    class (`solver_for`), the convention is diffusers' ``"jump"`` (NFE evaluations, then the step to sigma 0),
-    and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
+    class (`solver_for`), and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
+    The convention, unless given, is the one measured better for this solver, noise family and NFE
+    (`hso.measured.diffusers_convention`): diffusers' own ``"jump"`` (NFE evaluations, then the step to sigma 0)
+    or ``"stop"`` (NFE evaluations, then a regular step to the model's t_min, installed with
+    ``final_sigmas_type="sigma_min"``); Heun, which always ends at sigma 0, and unmeasured solvers take "jump".
+    ``result.convention`` says which.
 
     Args:
         pipe: a diffusers pipeline (or scheduler).
@@ -321,8 +331,13 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     from .optimize import optimize
 
     sched = _scheduler_of(pipe)
-    optimize_kwargs.setdefault("convention", "jump")
-    res = optimize(NoiseSchedule.from_diffusers(sched, mu=mu), nfe, solver_for(sched), **optimize_kwargs)
+    noise, solver = NoiseSchedule.from_diffusers(sched, mu=mu), solver_for(sched)
+    if optimize_kwargs.get("convention") is None:
+        conv = "jump"
+        if _takes_stop(sched) and isinstance(nfe, (int, np.integer)) and not isinstance(nfe, bool):
+            conv = diffusers_convention(solver, noise.kind_name, int(nfe))[0]
+        optimize_kwargs["convention"] = conv
+    res = optimize(noise, nfe, solver, **optimize_kwargs)
     apply(pipe, res)
     return res
 

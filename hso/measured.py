@@ -3,12 +3,13 @@ schedule sampled best in the committed quality results.
 
 The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
 DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search with its last point dropped), and
-the baselines of `hso.baselines`. For each measured cell (three test beds per noise family: exact denoisers of
-digits and of photograph patches, and a trained network; NFE 4, 5, 6, 8, 10; RMSE against the converged sample)
-every candidate's *worst* RMSE ratio to the best baseline over the test beds is recorded, and candidates are ranked
-by it (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes ``measured_rule.json``
-and a test re-derives it from the committed results). A later candidate in `CANDIDATE_ORDER` (hso's settings
-first, the baselines last) must be more than `TOLERANCE` better to rank above an earlier one.
+the baselines of `hso.baselines`. For each measured cell (per noise family the test beds of
+`benchmarks/quality/run.py`: exact denoisers of digits and of photograph patches, a trained EDM-preconditioned
+network, and for VP a plain epsilon network, under SD's and DDPM's betas; RMSE against the converged sample) every
+candidate's *worst* RMSE ratio to the cell's best schedule over the test beds is recorded, and candidates are
+ranked by it (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes
+``measured_rule.json`` and a test re-derives it from the committed results). A later candidate in `CANDIDATE_ORDER`
+(hso's settings first, the baselines last) must be more than `TOLERANCE` better to rank above an earlier one.
 
 A cell is *supported* when its pick's worst ratio is at most `SUPPORT_RATIO`: the claim the README makes for it.
 NFEs between or beyond the measured ones take the nearest measured NFE's ranking (not supported: not measured).
@@ -25,7 +26,7 @@ from .baselines import BASELINES
 from .solvers import get_solver
 
 __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
-           "rule_table", "RULE_FILE", "ported_applies"]
+           "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention"]
 
 # hso's search settings the measurement compares (the evaluation's method names)
 VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
@@ -52,7 +53,7 @@ class Pick:
     """The measured ranking for one request.
 
     Attributes:
-        ranking: ``((candidate, worst ratio to the best baseline), ...)``, best first.
+        ranking: ``((candidate, worst ratio to the best schedule measured), ...)``, best first.
         nfe: the measured NFE the ranking comes from.
         measured: True when that is the requested NFE itself.
     """
@@ -62,7 +63,7 @@ class Pick:
     measured: bool
 
     def supported(self, name: str) -> bool:
-        """True when ``name`` was measured at this NFE within `SUPPORT_RATIO` of the best baseline on every bed."""
+        """True when ``name`` was measured at this NFE within `SUPPORT_RATIO` of the best schedule on every bed."""
         return self.measured and dict(self.ranking).get(name, float("inf")) <= SUPPORT_RATIO
 
 
@@ -82,3 +83,17 @@ def measured_pick(solver: str, convention: str, space: str, nfe: int) -> Pick | 
         return None
     row = min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
     return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), row["nfe"] == nfe)
+
+
+def diffusers_convention(solver: str, space: str, nfe: int) -> tuple[str, bool]:
+    """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver, lambda space and NFE:
+    ``("jump" or "stop", measured)``. "stop" (ending at the model's t_min, run by diffusers with
+    ``final_sigmas_type="sigma_min"``) only where the committed results measured it better than "jump" on every
+    test bed of the space (`hso.evaluation.report.derive_diffusers_convention`); other NFEs take the nearest
+    measured NFE's choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
+    solver = SAME_AS.get(solver, solver)
+    rows = [r for r in rule_table().get("diffusers", []) if (r["solver"], r["space"]) == (solver, space)]
+    if not rows:
+        return "jump", False
+    row = min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))
+    return str(row["convention"]), row["nfe"] == nfe

@@ -497,7 +497,7 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     rank = "best of those valid here" if job.settings.get("passed_over") else "first"
     msg = (f"measured default: baseline {job.source!r} ranked {rank} "
            f"for {job.solver} / {job.convention} / {job.schedule.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the "
-           f"best baseline over the test beds {m['worst_ratio']:.3g}); no search ran{_passed_over_note(job.settings)}")
+           f"best schedule over the test beds {m['worst_ratio']:.3g}); no search ran{_passed_over_note(job.settings)}")
     return _make_result(job, t, lam, wall_time, psi=np.zeros(0), fitness=value + penalty, mep=value,
                         penalty=penalty, nit=0, nfev=0, success=True, message=msg)
 

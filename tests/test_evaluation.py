@@ -82,6 +82,27 @@ def test_reference_solution_is_converged_and_indexed():
         reference_solution(load("gmm"), sched, z, [1.5])
 
 
+def test_reference_cache_returns_a_fresh_solve_for_any_subset_of_its_end_points(tmp_path):
+    sched = hso.NoiseSchedule.preset("sd21")
+    z = np.random.default_rng(0).standard_normal((4, 64))
+    gmm = load("gmm")
+    reference_solution(gmm, sched, z, [0.5, 0.3], cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    cached = reference_solution(gmm, sched, z, [0.3], cache_dir=tmp_path)
+    fresh = reference_solution(gmm, sched, z, [0.3])
+    # bit-identical: the steps do not depend on the end points asked for
+    assert np.array_equal(cached.at(0.3), fresh.at(0.3)) and np.array_equal(cached.clean, fresh.clean)
+    assert fresh.max_change <= cached.max_change < 1e-4  # the bound over more end points holds for fewer
+    # a new end point is a new solve (kept with the old ones); other noise or another schedule is another file
+    other = reference_solution(gmm, sched, z, [0.2], cache_dir=tmp_path)
+    assert np.array_equal(other.at(0.2), reference_solution(gmm, sched, z, [0.2]).at(0.2))
+    again = reference_solution(gmm, sched, z, [0.5, 0.3, 0.2], cache_dir=tmp_path)
+    assert np.array_equal(again.at(0.3), fresh.at(0.3))
+    reference_solution(gmm, sched, z[:2], [0.3], cache_dir=tmp_path)
+    reference_solution(gmm, hso.NoiseSchedule.preset("ddpm"), z, [0.3], cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+
+
 def test_frechet_distance_matches_the_textbook_formula():
     from scipy.linalg import sqrtm
 

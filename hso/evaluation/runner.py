@@ -87,7 +87,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
              solvers: Sequence[str] = DEFAULT_SOLVERS, nfes: Sequence[int] = DEFAULT_NFES,
              methods: Sequence[str] = DEFAULT_METHODS, conventions: Sequence[str] | None = None,
              n_samples: int = 512, seed: int = 0, progress: bool = False,
-             solver_options: dict[str, dict[str, Any]] | None = None) -> Evaluation:
+             solver_options: dict[str, dict[str, Any]] | None = None, reference_cache: Any = None) -> Evaluation:
     """Sample with every (solver, convention, NFE, schedule method) on a test bed and score against the reference.
 
     Args:
@@ -103,6 +103,8 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         n_samples: samples per run (the same noise for every run).
         seed: seed of the noise.
         progress: print progress to stderr.
+        reference_cache: a folder where the converged reference solutions are kept between runs (None: none;
+            see `reference_solution`).
 
     Returns:
         An `Evaluation`.
@@ -175,7 +177,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         say(f"schedules for {solver}/{conv}/NFE {nfe} ready")
     ends = sorted({float(t[-1]) for solver, conv, nfe, m, t in plans if conv == "stop"})
     say(f"reference solution for {n_samples} samples ({len(ends)} end points)")
-    ref = reference_solution(den, sched, z, ends)
+    ref = reference_solution(den, sched, z, ends, cache_dir=reference_cache)
     teacher = sample_metrics(ref.clean)
 
     def run(solver: str, conv: str, t: np.ndarray) -> tuple[np.ndarray, Any]:
