@@ -44,7 +44,8 @@ from .fast.registry import get_backend
 from .schedules import NoiseSchedule, as_schedule
 from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample
 
-__all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET"]
+__all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET", "EvaluationCounter", "candidate_schedules", "default_objectives",
+           "first_round", "select", "teacher_solution"]
 
 GITS_BUDGET = 256 * 60  # GITS (Chen et al. 2024) calibrates on 256 trajectories of 60 steps
 
@@ -116,7 +117,7 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
-class _Counter:
+class EvaluationCounter:
     """Wraps the model: counts evaluations per sample, checks every output."""
 
     def __init__(self, model: Callable[[Any, float], Any]):
@@ -151,7 +152,7 @@ def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, conventi
     return [row for row in res.t]
 
 
-def _candidates(schedule: NoiseSchedule, solver: str, nfe: int, convention: str, objectives: Sequence[str],
+def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, convention: str, objectives: Sequence[str],
                 population: int) -> list[tuple[str, np.ndarray]]:
     """Every candidate, distinct, the default ("hso") first and the rest in the default's measured ranking."""
     from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
@@ -265,14 +266,14 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
     engine = get_backend("auto")
     if objectives is None:
         objectives = default_objectives(engine)
-    cands = _candidates(sched, spec.name, nfe, conv, objectives, population)
+    cands = candidate_schedules(sched, spec.name, nfe, conv, objectives, population)
     teach_cost = teacher_steps + 1
     minimum = 1 + 2 * (teach_cost + 2 * nfe)
     if budget < minimum:
         raise ValueError(f"budget {budget} is too small: a teacher of {teacher_steps} steps and two candidates at "
                          f"NFE {nfe} on two noises need {minimum} network evaluations")
     cands = cands[:first_round(len(cands), budget, teach_cost, nfe)]
-    counter = _Counter(model)
+    counter = EvaluationCounter(model)
 
     # probe: one sample, before anything else is spent, so a broken model fails cheaply
     out = counter(initial_state(sched, sched.t_max, rng.standard_normal((1, *shape))), float(sched.t_max))

@@ -134,16 +134,53 @@ def test_flow_match_euler_with_stock_sigmas(unet, noise):
 
 
 # ------------------------------------------------------------------ hso schedules run exactly
+def _measured_convention(name: str, nfe: int, space: str = "vp") -> str:
+    from hso.measured import diffusers_convention
+
+    return "jump" if name == "HeunDiscreteScheduler" else diffusers_convention(hd.SUPPORTED[name], space, nfe)[0]
+
+
+def _evaluated(res) -> list[int]:
+    """The timesteps a sampler evaluates for a result: all of them, or all but the last ("stop")."""
+    ts = res.timesteps.tolist()
+    return ts[:-1] if res.convention == "stop" else ts
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_optimize_pipeline_runs_the_optimised_timesteps(unet, noise, name):
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=_make(name))  # DDIMPipeline would convert to DDIM
     nfe = 5
     res = hd.optimize_pipeline(pipe, nfe=nfe)
-    assert res.convention == "jump" and res.solver == hd.SUPPORTED[name]
+    assert res.convention == _measured_convention(name, nfe) and res.solver == hd.SUPPORTED[name]
     assert type(pipe.scheduler).__name__ == name
     out, seen = _loop(_unet_model(unet), pipe.scheduler, noise)
-    assert list(dict.fromkeys(int(v) for v in seen)) == res.timesteps.tolist()
+    assert list(dict.fromkeys(int(v) for v in seen)) == _evaluated(res)
     assert torch.isfinite(out).all()
+
+
+def test_optimize_pipeline_takes_the_measured_convention():
+    """The convention optimize_pipeline installs is the committed measurement's, per solver and NFE: "stop" (ending
+    at timestep 0, final_sigmas_type "sigma_min") where it measured better on every bed, else diffusers' "jump";
+    Heun always "jump"; an explicit convention wins."""
+    from hso.measured import rule_table
+
+    entries = [e for e in rule_table()["diffusers"] if e["space"] == "vp"]
+    assert entries and all(e["convention"] in ("stop", "jump") for e in entries)
+    by_solver = {"unipc": "UniPCMultistepScheduler", "dpmsolver++": "DPMSolverMultistepScheduler",
+                 "ddim": "DDIMScheduler"}
+    seen = set()
+    for e in entries:
+        name = by_solver[e["solver"]]
+        res = hd.optimize_pipeline(_make(name), nfe=e["nfe"])
+        assert res.convention == e["convention"], e
+        # the choice is the lower worst ratio, "stop" needing a 2% margin
+        w = e["worst"]
+        assert (e["convention"] == "stop") == (w["stop"] * 1.02 < w["jump"])
+        seen.add(e["convention"])
+        if e["convention"] == "stop":
+            res_j = hd.optimize_pipeline(_make(name), nfe=e["nfe"], convention="jump")
+            assert res_j.convention == "jump"
+    assert hd.optimize_pipeline(_make("HeunDiscreteScheduler"), nfe=5).convention == "jump"
 
 
 @pytest.mark.parametrize("name,solver,kw", [
@@ -190,7 +227,7 @@ def test_unipc_bh1_jump_is_repaired(unet, noise):
 
 def test_ddim_pipeline_end_to_end(unet):
     pipe = diffusers.DDIMPipeline(unet=unet, scheduler=_make("DDIMScheduler", timestep_spacing="leading"))
-    res = hd.optimize_pipeline(pipe, nfe=6)
+    res = hd.optimize_pipeline(pipe, nfe=6, convention="jump")
     calls = []
     forward = pipe.unet.forward
 
@@ -263,7 +300,7 @@ def test_flow_match_euler_runs_an_hso_schedule(unet, noise):
     """FlowMatchEuler (SD3/Flux style, shift 3) with the one-liner: the network sees exactly 1000 * sigma(t) and the
     adapted scheduler equals hso's Euler sampler on the exact denoiser."""
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
-    res = hd.optimize_pipeline(pipe, nfe=6)
+    res = hd.optimize_pipeline(pipe, nfe=6, convention="jump")
     sch = hso.NoiseSchedule.flow(3.0)
     assert res.schedule["family"] == "flow" and res.convention == "jump"
     out, seen = _loop(_unet_model(unet), pipe.scheduler, noise)
@@ -333,7 +370,7 @@ def test_edm_schedulers_equal_hso_samplers_on_hso_schedules(name, solver, conv):
 
 def test_optimize_pipeline_with_an_edm_scheduler(unet, noise):
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.EDMDPMSolverMultistepScheduler())
-    res = hd.optimize_pipeline(pipe, nfe=5)
+    res = hd.optimize_pipeline(pipe, nfe=5, convention="jump")
     assert res.schedule["family"] == "edm" and res.solver == "dpmsolver++" and res.convention == "jump"
     assert type(pipe.scheduler).__name__ == "EDMDPMSolverMultistepScheduler"
     out, seen = _loop(_unet_model(unet), pipe.scheduler, noise)

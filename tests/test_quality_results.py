@@ -18,15 +18,21 @@ def results():
 def test_readme_quality_section_is_generated_from_committed_results(results):
     text = run.README.read_text()
     section = text.split(run.BEGIN, 1)[1].split(run.END, 1)[0].strip()
-    assert section == run.readme_section(results).strip(), \
+    assert section == run.readme_summary(results).strip(), \
         "README quality section is stale: run `python -m benchmarks.quality.run --readme-only`"
+    assert run.REPORT.read_text() == run.readme_section(results) + "\n", \
+        "benchmarks/quality/README.md is stale: run `python -m benchmarks.quality.run --readme-only`"
 
 
 def test_committed_results_cover_the_promised_grid(results):
     names = {name for name, _ in results}
     assert {"gmm_sd21", "gmm_edm", "net_sd21", "net_edm"} <= names
-    for _, ev in results:
-        assert set(ev.meta["nfes"]) == {4, 5, 6, 8, 10}
+    assert {f"{n}_nfe12-50" for n in ("gmm_sd21", "net_sd21", "epsnet_ddpm", "epsnet_sd21")} <= names
+    assert {"epsnet_ddpm", "epsnet_sd21", "gmm_ddpm"} <= names
+    for name, ev in results:
+        grid = run.GRIDS["_nfe12-50" if name.endswith("_nfe12-50") else ""]
+        assert tuple(ev.meta["nfes"]) == tuple(grid["nfes"]) and ev.meta["n_samples"] == grid["n_samples"]
+        assert {r["convention"] for r in ev.rows} == set(grid["conventions"])
         assert {"unipc", "dpmsolver++", "ddim"} <= set(ev.meta["solvers"])
         methods = {r["method"] for r in ev.rows}
         assert {"hso", "hso_dmn", "time_uniform", "logSNR", "edm_rho7", "time_quadratic"} <= methods

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from hso import testbeds
-from hso.calibration import _candidates, _Counter, default_objectives, first_round, select, teacher_solution
+from hso.calibration import candidate_schedules, EvaluationCounter, default_objectives, first_round, select, teacher_solution
 from hso.evaluation.reference import final_data, initial_state, reference_solution
-from hso.evaluation.runner import _prediction_for
+from hso.evaluation.runner import default_prediction
 from hso.schedules import as_schedule
 from hso.solvers import SAMPLER_DEFAULTS, sample
 
@@ -50,11 +50,11 @@ def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
     """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference, teacher cost."""
     sched = as_schedule(preset)
     den = testbeds.load(bed)
-    pred = _prediction_for(sched)
+    pred = default_prediction(sched)
     model = testbeds.as_model(den, sched, pred)
     z = np.random.default_rng(seed).standard_normal((n_noise, getattr(den, "dim", 64)))
     ref = reference_solution(den, sched, z, []).clean
-    counter = _Counter(model)
+    counter = EvaluationCounter(model)
     teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
     teach_cost = counter.spent // n_noise
     objectives = default_objectives()
@@ -63,7 +63,7 @@ def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
         for conv in ("stop", "jump"):
             for nfe in (4, 5, 6, 8, 10):
                 names, e_teacher, e_ref = [], [], []
-                for name, t in _candidates(sched, solver, nfe, conv, objectives, 3):
+                for name, t in candidate_schedules(sched, solver, nfe, conv, objectives, 3):
                     x = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=pred,
                                convention=conv, **SAMPLER_DEFAULTS[solver])
                     y = final_data(sched, x, float(t[-1]), conv)

@@ -17,7 +17,7 @@ from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedul
 from .metrics import rmse, sample_metrics
 from .reference import final_data, initial_state, reference_solution
 
-__all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS"]
+__all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS", "default_prediction"]
 
 # methods that need the model: `hso.calibrate` at a budget of network evaluations (307 = 2% of GITS's 15360)
 MODEL_METHODS = {"calibrate": 307, "calibrate_1000": 1000}
@@ -77,7 +77,9 @@ class Evaluation:
         return save(self, Path(out_dir), plots=plots)
 
 
-def _prediction_for(schedule: NoiseSchedule) -> str:
+def default_prediction(schedule: NoiseSchedule) -> str:
+    """The prediction type a model of this noise schedule gives: the schedule's own, else epsilon (flow for flow
+    matching)."""
     if schedule.prediction_type:
         return schedule.prediction_type
     return "flow" if schedule.kind == KIND_FLOW else "epsilon"
@@ -145,7 +147,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             for nfe in nfes:
                 spec.n_intervals(int(nfe), conv)  # raises for an NFE this solver cannot spend
                 jobs.append((spec.name, conv, int(nfe)))
-    prediction = _prediction_for(sched)
+    prediction = default_prediction(sched)
     model = testbeds.as_model(den, sched, prediction)
     dim = getattr(den, "dim", 64)
     z = np.random.default_rng(seed).standard_normal((int(n_samples), dim))

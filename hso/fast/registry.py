@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Backend", "available_backends", "get_backend", "backend_status", "BACKENDS"]
+__all__ = ["Backend", "available_backends", "get_backend", "backend_status", "BACKENDS", "INIT_CODES"]
 
 _LOAD_ERRORS: dict[str, str] = {}
 _MODULES: dict[str, Any] = {}
@@ -101,7 +101,8 @@ def _compiled_dmn(entry: str) -> Callable[[], Callable[..., tuple]]:
 
 
 _FAMILY_CODES = {"vp_discrete": 0, "vp_linear": 1, "vp_cosine": 2, "edm": 3, "flow": 4}
-_INIT_CODES = {"edm_rho": 0, "logSNR": 1, "time_uniform": 2, "time_quadratic": 3}
+# the init family codes every engine reads (the C++/CUDA lower levels and the Triton kernels)
+INIT_CODES = {"edm_rho": 0, "logSNR": 1, "time_uniform": 2, "time_quadratic": 3}
 _OBJECTIVE_CODES = {"mep": 0, "dmn": 1}
 
 
@@ -159,7 +160,7 @@ def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
         trunc = resolve_trunc_num(spec.n_intervals, spec.trunc_num)
         t, lam, obj, pen, iters, feas = kernel(
             psi, fam, a, b, table, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
-            _INIT_CODES[spec.init], spec.maxiter, spec.xtol, _OBJECTIVE_CODES[spec.objective], trunc)
+            INIT_CODES[spec.init], spec.maxiter, spec.xtol, _OBJECTIVE_CODES[spec.objective], trunc)
         return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
                            feasible=feas)
     return lower

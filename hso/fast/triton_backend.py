@@ -44,11 +44,11 @@ import triton.language as tl
 
 from ..schedules import NoiseSchedule
 from .reference_lower import LowerResult, LowerSpec
-from .registry import _INIT_CODES, schedule_code
+from .registry import INIT_CODES, schedule_code
 
 __all__ = ["mep_and_grad", "dmn_and_grad", "lower_solve"]
 
-# lambda-space kinds (hso/schedules.py); family and init codes are registry.schedule_code's and _INIT_CODES
+# lambda-space kinds (hso/schedules.py); family and init codes are registry.schedule_code's and INIT_CODES
 _KINDS = (0, 1, 2)
 
 # Triton decides at decoration time whether it compiles or interprets (TRITON_INTERPRET).
@@ -1331,8 +1331,8 @@ def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> Lo
     `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`)."""
     from .reference_dmn import resolve_trunc_num
 
-    if spec.init not in _INIT_CODES:
-        raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(_INIT_CODES)}")
+    if spec.init not in INIT_CODES:
+        raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")
     if spec.objective not in ("mep", "dmn"):
         raise ValueError(f"unknown objective {spec.objective!r}; the Triton lower level takes 'mep' and 'dmn'")
     fam, fa, fb, table = schedule_code(schedule)
@@ -1356,7 +1356,7 @@ def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> Lo
         block = _lower_block(bsz, np_, dense)
         args = (torch.from_numpy(p).to(dev), torch.from_numpy(prm).to(dev), torch.from_numpy(tab).to(dev),
                 t, lam, obj, pen, iters, feas, bsz, n_int, tab.size, int(tab.size).bit_length(), int(spec.maxiter))
-        meta = dict(FAMILY=int(fam), KIND=int(schedule.kind), INIT=_INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
+        meta = dict(FAMILY=int(fam), KIND=int(schedule.kind), INIT=INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
                     num_warps=4)
         grid = (triton.cdiv(bsz, block),)
         if dense:
