@@ -190,7 +190,7 @@ def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, conventi
         if not any(u.shape == t.shape and np.allclose(u, t, rtol=0, atol=1e-9) for _, u in uniq):
             uniq.append((name, t))
     # the measured ranking orders the rest (unranked ones, such as population members, last; stable otherwise)
-    pick = measured_pick(solver, convention, schedule.kind_name, nfe)
+    pick = measured_pick(solver, convention, schedule, nfe)
     rank = {name: i for i, (name, _) in enumerate(pick.ranking)} if pick is not None else {}
     return uniq[:1] + sorted(uniq[1:], key=lambda c: rank.get(c[0], len(rank)))
 

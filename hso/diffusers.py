@@ -335,7 +335,7 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     if optimize_kwargs.get("convention") is None:
         conv = "jump"
         if _takes_stop(sched) and isinstance(nfe, (int, np.integer)) and not isinstance(nfe, bool):
-            conv = diffusers_convention(solver, noise.kind_name, int(nfe))[0]
+            conv = diffusers_convention(solver, noise, int(nfe))[0]
         optimize_kwargs["convention"] = conv
     res = optimize(noise, nfe, solver, **optimize_kwargs)
     apply(pipe, res)

@@ -1,5 +1,7 @@
-"""The measured default behind ``hso.optimize(method="auto")``: per (solver, convention, lambda space, NFE), which
-schedule sampled best in the committed quality results.
+"""The measured default behind ``hso.optimize(method="auto")``: per (solver, convention, measured noise schedule,
+NFE), which schedule sampled best in the committed quality results. A request takes the measured noise schedule
+of its lambda space nearest to its own (`nearest_noise`: VP models by alpha at the noisy end, SD-like or
+DDPM-like).
 
 The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
 DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search with its last point dropped), and
@@ -17,16 +19,19 @@ NFEs between or beyond the measured ones take the nearest measured NFE's ranking
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from .baselines import BASELINES
+from .schedules import as_schedule
 from .solvers import get_solver
 
 __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
-           "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention"]
+           "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention",
+           "nearest_noise"]
 
 # hso's search settings the measurement compares (the evaluation's method names)
 VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
@@ -56,11 +61,13 @@ class Pick:
         ranking: ``((candidate, worst ratio to the best schedule measured), ...)``, best first.
         nfe: the measured NFE the ranking comes from.
         measured: True when that is the requested NFE itself.
+        noise: the measured noise schedule the ranking comes from (`nearest_noise`).
     """
 
     ranking: tuple[tuple[str, float], ...]
     nfe: int
     measured: bool
+    noise: str = ""
 
     def supported(self, name: str) -> bool:
         """True when ``name`` was measured at this NFE within `SUPPORT_RATIO` of the best schedule on every bed."""
@@ -73,27 +80,51 @@ def rule_table() -> dict[str, Any]:
     return json.loads(resources.files("hso").joinpath(RULE_FILE).read_text(encoding="utf-8"))
 
 
-def measured_pick(solver: str, convention: str, space: str, nfe: int) -> Pick | None:
-    """The ranking for a solver, convention, lambda space ("vp", "ve", "flow") and NFE; None where nothing was
-    measured for that solver and convention in that space."""
+def nearest_noise(rows: list[dict[str, Any]], schedule: Any) -> list[dict[str, Any]]:
+    """The rows of the measured noise schedule nearest to ``schedule`` among those of its lambda space: the one
+    whose half log-SNR at the top of the time domain, lambda(t_max), is closest (SD's betas -2.68, DDPM's -5.05;
+    a zero-terminal-SNR model, lambda = -inf, takes the lowest). Alpha at the noisy end is what changes the picks:
+    a network's data prediction there carries its error times sigma / alpha."""
+    rows = [r for r in rows if r["space"] == schedule.kind_name]
+    tops = {r["noise"]: float(r["lambda_top"]) for r in rows}
+    if len(tops) > 1:
+        lam = float(schedule.lambda_(schedule.t_max))
+        noise = (min(tops, key=lambda n: (abs(tops[n] - lam), n)) if math.isfinite(lam)
+                 else min(tops, key=lambda n: (tops[n], n)))
+        rows = [r for r in rows if r["noise"] == noise]
+    return rows
+
+
+def _nearest_nfe(rows: list[dict[str, Any]], nfe: int) -> dict[str, Any]:
+    return min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
+
+
+def measured_pick(solver: str, convention: str, schedule: Any, nfe: int) -> Pick | None:
+    """The ranking for a solver, convention, noise schedule (a `NoiseSchedule` or a preset name; the measured one
+    nearest to it, `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its
+    lambda space."""
+    sched = as_schedule(schedule)
     solver = SAME_AS.get(solver, solver)
-    rows = [r for r in rule_table()["rules"]
-            if (r["solver"], r["convention"], r["space"]) == (solver, convention, space)]
+    rows = nearest_noise([r for r in rule_table()["rules"] if (r["solver"], r["convention"]) == (solver, convention)],
+                         sched)
     if not rows:
         return None
-    row = min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
-    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), row["nfe"] == nfe)
+    row = _nearest_nfe(rows, nfe)
+    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), row["nfe"] == nfe,
+                str(row["noise"]))
 
 
-def diffusers_convention(solver: str, space: str, nfe: int) -> tuple[str, bool]:
-    """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver, lambda space and NFE:
-    ``("jump" or "stop", measured)``. "stop" (ending at the model's t_min, run by diffusers with
-    ``final_sigmas_type="sigma_min"``) only where the committed results measured it better than "jump" on every
-    test bed of the space (`hso.evaluation.report.derive_diffusers_convention`); other NFEs take the nearest
-    measured NFE's choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
+def diffusers_convention(solver: str, schedule: Any, nfe: int) -> tuple[str, bool]:
+    """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver, noise schedule (a
+    `NoiseSchedule` or a preset name) and NFE: ``("jump" or "stop", measured)``. "stop" (ending at the model's
+    t_min, run by diffusers with ``final_sigmas_type="sigma_min"``) only where the committed results measured it
+    better than "jump" on every test bed of the nearest measured noise schedule
+    (`hso.evaluation.report.derive_diffusers_convention`); other NFEs take the nearest measured NFE's choice
+    (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
+    sched = as_schedule(schedule)
     solver = SAME_AS.get(solver, solver)
-    rows = [r for r in rule_table().get("diffusers", []) if (r["solver"], r["space"]) == (solver, space)]
+    rows = nearest_noise([r for r in rule_table().get("diffusers", []) if r["solver"] == solver], sched)
     if not rows:
         return "jump", False
-    row = min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))
+    row = _nearest_nfe(rows, nfe)
     return str(row["convention"]), row["nfe"] == nfe

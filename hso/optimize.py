@@ -40,14 +40,15 @@ SEARCH_ARGS = ("objective", "spacing", "p", "trunc_num", "init", "bounds", "pops
 
 # method="hso" (and "auto" where it searches without a measured pick): per (solver, convention, lambda space of
 # the noise schedule), the HSO setting measured best in the committed sample-quality results (benchmarks/quality:
-# three test beds x SD 2.1 (VP), EDM (VE) and shift-3 flow matching noise, NFE 4-10, RMSE against the converged
-# sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the DM-NonUniform objective: the
+# four test beds x SD's and DDPM's betas (VP), EDM (VE) and shift-3 flow matching noise, NFE 4-50, RMSE against the
+# converged sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the DM-NonUniform objective: the
 # lowest geometric-mean ratio to each cell's best setting, where a later setting replaces an earlier one only when
 # it is more than 2% better
 # (hso.evaluation.report.derive_auto_rule; a test re-derives this table from those results). Keys without
 # measurements (other solvers) keep the paper's settings. Euler is DDIM (the same step in other coordinates), so it
 # follows DDIM.
 AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("unipc", "stop", "vp"): {"objective": "dmn"},
     ("unipc", "jump", "vp"): {"p": 1.0},
     ("dpmsolver++", "jump", "vp"): {"p": 1.0},
     ("ddim", "jump", "vp"): {"spacing": "constrain"},
@@ -400,10 +401,11 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         return build(conv, *resolve_method(method, spec_solver.name, conv, objective, spacing, p, sched.kind_name))
 
     # the measured ranking (method "auto"), then method "hso"'s search, then the paper's: the first valid here
-    pick = measured_pick(spec_solver.name, conv, sched.kind_name, nfe) if method == "auto" else None
+    pick = measured_pick(spec_solver.name, conv, sched, nfe) if method == "auto" else None
     passed_over: list[str] = []
     for name, ratio in pick.ranking if pick is not None else ():
-        measured = {"pick": name, "nfe": pick.nfe, "worst_ratio": ratio, "supported": pick.supported(name)}
+        measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "worst_ratio": ratio,
+                    "supported": pick.supported(name)}
         try:
             if name in VARIANTS:  # one of hso's settings, relative to the paper's
                 v = VARIANTS[name]
@@ -423,8 +425,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         except _Infeasible as e:
             passed_over.append(f"{name}: {e}")
     for fallback in ("hso", "paper"):
-        measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "worst_ratio": None,
-                                              "supported": False}
+        measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "noise": pick.noise,
+                                              "worst_ratio": None, "supported": False}
         try:
             return build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name),
                          measured=measured, passed_over=passed_over)
@@ -496,8 +498,9 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     m = job.settings["measured"]
     rank = "best of those valid here" if job.settings.get("passed_over") else "first"
     msg = (f"measured default: baseline {job.source!r} ranked {rank} "
-           f"for {job.solver} / {job.convention} / {job.schedule.kind_name} at NFE {m['nfe']} (worst RMSE ratio to the "
-           f"best schedule over the test beds {m['worst_ratio']:.3g}); no search ran{_passed_over_note(job.settings)}")
+           f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({m['noise']}-like) at NFE {m['nfe']} "
+           f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); no search ran"
+           f"{_passed_over_note(job.settings)}")
     return _make_result(job, t, lam, wall_time, psi=np.zeros(0), fitness=value + penalty, mep=value,
                         penalty=penalty, nit=0, nfev=0, success=True, message=msg)
 

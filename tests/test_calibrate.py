@@ -65,7 +65,7 @@ def test_without_a_margin_the_lowest_measured_error_wins_and_candidates_follow_t
                       convention="jump")
     full = [c for c in r.candidates if c["noises"] == r.n_noise]
     assert r.method == min(full, key=lambda c: c["rmse"])["name"]
-    rank = [name for name, _ in measured_pick("ddim", "jump", "vp", 6).ranking]
+    rank = [name for name, _ in measured_pick("ddim", "jump", sch, 6).ranking]
     ranked = [c["name"] for c in r.candidates[1:] if c["name"] in rank]
     assert ranked == sorted(ranked, key=rank.index) and len(ranked) >= 3
     # unranked candidates (members of the DE population) come after every ranked one

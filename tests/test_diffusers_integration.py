@@ -134,10 +134,10 @@ def test_flow_match_euler_with_stock_sigmas(unet, noise):
 
 
 # ------------------------------------------------------------------ hso schedules run exactly
-def _measured_convention(name: str, nfe: int, space: str = "vp") -> str:
+def _measured_convention(name: str, nfe: int, schedule: str = "sd15") -> str:
     from hso.measured import diffusers_convention
 
-    return "jump" if name == "HeunDiscreteScheduler" else diffusers_convention(hd.SUPPORTED[name], space, nfe)[0]
+    return "jump" if name == "HeunDiscreteScheduler" else diffusers_convention(hd.SUPPORTED[name], schedule, nfe)[0]
 
 
 def _evaluated(res) -> list[int]:
@@ -165,21 +165,21 @@ def test_optimize_pipeline_takes_the_measured_convention():
     from hso.measured import rule_table
 
     entries = [e for e in rule_table()["diffusers"] if e["space"] == "vp"]
-    assert entries and all(e["convention"] in ("stop", "jump") for e in entries)
+    assert {e["noise"] for e in entries} == {"sd21", "ddpm"}
+    assert all(e["convention"] in ("stop", "jump") for e in entries)
     by_solver = {"unipc": "UniPCMultistepScheduler", "dpmsolver++": "DPMSolverMultistepScheduler",
                  "ddim": "DDIMScheduler"}
-    seen = set()
+    betas = {"sd21": {}, "ddpm": dict(beta_schedule="linear", beta_start=1e-4, beta_end=0.02)}
     for e in entries:
         name = by_solver[e["solver"]]
-        res = hd.optimize_pipeline(_make(name), nfe=e["nfe"])
+        res = hd.optimize_pipeline(_make(name, **betas[e["noise"]]), nfe=e["nfe"])
         assert res.convention == e["convention"], e
         # the choice is the lower worst ratio, "stop" needing a 2% margin
         w = e["worst"]
         assert (e["convention"] == "stop") == (w["stop"] * 1.02 < w["jump"])
-        seen.add(e["convention"])
         if e["convention"] == "stop":
-            res_j = hd.optimize_pipeline(_make(name), nfe=e["nfe"], convention="jump")
-            assert res_j.convention == "jump"
+            assert hd.optimize_pipeline(_make(name, **betas[e["noise"]]), nfe=e["nfe"],
+                                        convention="jump").convention == "jump"
     assert hd.optimize_pipeline(_make("HeunDiscreteScheduler"), nfe=5).convention == "jump"
 
 

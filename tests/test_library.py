@@ -69,7 +69,7 @@ def _sd21_cells_by_pick():
     from hso.baselines import BASELINES
     from hso.measured import measured_pick
     cells = [(s, c, n) for s in ("unipc", "dpmsolver++", "ddim") for c in CONVENTIONS for n in (4, 5, 6, 8, 10)]
-    first = {cell: measured_pick(cell[0], cell[1], "vp", cell[2]).ranking[0][0] for cell in cells}
+    first = {cell: measured_pick(cell[0], cell[1], "sd21", cell[2]).ranking[0][0] for cell in cells}
     search = next(cell for cell in cells if first[cell] in ("hso_paper", "hso_p1", "hso_constrain"))
     baseline = next(cell for cell in cells if first[cell] in BASELINES)
     return {"search": search, "baseline": baseline}

@@ -238,7 +238,7 @@ def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
 
     sched = hso.NoiseSchedule.preset(preset)
     res = hso.optimize(preset, nfe, solver, convention=convention)
-    pick = measured_pick(solver, convention, sched.kind_name, nfe)
+    pick = measured_pick(solver, convention, sched, nfe)
     want = _first_applicable(pick, sched)
     m = res.settings["measured"]
     assert m["pick"] == want and m["nfe"] == nfe and m["worst_ratio"] == dict(pick.ranking)[want]

@@ -62,20 +62,20 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
     import json
 
     from hso.measured import CANDIDATE_ORDER, SUPPORT_RATIO, measured_pick, rule_table
-    from hso.schedules import kind_name_of_family
 
     assert rule_table() == json.loads(json.dumps(run.rule_data(results))), \
         "hso/measured_rule.json is stale: run `python -m benchmarks.quality.run --readme-only`"
 
     for name, ev in results:
-        space = kind_name_of_family(ev.meta["schedule"]["family"])
+        preset = ev.meta["schedule"]["name"]
         derived = ev.meta["testbed"] in run.RULE_BEDS  # held-out beds only check the default's rows
         for solver, conv, nfe in ev.cells():
             rows = {r["method"]: r["rmse"] for r in ev.rows
                     if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)}
-            best = min(v for m, v in rows.items() if m in run.BASELINES)
-            pick = measured_pick(solver, conv, space, nfe)
-            assert pick.measured and pick.nfe == nfe
+            best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
+            pick = measured_pick(solver, conv, preset, nfe)
+            # every measured noise schedule maps to itself
+            assert pick.measured and pick.nfe == nfe and pick.noise == preset
             ranked = dict(pick.ranking)
             assert set(ranked) <= set(CANDIDATE_ORDER)
             # every recorded ratio bounds this bed's ratio (it is the worst over the beds; stored to 6 decimals)

@@ -111,12 +111,12 @@ def _rule_ratios(ev: Evaluation, rule: dict) -> list[float]:
 def _measured_ratios(ev: Evaluation, rules: list[dict]) -> list[float]:
     """Per cell, the RMSE ratio to the best baseline of the first candidate a derived measured table ranks that has
     a row in this cell (what ``method="auto"`` returns)."""
-    space = kind_name_of_family(ev.meta["schedule"]["family"])
-    table = {(r["solver"], r["convention"], r["space"], r["nfe"]): r["ranking"] for r in rules}
+    noise = ev.meta["schedule"]["name"]
+    table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
         rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
-        pick = next(m for m, _ in table[cell[:2] + (space, cell[2])] if m in rows)
+        pick = next(m for m, _ in table[cell[:2] + (noise, cell[2])] if m in rows)
         out.append(rows[pick] / min(v for m, v in rows.items() if m in BASELINES))
     return out
 
@@ -158,13 +158,14 @@ def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:
 
 
 def _measured_table(evs: list[Evaluation]) -> list[str]:
-    """The default's picks per (solver, convention, space) x NFE, with their worst ratio to the best baseline."""
+    """The default's picks per (measured noise schedule, solver, convention) x NFE, with their worst ratio to the best
+    schedule."""
     rules = derive_measured_rule(evs)
     nfes = sorted({r["nfe"] for r in rules})
-    keys = sorted({(r["solver"], r["convention"], r["space"]) for r in rules}, key=lambda k: (k[2], k[0], k[1]))
-    table = {(r["solver"], r["convention"], r["space"], r["nfe"]): r["ranking"][0] for r in rules}
+    keys = sorted({(r["solver"], r["convention"], r["noise"]) for r in rules}, key=lambda k: (k[2], k[0], k[1]))
+    table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0] for r in rules}
     n_sup = sum(ratio <= SUPPORT_RATIO for _, ratio in table.values())
-    lines = ["| space | solver | convention | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+    lines = ["| noise | solver | convention | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|---|---|---|" + "---|" * len(nfes)]
     for key in keys:
         cells = []
@@ -202,7 +203,8 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
         "The defaults below are derived from all four test beds under every noise schedule of their family (vp: "
         "SD's and DDPM's betas; ve: EDM; flow: shift 3); the cross-validation table leaves each bed out in turn.", "",
         "**The default (`method=\"auto\"`), derived from these results** (`hso/measured_rule.json`; a test "
-        "re-derives it): per lambda space (vp, ve, flow), solver, convention and NFE, the candidate (hso's search "
+        "re-derives it): per measured noise schedule (a request takes the one of its lambda space nearest to it "
+        "by lambda(t_max): SD-like or DDPM-like betas for VP), solver, convention and NFE, the candidate (hso's search "
         "under the paper's settings, spacing \"constrain\", MEP p = 1 or the DM-NonUniform objective; for "
         "\"jump\" also `hso_stop_ported`, the \"stop\" search for the same NFE with its last point dropped; or "
         "one of the baselines) with the lowest *worst* RMSE ratio to the cell's best schedule over the test beds "
@@ -229,16 +231,16 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
               "time-quadratic, leading, trailing, AYS in each cell; cells within 1.1x):", "",
               "| results | cells | hso (default) | hso in its supported cells | hso_search | hso_paper | "
               "calibrate (307) | calibrate_1000 |", "|---|---:|---|---|---|---|---|---|"]
-    supported = {(r["solver"], r["convention"], r["space"], r["nfe"]) for r in derive_measured_rule(
+    supported = {(r["solver"], r["convention"], r["noise"], r["nfe"]) for r in derive_measured_rule(
         rule_evaluations(results)) if r["ranking"][0][1] <= SUPPORT_RATIO}
     for name, ev in results:
         cells = []
         for m in ("hso", "hso_search", "hso_paper", "calibrate", "calibrate_1000"):
             r = _ratio_to_best_baseline(ev, m)
             cells.append(f"{sum(x <= 1.1 for x in r)} within, worst {max(r):.2f}x" if r else "")
-        space = kind_name_of_family(ev.meta["schedule"]["family"])
+        noise = ev.meta["schedule"]["name"]
         sup = [x for (solver, conv, nfe), x in zip(ev.cells(), _ratio_to_best_baseline(ev, "hso"))
-               if (solver, conv, space, nfe) in supported]
+               if (solver, conv, noise, nfe) in supported]
         cells.insert(1, f"{sum(x <= SUPPORT_RATIO for x in sup)} of {len(sup)}")
         lines.append(f"| {name} | {len(ev.cells())} | " + " | ".join(cells) + " |")
     lines += _cross_validation(results)
@@ -296,13 +298,13 @@ def _selection_table() -> list[str]:
 def _default_ratios(ev: Evaluation, rules: list[dict]) -> list[tuple[float, tuple[str, str, int]]]:
     """Per cell of an evaluation, the RMSE ratio of the default's schedule (the derived table's first candidate with
     a row there) to the best schedule measured in the cell."""
-    space = kind_name_of_family(ev.meta["schedule"]["family"])
-    table = {(r["solver"], r["convention"], r["space"], r["nfe"]): r["ranking"] for r in rules}
+    noise = ev.meta["schedule"]["name"]
+    table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
         rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
         best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
-        pick = next(m for m, _ in table[cell[:2] + (space, cell[2])] if m in rows)
+        pick = next(m for m, _ in table[cell[:2] + (noise, cell[2])] if m in rows)
         out.append((rows[pick] / best, cell))
     return out
 
@@ -322,25 +324,26 @@ def _acceptance_table(results: list[tuple[str, Evaluation]]) -> str:
 
 
 def _diffusers_table(results: list[tuple[str, Evaluation]]) -> list[str]:
-    """What `hso.diffusers.optimize_pipeline` installs per solver, space and NFE (`derive_diffusers_convention`)."""
+    """What `hso.diffusers.optimize_pipeline` installs per solver, noise schedule and NFE
+    (`derive_diffusers_convention`)."""
     evs = rule_evaluations(results)
     rows = derive_diffusers_convention(evs, derive_measured_rule(evs))
     nfes = sorted({r["nfe"] for r in rows})
-    keys = sorted({(r["space"], r["solver"]) for r in rows})
-    table = {(r["space"], r["solver"], r["nfe"]): r for r in rows}
+    keys = sorted({(r["noise"], r["solver"]) for r in rows})
+    table = {(r["noise"], r["solver"], r["nfe"]): r for r in rows}
     lines = ["", "**What `hso.diffusers.optimize_pipeline` installs** (`hso.measured.diffusers_convention`): per "
-             "solver, space and NFE measured in both conventions, the default's \"jump\" schedule (diffusers' own: "
+             "solver, measured noise schedule and NFE measured in both conventions, the default's \"jump\" schedule (diffusers' own: "
              "evaluate at every point, then step to sigma 0) or its \"stop\" schedule (end at the model's t_min, "
              "installed with `final_sigmas_type=\"sigma_min\"`), whichever has the lower worst RMSE ratio to the "
              "best schedule of either convention over the test beds (\"stop\" needs a "
              f"{RULE_TOLERANCE - 1:.0%} margin). Cells: the choice (worst ratio jump / stop):", "",
-             "| space | solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|---|" + "---|" * len(nfes)]
-    for space, solver in keys:
+             "| noise | solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|---|" + "---|" * len(nfes)]
+    for noise, solver in keys:
         cells = []
         for n in nfes:
-            r = table.get((space, solver, n))
+            r = table.get((noise, solver, n))
             cells.append("" if r is None else f"{r['convention']} ({r['worst']['jump']:.2f} / {r['worst']['stop']:.2f})")
-        lines.append(f"| {space} | {solver} | " + " | ".join(cells) + " |")
+        lines.append(f"| {noise} | {solver} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
 
 __all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
-           "derive_measured_rule", "derive_diffusers_convention", "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
+           "derive_measured_rule", "derive_diffusers_convention", "noise_class", "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
 RULE_VARIANTS = VARIANTS
@@ -219,26 +219,29 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
 
 
 def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
-    """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, lambda
-    space, NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of every evaluation of the
-    space, ranked by its worst RMSE ratio to the cell's best schedule (the best of all candidates measured there)
+    """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, measured
+    noise schedule (`noise_class`), NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of
+    every evaluation on that noise schedule, ranked by its worst RMSE ratio to the cell's best schedule (the best of all candidates measured there)
     over those evaluations: the pick minimises the largest regret over the test beds. A candidate ranks
     above an earlier one in `CANDIDATE_ORDER` only when its worst ratio is lower by more than `RULE_TOLERANCE`
     (so hso's own search is kept where a baseline is not clearly better).
 
     Returns:
-        ``[{"solver", "convention", "space", "nfe", "ranking": [[candidate, worst ratio], ...]}]``, sorted by key.
+        ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "ranking": [[candidate, worst ratio],
+        ...]}]``, sorted by key.
     """
     cells: dict[tuple, list[dict[str, float]]] = {}
+    tops: dict[str, float] = {}
     for ev in evs:
         space = kind_name_of_family(ev.meta["schedule"]["family"])
+        noise, tops[noise] = noise_class(ev)
         for solver, conv, nfe in ev.cells():
             rows = {r["method"]: r["rmse"] for r in ev.rows
                     if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)}
             if not any(m in rows for m in BASELINE_NAMES):
                 continue
             best = min(rows[m] for m in CANDIDATE_ORDER if m in rows)
-            cells.setdefault((solver, conv, space, nfe), []).append(
+            cells.setdefault((solver, conv, space, noise, nfe), []).append(
                 {m: rows[m] / best for m in CANDIDATE_ORDER if m in rows})
     out = []
     for key in sorted(cells):
@@ -252,14 +255,25 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
             pick = next(m for m in left if worst[m] <= low * RULE_TOLERANCE)
             ranking.append(pick)
             left.remove(pick)
-        out.append({"solver": key[0], "convention": key[1], "space": key[2], "nfe": int(key[3]),
+        out.append({"solver": key[0], "convention": key[1], "space": key[2], "noise": key[3],
+                    "lambda_top": round(tops[key[3]], 6), "nfe": int(key[4]),
                     "ranking": [[m, round(float(worst[m]), 6)] for m in ranking]})
     return out
 
 
+def noise_class(ev: Evaluation) -> tuple[str, float]:
+    """The measured noise schedule an evaluation ran on, as the measured rule keys it: its name, and its half
+    log-SNR at the top of the time domain, lambda(t_max) (what tells SD's betas, alpha(t_max) = 0.068, from DDPM's,
+    0.0064; `hso.measured` maps a request to the measured schedule of its space with the nearest value)."""
+    sched = _schedule_of(ev.meta["schedule"])
+    if sched is None:
+        raise ValueError(f"evaluation on a noise schedule that is not a preset: {ev.meta['schedule']}")
+    return sched.name, float(sched.lambda_(sched.t_max))
+
+
 def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None = None) -> list[dict]:
-    """What `hso.diffusers.optimize_pipeline` installs by default, derived from results: per (solver, lambda space,
-    NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations, then diffusers' step to sigma
+    """What `hso.diffusers.optimize_pipeline` installs by default, derived from results: per (solver, measured noise
+    schedule (`noise_class`), NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations, then diffusers' step to sigma
     0) or its "stop" schedule (ending at the model's t_min; diffusers runs it with ``final_sigmas_type="sigma_min"``).
     Each is scored on every evaluation of the space by its RMSE ratio to the best schedule of *either* convention
     in that evaluation (both are measured against the same clean reference), and the one with the lower worst ratio
@@ -271,32 +285,34 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
             is the default's schedule.
 
     Returns:
-        ``[{"solver", "space", "nfe", "convention", "worst": {"jump": ratio, "stop": ratio}}]``, sorted by key.
+        ``[{"solver", "space", "noise", "lambda_top", "nfe", "convention", "worst": {"jump": ratio, "stop": ratio}}]``,
+        sorted by key.
     """
     rules = derive_measured_rule(evs) if rules is None else rules
-    first = {(r["solver"], r["convention"], r["space"], r["nfe"]): r["ranking"][0][0] for r in rules}
+    first = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0][0] for r in rules}
+    tops = {r["noise"]: (r["space"], r["lambda_top"]) for r in rules}
     worst: dict[tuple[str, str, int], dict[str, float]] = {}
     for ev in evs:
-        space = kind_name_of_family(ev.meta["schedule"]["family"])
+        noise = noise_class(ev)[0]
         by_cell: dict[tuple[str, str, int], dict[str, float]] = {}
         for r in ev.rows:
             if r["method"] in CANDIDATE_ORDER:  # the schedule methods (not calibrate, which needs the model)
                 by_cell.setdefault((r["solver"], r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
         for (solver, conv, nfe), rows in by_cell.items():
             other = by_cell.get((solver, "jump" if conv == "stop" else "stop", nfe))
-            pick = first.get((solver, conv, space, nfe))
+            pick = first.get((solver, conv, noise, nfe))
             if conv != "jump" or other is None or pick not in rows:
                 continue
-            pick_stop = first.get((solver, "stop", space, nfe))
+            pick_stop = first.get((solver, "stop", noise, nfe))
             if pick_stop not in other:
                 continue
             best = min(min(rows.values()), min(other.values()))
-            acc = worst.setdefault((solver, space, nfe), {"jump": 0.0, "stop": 0.0})
+            acc = worst.setdefault((solver, noise, nfe), {"jump": 0.0, "stop": 0.0})
             acc["jump"] = max(acc["jump"], rows[pick] / best)
             acc["stop"] = max(acc["stop"], other[pick_stop] / best)
     out = []
-    for (solver, space, nfe), w in sorted(worst.items()):
+    for (solver, noise, nfe), w in sorted(worst.items()):
         conv = "stop" if w["stop"] * RULE_TOLERANCE < w["jump"] else "jump"
-        out.append({"solver": solver, "space": space, "nfe": int(nfe), "convention": conv,
-                    "worst": {k: round(float(v), 6) for k, v in w.items()}})
+        out.append({"solver": solver, "space": tops[noise][0], "noise": noise, "lambda_top": tops[noise][1],
+                    "nfe": int(nfe), "convention": conv, "worst": {k: round(float(v), 6) for k, v in w.items()}})
     return out

@@ -1,0 +1,82 @@
+"""The measured rules' mechanics, on hand-made evaluations (the committed tables are checked against the committed
+results in test_quality_results.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hso
+from hso.evaluation import Evaluation
+from hso.evaluation.report import derive_diffusers_convention, derive_measured_rule, noise_class
+from hso.measured import diffusers_convention, measured_pick, nearest_noise, rule_table
+
+
+def _ev(bed: str, preset: str, rmse: dict[tuple[str, int, str], float]) -> Evaluation:
+    """An evaluation with one solver ("unipc") whose rows are ``{(convention, nfe, method): rmse}``."""
+    rows = [{"method": m, "solver": "unipc", "convention": c, "nfe": n, "rmse": v} for (c, n, m), v in rmse.items()]
+    meta = {"testbed": bed, "schedule": hso.NoiseSchedule.preset(preset).describe()}
+    return Evaluation(rows, meta)
+
+
+def test_the_pick_minimises_the_worst_regret_over_the_beds():
+    # bed a: logSNR best, hso_paper 1.5x; bed b: hso_paper best, logSNR 3x; time_uniform 1.2x on both
+    a = _ev("a", "sd21", {("stop", 4, "hso_paper"): 1.5, ("stop", 4, "logSNR"): 1.0, ("stop", 4, "time_uniform"): 1.2})
+    b = _ev("b", "sd21", {("stop", 4, "hso_paper"): 1.0, ("stop", 4, "logSNR"): 3.0, ("stop", 4, "time_uniform"): 1.2})
+    (row,) = derive_measured_rule([a, b])
+    assert row["noise"] == "sd21" and row["space"] == "vp" and row["nfe"] == 4
+    assert row["lambda_top"] == pytest.approx(float(hso.NoiseSchedule.preset("sd21").lambda_(1.0)), abs=1e-6)
+    assert row["ranking"] == [["time_uniform", 1.2], ["hso_paper", 1.5], ["logSNR", 3.0]]
+    # an earlier candidate within 2% of a later one's worst ratio keeps its place (hso's settings come first)
+    c = _ev("c", "sd21", {("stop", 4, "hso_paper"): 1.015, ("stop", 4, "logSNR"): 1.0})
+    assert [m for m, _ in derive_measured_rule([c])[0]["ranking"]] == ["hso_paper", "logSNR"]
+
+
+def test_each_noise_schedule_gets_its_own_picks():
+    sd = _ev("a", "sd21", {("stop", 4, "hso_paper"): 1.0, ("stop", 4, "logSNR"): 2.0})
+    dd = _ev("a", "ddpm", {("stop", 4, "hso_paper"): 2.0, ("stop", 4, "logSNR"): 1.0})
+    rows = {r["noise"]: r["ranking"][0][0] for r in derive_measured_rule([sd, dd])}
+    assert rows == {"sd21": "hso_paper", "ddpm": "logSNR"}
+    assert noise_class(dd)[0] == "ddpm" and noise_class(dd)[1] < noise_class(sd)[1]
+
+
+@pytest.mark.parametrize("preset,want", [("sd15", "sd21"), ("sdxl", "sd21"), ("sd21", "sd21"), ("ddpm", "ddpm"),
+                                         ("vp_linear", "ddpm"), ("vp_cosine", "ddpm"), ("edm", "edm"),
+                                         ("flow", "flow")])
+def test_a_request_takes_the_nearest_measured_noise_schedule(preset, want):
+    sched = hso.NoiseSchedule.preset(preset)
+    assert measured_pick("unipc", "stop", sched, 5).noise == want
+    # the choice is by lambda(t_max) among the measured schedules of the same lambda space
+    rows = nearest_noise([r for r in rule_table()["rules"] if r["solver"] == "unipc"], sched)
+    assert {r["noise"] for r in rows} == {want}
+
+
+def test_zero_terminal_snr_takes_the_lowest_measured_alpha():
+    zt = hso.NoiseSchedule.vp_discrete(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       rescale_betas_zero_snr=True)
+    assert not np.isfinite(zt.lambda_(zt.t_max)) or zt.lambda_(zt.t_max) < -8
+    assert measured_pick("unipc", "stop", zt, 5).noise == "ddpm"
+
+
+def test_the_diffusers_convention_is_the_lower_worst_ratio_against_both_conventions():
+    # "stop"'s default beats "jump"'s on both beds by more than 2%: stop
+    a = _ev("a", "sd21", {("stop", 6, "logSNR"): 1.0, ("jump", 6, "logSNR"): 1.5, ("jump", 6, "trailing"): 1.4})
+    b = _ev("b", "sd21", {("stop", 6, "logSNR"): 1.1, ("jump", 6, "logSNR"): 1.6, ("jump", 6, "trailing"): 1.3})
+    rules = derive_measured_rule([a, b])
+    first = {r["convention"]: r["ranking"][0][0] for r in rules}
+    assert first == {"stop": "logSNR", "jump": "trailing"}
+    (row,) = derive_diffusers_convention([a, b], rules)
+    assert row["convention"] == "stop" and row["noise"] == "sd21"
+    # worst over beds of each default's ratio to the best schedule of either convention
+    assert row["worst"] == {"jump": pytest.approx(1.4), "stop": pytest.approx(1.0)}
+    # within the 2% margin, diffusers' own "jump" stays
+    c = _ev("c", "sd21", {("stop", 6, "logSNR"): 1.01, ("jump", 6, "trailing"): 1.0})
+    assert derive_diffusers_convention([c])[0]["convention"] == "jump"
+
+
+def test_diffusers_convention_lookup():
+    for e in rule_table()["diffusers"]:
+        assert diffusers_convention(e["solver"], e["noise"], e["nfe"]) == (e["convention"], True)
+    # unmeasured solvers keep diffusers' "jump"; unmeasured NFEs take the nearest measured one, not claimed
+    assert diffusers_convention("deis", "sd21", 5) == ("jump", False)
+    conv, measured = diffusers_convention("unipc", "sd21", 7)
+    assert not measured and conv in ("stop", "jump")
