@@ -315,8 +315,8 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     class (`solver_for`), and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
     The convention, unless given, is the one measured better for this solver, noise family and NFE
     (`hso.measured.diffusers_convention`): diffusers' own ``"jump"`` (NFE evaluations, then the step to sigma 0)
-    or ``"stop"`` (NFE evaluations, then a regular step to the model's t_min, installed with
-    ``final_sigmas_type="sigma_min"``); Heun, which always ends at sigma 0, and unmeasured solvers take "jump".
+    or ``"stop"`` (NFE evaluations, then a regular step to the schedule's last point, near the model's t_min,
+    where the sample keeps that little noise; installed with ``final_sigmas_type="sigma_min"``); Heun, which always ends at sigma 0, and unmeasured solvers take "jump".
     ``result.convention`` says which.
 
     Args:

@@ -116,8 +116,9 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int) -> Pick
 
 def diffusers_convention(solver: str, schedule: Any, nfe: int) -> tuple[str, bool]:
     """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver, noise schedule (a
-    `NoiseSchedule` or a preset name) and NFE: ``("jump" or "stop", measured)``. "stop" (ending at the model's
-    t_min, run by diffusers with ``final_sigmas_type="sigma_min"``) only where the committed results measured it
+    `NoiseSchedule` or a preset name) and NFE: ``("jump" or "stop", measured)``. "stop" (ending with a regular
+    step to the schedule's last point, near the model's t_min; diffusers runs it with
+    ``final_sigmas_type="sigma_min"``) only where the committed results measured it
     better than "jump" on every test bed of the nearest measured noise schedule
     (`hso.evaluation.report.derive_diffusers_convention`); other NFEs take the nearest measured NFE's choice
     (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""

@@ -333,7 +333,8 @@ def _diffusers_table(results: list[tuple[str, Evaluation]]) -> list[str]:
     table = {(r["noise"], r["solver"], r["nfe"]): r for r in rows}
     lines = ["", "**What `hso.diffusers.optimize_pipeline` installs** (`hso.measured.diffusers_convention`): per "
              "solver, measured noise schedule and NFE measured in both conventions, the default's \"jump\" schedule (diffusers' own: "
-             "evaluate at every point, then step to sigma 0) or its \"stop\" schedule (end at the model's t_min, "
+             "evaluate at every point, then step to sigma 0) or its \"stop\" schedule (a regular last step to its last point, "
+             "near the model's t_min, "
              "installed with `final_sigmas_type=\"sigma_min\"`), whichever has the lower worst RMSE ratio to the "
              "best schedule of either convention over the test beds (\"stop\" needs a "
              f"{RULE_TOLERANCE - 1:.0%} margin). Cells: the choice (worst ratio jump / stop):", "",

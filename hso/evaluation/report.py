@@ -274,7 +274,8 @@ def noise_class(ev: Evaluation) -> tuple[str, float]:
 def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None = None) -> list[dict]:
     """What `hso.diffusers.optimize_pipeline` installs by default, derived from results: per (solver, measured noise
     schedule (`noise_class`), NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations, then diffusers' step to sigma
-    0) or its "stop" schedule (ending at the model's t_min; diffusers runs it with ``final_sigmas_type="sigma_min"``).
+    0) or its "stop" schedule (a regular step to its last point, near t_min, where the sample keeps that noise;
+    diffusers runs it with ``final_sigmas_type="sigma_min"``).
     Each is scored on every evaluation of the space by its RMSE ratio to the best schedule of *either* convention
     in that evaluation (both are measured against the same clean reference), and the one with the lower worst ratio
     over the evaluations wins; "stop" replaces diffusers' own "jump" only when lower by more than `RULE_TOLERANCE`.
