@@ -1,7 +1,7 @@
 """A ComfyUI node: "HSO Scheduler", the optimised schedule of the loaded model as ``SIGMAS`` for ``SamplerCustom``.
 
-Install: ``pip install hso`` into ComfyUI's Python, then link this folder into ``ComfyUI/custom_nodes`` under a name
-that is not ``hso`` (ComfyUI imports a custom node under its folder's name)::
+Install: ``pip install /path/to/hso`` (this repository) into ComfyUI's Python, then link this folder into
+``ComfyUI/custom_nodes`` under a name that is not ``hso`` (ComfyUI imports a custom node under its folder's name)::
 
     ln -s "$(python -c 'import hso.comfyui, os; print(os.path.dirname(hso.comfyui.__file__))')" \\
           ComfyUI/custom_nodes/hso_scheduler
