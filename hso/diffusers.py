@@ -87,10 +87,21 @@ def _flow_sigmas(sched: Any) -> bool:
 
 
 # ---------------------------------------------------------------- what gets installed
-def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None) -> dict[str, Any]:
+def _result_mu(sched: Any, result: ScheduleResult) -> float | None:
+    """The ``mu`` a flow result was optimised for, on a scheduler with dynamic shifting (None: not applicable)."""
+    shift = result.schedule.get("params", {}).get("shift") if result.schedule.get("family") == "flow" else None
+    if not _dynamic_shifting(sched) or shift is None:
+        return None
+    return float(np.log(shift)) if sched.config.get("time_shift_type", "exponential") == "exponential" else float(shift)
+
+
+def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None, mu: float | None = None
+          ) -> dict[str, Any]:
     """Model timesteps ``[M]`` and scheduler sigmas ``[M+1]`` (final included) for a schedule, checked against the
-    scheduler's own noise schedule."""
-    noise = NoiseSchedule.from_diffusers(sched)
+    scheduler's own noise schedule (at ``mu``, or the result's own, for schedulers with dynamic shifting)."""
+    if mu is None and isinstance(schedule, ScheduleResult):
+        mu = _result_mu(sched, schedule)
+    noise = NoiseSchedule.from_diffusers(sched, mu=mu)
     if isinstance(schedule, ScheduleResult):
         if convention is not None and convention != schedule.convention:
             raise ValueError(f"the schedule was optimised for convention {schedule.convention!r}; installing it as "
@@ -148,6 +159,8 @@ class _Adapted:
     _hso_plan: dict[str, Any]
 
     def set_timesteps(self, *args: Any, **kwargs: Any) -> None:
+        if getattr(self, "_hso_request", None) is not None:  # dynamic shifting: the schedule for this call's mu
+            self._hso_plan = self._hso_plan_for(kwargs.get("mu"))
         plan = getattr(self, "_hso_plan", None)
         if plan is None:  # a stock constructor calling its own set_timesteps (Heun does)
             return super().set_timesteps(*args, **kwargs)  # type: ignore[misc]
@@ -175,6 +188,20 @@ class _Adapted:
         if hasattr(self, "sigmas") and _stock_name(self) != "DDIMScheduler":
             self.sigmas = sig
         self.num_inference_steps = m
+
+    def _hso_plan_for(self, mu: Any) -> dict[str, Any]:
+        """The plan for one resolution's ``mu``: optimised on first use, then kept (``hso_results[mu]``)."""
+        if mu is None:
+            raise ValueError("this scheduler optimises its schedule per resolution (use_dynamic_shifting): "
+                             "set_timesteps needs the mu the pipeline computes; pass mu=")
+        key = float(mu)
+        if key not in self.hso_results:
+            from .optimize import optimize
+
+            nfe, solver, kwargs = self._hso_request
+            self.hso_results[key] = optimize(NoiseSchedule.from_diffusers(self, mu=key), nfe, solver, **kwargs)
+        self.hso_result = self.hso_results[key]
+        return _plan(self, self.hso_result, None, key)
 
 
 class _AdaptedDDIM(_Adapted):
@@ -259,6 +286,11 @@ def _adapted_class(stock: type) -> type:
     return _CLASSES[stock]
 
 
+def _dynamic_shifting(sched: Any) -> bool:
+    """Flow schedulers whose shift depends on the image size: the pipeline passes ``mu`` to set_timesteps."""
+    return _flow_sigmas(sched) and bool(sched.config.get("use_dynamic_shifting", False))
+
+
 def _takes_stop(sched: Any) -> bool:
     """Whether the scheduler can end at a schedule's last point instead of sigma 0 (Heun cannot)."""
     return SUPPORTED[_stock_name(sched)] != "heun"
@@ -322,7 +354,10 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     Args:
         pipe: a diffusers pipeline (or scheduler).
         nfe: network evaluations per sample.
-        mu: the resolution-dependent shift for schedulers with dynamic shifting.
+        mu: for schedulers with dynamic shifting (Flux, SD3.5), the shift of the result returned (default: the
+            config's ``base_shift``); the installed scheduler optimises, on first use, the schedule for the ``mu``
+            each pipeline call passes (each resolution its own), and keeps them in ``pipe.scheduler.hso_results``
+            (``hso_result``: the one of the last call).
         **optimize_kwargs: passed to `hso.optimize` (objective, spacing, p, seed, backend, ...).
 
     Returns:
@@ -331,6 +366,9 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     from .optimize import optimize
 
     sched = _scheduler_of(pipe)
+    dynamic = _dynamic_shifting(sched)
+    if dynamic and mu is None:  # the result returned is the one at the base resolution's shift
+        mu = float(sched.config.get("base_shift", 0.5))
     noise, solver = NoiseSchedule.from_diffusers(sched, mu=mu), solver_for(sched)
     if optimize_kwargs.get("convention") is None:
         conv = "jump"
@@ -338,7 +376,11 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
             conv = diffusers_convention(solver, noise, int(nfe))[0]
         optimize_kwargs["convention"] = conv
     res = optimize(noise, nfe, solver, **optimize_kwargs)
-    apply(pipe, res)
+    new = apply(pipe, res)
+    if dynamic:  # every call's own mu gets its own schedule (cached per mu on the scheduler)
+        new._hso_request = (nfe, solver, dict(optimize_kwargs))
+        new.hso_results = {float(mu): res}
+        new.hso_result = res
     return res
 
 

@@ -425,3 +425,51 @@ def test_calibrate_pipeline_with_an_edm_scheduler():
     assert type(pipe.scheduler).__name__ == "EDMEulerScheduler"
     pipe.scheduler.set_timesteps()
     np.testing.assert_allclose(pipe.scheduler.sigmas[:-1].double().numpy(), r.sigmas[:-1], rtol=1e-6)
+
+
+# ------------------------------------------------------------------ flow pipelines at any resolution (dynamic shifting)
+def test_flow_pipeline_runs_the_schedule_of_each_resolutions_mu():
+    """A real (tiny, random) StableDiffusion3Pipeline with dynamic shifting: at two resolutions the transformer sees
+    exactly the schedule optimised for the mu the pipeline computes for that resolution, never a fixed one."""
+    pytest.importorskip("transformers")  # the SD3 pipeline class needs it; prompt embeddings are passed directly
+    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+
+    torch.manual_seed(0)
+    tr = diffusers.SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, num_layers=1,
+                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=16,
+                                         caption_projection_dim=16, pooled_projection_dim=16, out_channels=4,
+                                         pos_embed_max_size=16).eval()
+    cfg = dict(use_dynamic_shifting=True, base_image_seq_len=4, max_image_seq_len=16, base_shift=0.5, max_shift=1.15)
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(**cfg)
+    pipe = diffusers.StableDiffusion3Pipeline(transformer=tr, scheduler=sched, vae=None, text_encoder=None,
+                                              tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                              text_encoder_3=None, tokenizer_3=None)
+    res = hd.optimize_pipeline(pipe, nfe=5)
+    assert res.schedule["params"]["shift"] == pytest.approx(np.exp(0.5))  # the base resolution's, returned
+    seen: list[float] = []
+    forward = tr.forward
+
+    def spy(*a, **k):
+        seen.append(float(k["timestep"].flatten()[0]))
+        return forward(*a, **k)
+
+    tr.forward = spy
+    emb, pooled = torch.randn(1, 3, 16), torch.randn(1, 16)
+    runs = {}
+    for hw in (32, 64):  # latents 4x4 and 8x8: 4 and 16 patches, mu 0.5 and 1.15
+        seen.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipe(prompt_embeds=emb, pooled_prompt_embeds=pooled, height=hw, width=hw, guidance_scale=1.0,
+                 num_inference_steps=5, output_type="latent", generator=torch.Generator().manual_seed(0))
+        mu = calculate_shift((hw // 8 // 2) ** 2, 4, 16, 0.5, 1.15)
+        want = hso.optimize(hso.NoiseSchedule.from_diffusers(sched, mu=mu), 5, "euler", convention=res.convention)
+        noise = hso.NoiseSchedule.from_diffusers(sched, mu=mu)
+        n_eval = len(want.t) - (want.convention == "stop")
+        np.testing.assert_allclose(seen, 1000 * noise.sigma(want.t[:n_eval]), rtol=1e-6)
+        assert pipe.scheduler.hso_result.schedule == want.schedule
+        runs[hw] = list(seen)
+    assert not np.allclose(runs[32], runs[64])  # each resolution its own schedule
+    assert sorted(pipe.scheduler.hso_results) == pytest.approx([0.5, 1.15])
+    with pytest.raises(ValueError, match="needs the mu"):
+        pipe.scheduler.set_timesteps(5)
