@@ -25,6 +25,8 @@ def test_cli_says_what_the_measured_default_picked(convention, capsys):
     assert f"measured pick {res.settings['measured']['pick']} (NFE 5" in out
     if res.source == "hso":
         assert "# HSO schedule" in out and "psi* = (rho" in out
+    elif res.source == "hso_stop_ported":
+        assert "# HSO schedule" in out and "the 'stop' search's schedule without its last point" in out
     else:
         assert f"the {res.source} baseline (no search ran" in out and "psi*" not in out
     assert f"timesteps: {res.timesteps.tolist()}" in out

@@ -192,9 +192,11 @@ def test_methods_hso_and_paper():
     np.testing.assert_array_equal(ruled_hso.t, ruled.t)
     assert ruled_hso.settings["method"] == "hso" and paper.settings["method"] == "paper"
     assert ruled_hso.settings["measured"] is None and ruled_hso.source == "hso"
-    # convention "stop" has no rule: "hso" is the paper's there
-    np.testing.assert_array_equal(hso.optimize("sd21", 5, "unipc", method="hso").t,
-                                  hso.optimize("sd21", 5, "unipc", method="paper").t)
+    # DPM-Solver++ "stop" on VP has no rule: "hso" is the paper's there; UniPC "stop" measured DM-NonUniform
+    assert ("dpmsolver++", "stop", "vp") not in AUTO_RULE
+    np.testing.assert_array_equal(hso.optimize("sd21", 5, "dpmsolver++", method="hso").t,
+                                  hso.optimize("sd21", 5, "dpmsolver++", method="paper").t)
+    assert hso.optimize("sd21", 5, "unipc", method="hso").objective == "dmn"
     # an explicit setting overrides the rule
     r = hso.optimize("sd21", 6, "unipc", convention="jump", p=2.0, spacing="rank")
     np.testing.assert_array_equal(r.t, paper.t)
@@ -268,14 +270,21 @@ def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
 
 
 def test_auto_skips_baselines_that_do_not_apply_and_search_arguments_ask_for_a_search():
-    # DDIM "stop" on VP ranks diffusers' "leading" first (measured on SD 2.1); a continuous VP model has no integer
-    # timesteps, so the next applicable candidate is taken
-    from hso.measured import measured_pick
-    pick = measured_pick("ddim", "stop", "vp", 4)
-    assert pick.ranking[0][0] == "leading"
-    assert hso.optimize("sd21", 4, "ddim", convention="stop").source == "leading"
-    cont = hso.optimize("vp_linear", 4, "ddim", convention="stop")
-    assert cont.settings["measured"]["pick"] == pick.ranking[1][0] != "leading"
+    # a cell of the DDPM-like table (which continuous VP models such as vp_linear take) whose first pick is one of
+    # diffusers' integer spacings: the discrete model gets it, the continuous one (no integer timesteps) the next
+    # applicable candidate
+    from hso.measured import measured_pick, rule_table
+    integer = ("leading", "trailing", "ays")
+    cells = [(r["solver"], r["convention"], r["nfe"]) for r in rule_table()["rules"]
+             if r["noise"] == "ddpm" and r["ranking"][0][0] in integer and r["solver"] != "unipc"]
+    assert cells, "the measured table has no DDPM-like cell picking an integer spacing first"
+    solver, conv, nfe = cells[0]
+    pick = measured_pick(solver, conv, "vp_linear", nfe)
+    assert pick.noise == "ddpm"
+    assert hso.optimize("ddpm", nfe, solver, convention=conv).source == pick.ranking[0][0]
+    cont = hso.optimize("vp_linear", nfe, solver, convention=conv)
+    want = next(m for m, _ in pick.ranking if m not in integer)
+    assert cont.settings["measured"]["pick"] == want
     # any HSO search argument given explicitly (here the population) asks for a search: no measured pick
     searched = hso.optimize("sd21", 5, "unipc", popsize=6, maxiter=4)
     assert searched.source == "hso" and searched.settings["measured"] is None
