@@ -53,11 +53,14 @@ SD15 = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=
 
 def _cases():
     sd15 = diffusers.DDPMScheduler(**SD15)
+    # SD 2.1 and SDXL: the same betas (v-prediction changes the model's output, not its sigma table)
+    sd21 = diffusers.EulerDiscreteScheduler(**SD15, prediction_type="v_prediction")
     ddpm = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
     sd3 = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)  # SD3's scheduler config
     edm = diffusers.EDMEulerScheduler()
     return {
         "sd15 (eps)": (ModelSamplingDiscrete(sd15), hso.NoiseSchedule.from_diffusers(sd15)),
+        "sd21 / sdxl (v)": (ModelSamplingDiscrete(sd21), hso.NoiseSchedule.from_diffusers(sd21)),
         "ddpm (eps)": (ModelSamplingDiscrete(ddpm), hso.NoiseSchedule.from_diffusers(ddpm)),
         "sd3 (flow, shift 3)": (ModelSamplingDiscreteFlow(3.0), hso.NoiseSchedule.from_diffusers(sd3)),
         "flux (flow, mu 1.15)": (ModelSamplingFlux(1.15),
