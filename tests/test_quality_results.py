@@ -61,6 +61,7 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
     it, and check its invariants against the rows themselves."""
     import json
 
+    from hso.evaluation.report import valid_row
     from hso.measured import CANDIDATE_ORDER, SUPPORT_RATIO, measured_pick, rule_table
 
     assert rule_table() == json.loads(json.dumps(run.rule_data(results))), \
@@ -70,14 +71,16 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
         preset = ev.meta["schedule"]["name"]
         derived = ev.meta["testbed"] in run.RULE_BEDS  # held-out beds only check the default's rows
         for solver, conv, nfe in ev.cells():
-            rows = {r["method"]: r["rmse"] for r in ev.rows
-                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)}
+            cell = [r for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)]
+            rows = {r["method"]: r["rmse"] for r in cell if valid_row(r)}
+            # a schedule whose integer timesteps collide is neither ranked nor the measure of the others
+            invalid = {r["method"] for r in cell if not valid_row(r)}
             best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
             pick = measured_pick(solver, conv, preset, nfe)
             # every measured noise schedule maps to itself
             assert pick.measured and pick.nfe == nfe and pick.noise == preset
             ranked = dict(pick.ranking)
-            assert set(ranked) <= set(CANDIDATE_ORDER)
+            assert set(ranked) <= set(CANDIDATE_ORDER) and not set(ranked) & invalid
             # every recorded ratio bounds this bed's ratio (it is the worst over the beds; stored to 6 decimals)
             for m, worst in ranked.items():
                 assert not derived or rows[m] / best <= worst + 1e-6
@@ -86,7 +89,10 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
             # and the default's row ("hso") is that candidate's schedule (every first-ranked candidate applies to
             # the committed noise schedules)
             first = pick.ranking[0][0]
-            assert rows["hso"] == pytest.approx(rows[first], rel=1e-12), (name, solver, conv, nfe, first)
+            # (rel 1e-6: rows made in separate runs can differ in the last bits: the DM-NonUniform search is chaotic
+            # in rounding (benchmarks/results/perturbation.md), and a run with another BLAS thread count sums the
+            # denoiser's products in another order; measured up to 4e-11 relative, gmm_edm ddim jump NFE 8)
+            assert rows["hso"] == pytest.approx(rows[first], rel=1e-6), (name, solver, conv, nfe, first)
             if pick.supported(first) and derived:
                 assert rows["hso"] <= SUPPORT_RATIO * best * (1 + 1e-9)
 

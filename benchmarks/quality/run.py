@@ -20,7 +20,7 @@ import numpy as np
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
 from hso.evaluation.report import (RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_diffusers_convention,
-                                   derive_measured_rule, summary_markdown)
+                                   derive_measured_rule, summary_markdown, valid_row)
 from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE
 from hso.schedules import kind_name_of_family
 
@@ -302,7 +302,8 @@ def _default_ratios(ev: Evaluation, rules: list[dict]) -> list[tuple[float, tupl
     table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
-        rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
+        rows = {r["method"]: r["rmse"] for r in ev.rows
+                if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
         best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
         pick = next(m for m, _ in table[cell[:2] + (noise, cell[2])] if m in rows)
         out.append((rows[pick] / best, cell))
@@ -313,7 +314,8 @@ def _acceptance_table(results: list[tuple[str, Evaluation]]) -> str:
     """Per configuration: how close the default comes to the best schedule measured, cell by cell."""
     rules = derive_measured_rule(rule_evaluations(results))
     lines = ["**The default against the best schedule measured in each cell** (RMSE ratio; every schedule method "
-             "counts, the model-using `calibrate` rows do not):", "",
+             "counts, the model-using `calibrate` rows do not, nor schedules whose integer timesteps collide on a "
+             "discrete model):", "",
              "| results | cells | within 1.05x | within 1.25x | worst ratio (cell) |", "|---|---:|---:|---:|---|"]
     for name, ev in results:
         r = _default_ratios(ev, rules)

@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
 
 __all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
-           "derive_measured_rule", "derive_diffusers_convention", "noise_class", "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
+           "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row",
+           "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
 RULE_VARIANTS = VARIANTS
@@ -237,7 +238,7 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
         noise, tops[noise] = noise_class(ev)
         for solver, conv, nfe in ev.cells():
             rows = {r["method"]: r["rmse"] for r in ev.rows
-                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)}
+                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
             if not any(m in rows for m in BASELINE_NAMES):
                 continue
             best = min(rows[m] for m in CANDIDATE_ORDER if m in rows)
@@ -259,6 +260,15 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
                     "lambda_top": round(tops[key[3]], 6), "nfe": int(key[4]),
                     "ranking": [[m, round(float(worst[m]), 6)] for m in ranking]})
     return out
+
+
+def valid_row(row: dict) -> bool:
+    """Whether a row's schedule is one the model can run: on a discrete model, integer timesteps strictly
+    decreasing. The evaluation samples a baseline at its continuous points, but a model conditioned on integer
+    timesteps cannot tell two that round alike apart (logSNR or EDM rho = 7 at NFE 50 on SD), `hso.optimize` passes
+    such a candidate over, and the rules neither rank it nor measure the others against it."""
+    ts = row.get("timesteps")
+    return ts is None or bool(np.all(np.diff(np.asarray(ts)) < 0))
 
 
 def noise_class(ev: Evaluation) -> tuple[str, float]:
@@ -297,7 +307,7 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
         noise = noise_class(ev)[0]
         by_cell: dict[tuple[str, str, int], dict[str, float]] = {}
         for r in ev.rows:
-            if r["method"] in CANDIDATE_ORDER:  # the schedule methods (not calibrate, which needs the model)
+            if r["method"] in CANDIDATE_ORDER and valid_row(r):  # schedule methods the model can run
                 by_cell.setdefault((r["solver"], r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
         for (solver, conv, nfe), rows in by_cell.items():
             other = by_cell.get((solver, "jump" if conv == "stop" else "stop", nfe))
