@@ -34,7 +34,7 @@ def calibrate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.calibr
 
 # submodules loaded on first attribute access (`import hso; hso.diffusers.apply(...)`), as numpy and scipy do: each
 # pulls an optional heavy dependency (diffusers and torch, scikit-learn, matplotlib) that `import hso` must not
-_LAZY_SUBMODULES = ("diffusers", "evaluation", "calibration", "testbeds", "cli", "baselines", "measured")
+_LAZY_SUBMODULES = ("diffusers", "evaluation", "calibration", "testbeds", "cli", "baselines", "measured", "comfyui")
 
 
 def __getattr__(name: str):  # noqa: ANN202 - a module, loaded on first use
