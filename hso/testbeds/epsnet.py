@@ -26,7 +26,7 @@ import numpy as np
 
 from ..schedules import NoiseSchedule
 from .data import DIM, read_meta, weights_path
-from .network import silu
+from .network import float64_params, read_mlp, silu
 
 __all__ = ["DigitsEpsNet", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "time_features"]
 
@@ -69,24 +69,10 @@ class DigitsEpsNet:
         Raises:
             ValueError: a parameter is missing or the shapes do not chain.
         """
-        required = ("time_freq", "emb_w", "emb_b", "in_w", "in_b", "out_w", "out_b")
-        missing = [k for k in required if k not in params]
-        if missing:
-            raise ValueError(f"DigitsEpsNet weights lack {missing}")
-        f64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        f64 = float64_params(params, ("time_freq",), "DigitsEpsNet")
         self.freq = f64["time_freq"]
-        self.emb_w, self.emb_b = f64["emb_w"], f64["emb_b"]
-        self.in_w, self.in_b = f64["in_w"], f64["in_b"]
-        self.res = []
-        i = 0
-        while f"res{i}_w" in f64:
-            self.res.append((f64[f"res{i}_w"], f64[f"res{i}_b"]))
-            i += 1
-        self.out_w, self.out_b = f64["out_w"], f64["out_b"]
-        width = self.in_w.shape[1]
-        if (self.emb_w.shape[0] != 2 * self.freq.size or self.in_w.shape[0] != DIM + self.emb_w.shape[1]
-                or any(w.shape != (width, width) for w, _ in self.res) or self.out_w.shape != (width, DIM)):
-            raise ValueError("DigitsEpsNet weights have inconsistent shapes")
+        (self.emb_w, self.emb_b, self.in_w, self.in_b, self.res, self.out_w,
+         self.out_b) = read_mlp(f64, 2 * self.freq.size, "DigitsEpsNet")
         self.meta = dict(meta)
 
     @classmethod

@@ -22,7 +22,7 @@ import numpy as np
 
 from hso.testbeds.data import DIM, read_meta, weights_path
 
-__all__ = ["DigitsNet", "DEFAULT_WEIGHTS", "silu"]
+__all__ = ["DigitsNet", "DEFAULT_WEIGHTS", "silu", "read_mlp", "float64_params"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_net.npz"
 
@@ -30,6 +30,38 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_net.npz"
 def silu(x: np.ndarray) -> np.ndarray:
     """SiLU ``x * sigmoid(x)`` in the overflow-free form ``x (1 + tanh(x / 2)) / 2``."""
     return 0.5 * x * (1.0 + np.tanh(0.5 * x))
+
+
+def float64_params(params: dict[str, np.ndarray], extra: tuple[str, ...], name: str) -> dict[str, np.ndarray]:
+    """The npz arrays as float64, after checking the MLP's layers and the ``extra`` keys are there.
+
+    Raises:
+        ValueError: a parameter is missing (named).
+    """
+    missing = [k for k in extra + ("emb_w", "emb_b", "in_w", "in_b", "out_w", "out_b") if k not in params]
+    if missing:
+        raise ValueError(f"{name} weights lack {missing}")
+    return {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+
+
+def read_mlp(f64: dict[str, np.ndarray], n_features: int, name: str) -> tuple:
+    """The layers of the test beds' residual MLPs from their npz layout: ``(emb_w, emb_b, in_w, in_b, [(res_w,
+    res_b), ...], out_w, out_b)``, weights as ``[n_in, n_out]``.
+
+    Raises:
+        ValueError: the shapes do not chain (``n_features`` inputs to the embedding, the data and the embedding into
+            the input layer, square residual layers, the data dimension out).
+    """
+    emb_w, emb_b, in_w, in_b = f64["emb_w"], f64["emb_b"], f64["in_w"], f64["in_b"]
+    res = []
+    while f"res{len(res)}_w" in f64:
+        res.append((f64[f"res{len(res)}_w"], f64[f"res{len(res)}_b"]))
+    out_w, out_b = f64["out_w"], f64["out_b"]
+    width = in_w.shape[1]
+    if (emb_w.shape[0] != n_features or in_w.shape[0] != DIM + emb_w.shape[1]
+            or any(w.shape != (width, width) for w, _ in res) or out_w.shape != (width, DIM)):
+        raise ValueError(f"{name} weights have inconsistent shapes")
+    return emb_w, emb_b, in_w, in_b, res, out_w, out_b
 
 
 class DigitsNet:
@@ -56,29 +88,11 @@ class DigitsNet:
         Raises:
             ValueError: a parameter is missing or its shape does not chain.
         """
-        required = ("fourier_freq", "emb_w", "emb_b", "in_w", "in_b", "out_w", "out_b", "sigma_data")
-        missing = [k for k in required if k not in params]
-        if missing:
-            raise ValueError(f"DigitsNet weights lack {missing}")
-        f64 = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+        f64 = float64_params(params, ("fourier_freq", "sigma_data"), "DigitsNet")
         self.sigma_data = float(f64["sigma_data"])
         self.freq = f64["fourier_freq"]
-        self.emb_w, self.emb_b = f64["emb_w"], f64["emb_b"]
-        self.in_w, self.in_b = f64["in_w"], f64["in_b"]
-        self.res = []
-        i = 0
-        while f"res{i}_w" in f64:
-            self.res.append((f64[f"res{i}_w"], f64[f"res{i}_b"]))
-            i += 1
-        self.out_w, self.out_b = f64["out_w"], f64["out_b"]
-        width = self.in_w.shape[1]
-        if (
-            self.emb_w.shape[0] != 2 * self.freq.size
-            or self.in_w.shape[0] != DIM + self.emb_w.shape[1]
-            or any(w.shape != (width, width) for w, _ in self.res)
-            or self.out_w.shape != (width, DIM)
-        ):
-            raise ValueError("DigitsNet weights have inconsistent shapes")
+        (self.emb_w, self.emb_b, self.in_w, self.in_b, self.res, self.out_w,
+         self.out_b) = read_mlp(f64, 2 * self.freq.size, "DigitsNet")
         self.meta = dict(meta)
 
     @classmethod

@@ -154,6 +154,34 @@ def _edm_loss(mod: EDMDenoiser, x: torch.Tensor, sigma: torch.Tensor, z: torch.T
     return (weight[:, None] * (d - x) ** 2).mean()
 
 
+def _fit(mod: nn.Module, ema_mod: nn.Module, step_loss: Any, epochs: int, lr: float, warmup: int, ema: float,
+         log_every: int) -> tuple[list[float], float]:
+    """The training loop both networks share: Adam, linear warm-up then cosine decay to 0, an EMA of the iterates
+    (a plain average over the first steps, then the fixed decay) in ``ema_mod``. ``step_loss(step)`` draws the
+    step's noise and returns the loss. Returns the per-step losses and the wall time."""
+    opt = torch.optim.Adam(mod.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(k, epochs) / epochs))
+    )
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    for step in range(epochs):
+        loss = step_loss(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            d = min(ema, (step + 1) / (step + 10))
+            for pe, p in zip(ema_mod.parameters(), mod.parameters()):
+                pe.mul_(d).add_(p, alpha=1.0 - d)
+        losses.append(loss.item())
+        if log_every and ((step + 1) % log_every == 0 or step == 0):
+            print(f"  step {step + 1:5d}/{epochs}  loss {np.mean(losses[-log_every:]):.4f}  "
+                  f"lr {sched.get_last_lr()[0]:.2e}  {time.perf_counter() - t0:6.1f}s", flush=True)
+    return losses, time.perf_counter() - t0
+
+
 def train_denoiser(epochs: int = 3000, seed: int = 0, width: int = 448, n_res: int = 3, emb_dim: int = 128,
                    n_freq: int = 32, repeat: int = 1, lr: float = 2e-3, warmup: int = 100, ema: float = 0.998,
                    log_every: int = 250) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -180,35 +208,19 @@ def train_denoiser(epochs: int = 3000, seed: int = 0, width: int = 448, n_res: i
     mod = EDMDenoiser(sigma_data, freq, emb_dim=emb_dim, width=width, n_res=n_res)
     ema_mod = EDMDenoiser(sigma_data, freq, emb_dim=emb_dim, width=width, n_res=n_res)
     ema_mod.load_state_dict(mod.state_dict())
-    opt = torch.optim.Adam(mod.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(k, epochs) / epochs))
-    )
     x = torch.tensor(x_np, dtype=torch.float32).repeat(repeat, 1)
     n = x.shape[0]
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    for step in range(epochs):
+
+    def step_loss(step: int) -> torch.Tensor:
         sigma = torch.exp(_stratified_log_sigma(n, gen)).to(torch.float32)
         z = torch.randn(n, DIM, generator=gen)
-        loss = _edm_loss(mod, x, sigma, z)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            # short warm-start: a plain average over the first steps, then the fixed decay
-            d = min(ema, (step + 1) / (step + 10))
-            for pe, p in zip(ema_mod.parameters(), mod.parameters()):
-                pe.mul_(d).add_(p, alpha=1.0 - d)
-        losses.append(loss.item())
-        if log_every and ((step + 1) % log_every == 0 or step == 0):
-            print(f"  step {step + 1:5d}/{epochs}  loss {np.mean(losses[-log_every:]):.4f}  "
-                  f"lr {sched.get_last_lr()[0]:.2e}  {time.perf_counter() - t0:6.1f}s", flush=True)
+        return _edm_loss(mod, x, sigma, z)
+
+    losses, seconds = _fit(mod, ema_mod, step_loss, epochs, lr, warmup, ema, log_every)
     info = {
         "sigma_data": sigma_data,
         "train_loss_last100": float(np.mean(losses[-100:])),
-        "train_seconds": time.perf_counter() - t0,
+        "train_seconds": seconds,
         "architecture": {"width": width, "residual_layers": n_res, "hidden_layers": 1 + n_res,
                          "noise_embedding": emb_dim, "fourier_frequencies": n_freq, "activation": "silu"},
         "optimizer": f"Adam(lr={lr}), {warmup}-step linear warm-up, cosine decay to 0; EMA {ema} weights exported",
@@ -272,12 +284,8 @@ def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int
     mod = EpsMLP(freq, emb_dim=emb_dim, width=width, n_res=n_res)
     ema_mod = EpsMLP(freq, emb_dim=emb_dim, width=width, n_res=n_res)
     ema_mod.load_state_dict(mod.state_dict())
-    opt = torch.optim.Adam(mod.parameters(), lr=lr)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(k, epochs) / epochs)))
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    for step in range(epochs):
+
+    def step_loss(step: int) -> torch.Tensor:
         # stratified uniform timesteps k in [0, 999] (continuous), t = (k + 1) / 1000
         u = (rng.permutation(n) + rng.random(n)) / n
         t_np = (1.0 + 999.0 * u) / 1000.0
@@ -285,20 +293,10 @@ def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int
         s = torch.tensor(sched.sigma(t_np), dtype=torch.float32)
         z = torch.randn(n, DIM, generator=gen)
         pred = mod(a[:, None] * x + s[:, None] * z, torch.tensor(t_np, dtype=torch.float32))
-        loss = ((pred - z) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        lr_sched.step()
-        with torch.no_grad():
-            d = min(ema, (step + 1) / (step + 10))
-            for pe, p in zip(ema_mod.parameters(), mod.parameters()):
-                pe.mul_(d).add_(p, alpha=1.0 - d)
-        losses.append(loss.item())
-        if log_every and ((step + 1) % log_every == 0 or step == 0):
-            print(f"  step {step + 1:5d}/{epochs}  loss {np.mean(losses[-log_every:]):.4f}  "
-                  f"lr {lr_sched.get_last_lr()[0]:.2e}  {time.perf_counter() - t0:6.1f}s", flush=True)
-    info = {"train_loss_last100": float(np.mean(losses[-100:])), "train_seconds": time.perf_counter() - t0,
+        return ((pred - z) ** 2).mean()
+
+    losses, seconds = _fit(mod, ema_mod, step_loss, epochs, lr, warmup, ema, log_every)
+    info = {"train_loss_last100": float(np.mean(losses[-100:])), "train_seconds": seconds,
             "architecture": {"width": width, "residual_layers": n_res, "hidden_layers": 1 + n_res,
                              "time_embedding": emb_dim, "time_frequencies": n_freq, "activation": "silu"},
             "optimizer": f"Adam(lr={lr}), {warmup}-step linear warm-up, cosine decay to 0; EMA {ema} weights "
