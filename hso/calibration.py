@@ -44,8 +44,8 @@ from .fast.registry import get_backend
 from .schedules import NoiseSchedule, as_schedule
 from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample
 
-__all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET", "EvaluationCounter", "candidate_schedules", "default_objectives",
-           "first_round", "select", "teacher_solution"]
+__all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET", "EvaluationCounter", "candidate_schedules",
+           "default_objectives", "first_round", "select", "teacher_solution"]
 
 GITS_BUDGET = 256 * 60  # GITS (Chen et al. 2024) calibrates on 256 trajectories of 60 steps
 

@@ -348,8 +348,8 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     The convention, unless given, is the one measured better for this solver, noise family and NFE
     (`hso.measured.diffusers_convention`): diffusers' own ``"jump"`` (NFE evaluations, then the step to sigma 0)
     or ``"stop"`` (NFE evaluations, then a regular step to the schedule's last point, near the model's t_min,
-    where the sample keeps that little noise; installed with ``final_sigmas_type="sigma_min"``); Heun, which always ends at sigma 0, and unmeasured solvers take "jump".
-    ``result.convention`` says which.
+    where the sample keeps that little noise; installed with ``final_sigmas_type="sigma_min"``); Heun, which
+    always ends at sigma 0, and unmeasured solvers take "jump". ``result.convention`` says which.
 
     Args:
         pipe: a diffusers pipeline (or scheduler).

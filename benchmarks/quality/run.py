@@ -1,5 +1,6 @@
-"""The committed quality evaluation: `hso evaluate` on the three test beds and three noise families (SD 2.1 VP, EDM VE, flow
-matching with shift 3 as in SD3), plus the README summary.
+"""The committed quality evaluation: `hso evaluate` on the four test beds and four noise schedules (SD's and DDPM's
+betas, EDM, flow matching with shift 3 as in SD3), NFE 4-10 in both conventions and 12-50 in "jump", plus the
+generated report (benchmarks/quality/README.md), the README summary and the measured rules.
 
     python -m benchmarks.quality.run                 # everything (about 15 min per process on 2 cores; two
                                                      # processes with --only split it), writes benchmarks/quality/*/
@@ -334,10 +335,10 @@ def _diffusers_table(results: list[tuple[str, Evaluation]]) -> list[str]:
     keys = sorted({(r["noise"], r["solver"]) for r in rows})
     table = {(r["noise"], r["solver"], r["nfe"]): r for r in rows}
     lines = ["", "**What `hso.diffusers.optimize_pipeline` installs** (`hso.measured.diffusers_convention`): per "
-             "solver, measured noise schedule and NFE measured in both conventions, the default's \"jump\" schedule (diffusers' own: "
-             "evaluate at every point, then step to sigma 0) or its \"stop\" schedule (a regular last step to its last point, "
-             "near the model's t_min, "
-             "installed with `final_sigmas_type=\"sigma_min\"`), whichever has the lower worst RMSE ratio to the "
+             "solver, measured noise schedule and NFE measured in both conventions, the default's \"jump\" "
+             "schedule (diffusers' own: evaluate at every point, then step to sigma 0) or its \"stop\" schedule (a "
+             "regular last step to its last point, near the model's t_min, installed with "
+             "`final_sigmas_type=\"sigma_min\"`), whichever has the lower worst RMSE ratio to the "
              "best schedule of either convention over the test beds (\"stop\" needs a "
              f"{RULE_TOLERANCE - 1:.0%} margin). Cells: the choice (worst ratio jump / stop):", "",
              "| noise | solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |", "|---|---|" + "---|" * len(nfes)]
@@ -345,7 +346,8 @@ def _diffusers_table(results: list[tuple[str, Evaluation]]) -> list[str]:
         cells = []
         for n in nfes:
             r = table.get((noise, solver, n))
-            cells.append("" if r is None else f"{r['convention']} ({r['worst']['jump']:.2f} / {r['worst']['stop']:.2f})")
+            cells.append("" if r is None
+                         else f"{r['convention']} ({r['worst']['jump']:.2f} / {r['worst']['stop']:.2f})")
         lines.append(f"| {noise} | {solver} | " + " | ".join(cells) + " |")
     return lines
 

@@ -222,8 +222,9 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
 def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
     """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, measured
     noise schedule (`noise_class`), NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of
-    every evaluation on that noise schedule, ranked by its worst RMSE ratio to the cell's best schedule (the best of all candidates measured there)
-    over those evaluations: the pick minimises the largest regret over the test beds. A candidate ranks
+    every evaluation on that noise schedule, ranked by its worst RMSE ratio to the cell's best schedule (the best of
+    all candidates measured there, `valid_row`) over those evaluations: the pick minimises the largest regret over
+    the test beds. A candidate ranks
     above an earlier one in `CANDIDATE_ORDER` only when its worst ratio is lower by more than `RULE_TOLERANCE`
     (so hso's own search is kept where a baseline is not clearly better).
 
@@ -283,8 +284,8 @@ def noise_class(ev: Evaluation) -> tuple[str, float]:
 
 def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None = None) -> list[dict]:
     """What `hso.diffusers.optimize_pipeline` installs by default, derived from results: per (solver, measured noise
-    schedule (`noise_class`), NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations, then diffusers' step to sigma
-    0) or its "stop" schedule (a regular step to its last point, near t_min, where the sample keeps that noise;
+    schedule (`noise_class`), NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations,
+    then diffusers' step to sigma 0) or its "stop" schedule (a regular step to its last point, near t_min, where the sample keeps that noise;
     diffusers runs it with ``final_sigmas_type="sigma_min"``).
     Each is scored on every evaluation of the space by its RMSE ratio to the best schedule of *either* convention
     in that evaluation (both are measured against the same clean reference), and the one with the lower worst ratio
