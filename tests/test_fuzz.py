@@ -1,5 +1,5 @@
 """A few hundred of `python -m benchmarks.fuzz`'s requests (API and CLI, good and bad): every one gives a valid
-schedule or one clear error; the committed 10,000-request run is `benchmarks/results/fuzz.md`."""
+schedule or one clear error; the committed run is `benchmarks/results/fuzz.md`."""
 from __future__ import annotations
 
 import pytest
