@@ -67,14 +67,22 @@ AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
 }
 
 
+# the largest number of intervals at which a measured rule may choose the DM-NonUniform objective by itself: its
+# dense quasi-Newton lower level grows like N^3 (35-50 s per search at N = 49 on 2 cores), and no rule was
+# measured beyond NFE 50; there the rule's other settings stand and the objective is MEP (asked for explicitly,
+# DM-NonUniform runs at any N)
+DMN_RULE_MAX = 50
+
+
 def resolve_method(method: str, solver: str, convention: str, objective: str | None, spacing: str | None,
-                   p: float | None, space: str) -> tuple[str, str, float | None]:
+                   p: float | None, space: str, n_intervals: int | None = None) -> tuple[str, str, float | None]:
     """(objective, spacing, p) of an HSO search for a method; arguments given explicitly win over its choices.
 
     ``"paper"``: MEP, spacing "rank", p = 2 (1 for VE), the paper's procedure. ``"hso"``: the paper's except where
     `AUTO_RULE` measured something better for this solver, convention and lambda space (``space``: "vp", "ve" or
     "flow", `NoiseSchedule.kind_name`). ``"auto"`` searches with the same settings as "hso" where it searches (its
-    measured picks are made by `optimize`). An explicit objective other than the rule's drops the rule.
+    measured picks are made by `optimize`). An explicit objective other than the rule's drops the rule; beyond
+    `DMN_RULE_MAX` intervals (``n_intervals``) a rule's DM-NonUniform objective gives way to MEP.
 
     Raises:
         ValueError: an unknown method.
@@ -84,6 +92,8 @@ def resolve_method(method: str, solver: str, convention: str, objective: str | N
     rule = AUTO_RULE.get((solver, convention, space), {}) if method != "paper" else {}
     if objective is not None and objective != rule.get("objective", "mep"):
         rule = {}
+    if objective is None and rule.get("objective") == "dmn" and (n_intervals or 0) > DMN_RULE_MAX:
+        rule = {k: v for k, v in rule.items() if k != "objective"}
     objective = objective or rule.get("objective", "mep")
     return objective, spacing or rule.get("spacing", "rank"), p if p is not None else rule.get("p")
 
@@ -398,7 +408,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     defaults = _defaults()
     searching = callback is not None or any(not _same(given[k], defaults[k]) for k in SEARCH_ARGS)
     if method == "paper" or searching:  # exactly the search asked for; an infeasible one is the user's error
-        return build(conv, *resolve_method(method, spec_solver.name, conv, objective, spacing, p, sched.kind_name))
+        return build(conv, *resolve_method(method, spec_solver.name, conv, objective, spacing, p, sched.kind_name,
+                                           n_int))
 
     # the measured ranking (method "auto"), then method "hso"'s search, then the paper's: the first valid here
     pick = measured_pick(spec_solver.name, conv, sched, nfe) if method == "auto" else None
@@ -409,6 +420,9 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         try:
             if name in VARIANTS:  # one of hso's settings, relative to the paper's
                 v = VARIANTS[name]
+                if v.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
+                    raise _Infeasible(f"a DM-NonUniform search at N = {n_int} intervals (beyond {DMN_RULE_MAX}) takes "
+                                      "minutes and was not measured there")
                 return build(conv, *resolve_method("paper", spec_solver.name, conv, v.get("objective"),
                                                    v.get("spacing"), v.get("p"), sched.kind_name),
                              measured=measured, passed_over=passed_over)
@@ -416,11 +430,12 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                 if not ported_applies(spec_solver.name, conv):
                     raise _Infeasible("it needs one network evaluation per step")
                 return build("stop", *resolve_method("hso", spec_solver.name, "stop", None, None, None,
-                                                     sched.kind_name), source=PORTED, measured=measured,
+                                                     sched.kind_name, n_int + 1), source=PORTED, measured=measured,
                              passed_over=passed_over)
             points = _baseline_points(name, sched, n_int)
             # the baseline's objective value is reported with method "hso"'s objective and p
-            return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name),
+            return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name,
+                                               n_int),
                          source=name, baseline=points, measured=measured, passed_over=passed_over)
         except _Infeasible as e:
             passed_over.append(f"{name}: {e}")
@@ -428,7 +443,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "noise": pick.noise,
                                               "worst_ratio": None, "supported": False}
         try:
-            return build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name),
+            return build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name,
+                                               n_int),
                          measured=measured, passed_over=passed_over)
         except _Infeasible as e:
             passed_over.append(f"method {fallback!r}: {e}")

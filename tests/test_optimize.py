@@ -307,3 +307,22 @@ def test_optimize_many_mixes_baselines_and_searches_in_order():
         one = hso.optimize(**{"schedule": "sd21", **cfg})
         assert r.source == one.source
         np.testing.assert_array_equal(r.t, one.t)
+
+
+def test_rules_never_choose_dm_nonuniform_beyond_its_measured_size():
+    """A measured rule picks the DM-NonUniform objective only up to DMN_RULE_MAX intervals (its lower level grows
+    like N^3; nothing was measured beyond NFE 50): a search argument at NFE 941 must not start an hours-long search
+    (found by the fuzz: `hso optimize --preset sdxl --nfe 941 --popsize 4`). Asked for explicitly, it stays."""
+    from hso.optimize import AUTO_RULE, DMN_RULE_MAX
+
+    assert AUTO_RULE[("unipc", "stop", "vp")] == {"objective": "dmn"}
+    assert hso.plan("sdxl", DMN_RULE_MAX, "unipc", method="hso").objective.name == "dmn"
+    assert hso.plan("sdxl", DMN_RULE_MAX + 1, "unipc", method="hso").objective.name == "mep"
+    assert hso.plan("sdxl", 941, "unipc", popsize=4).objective.name == "mep"
+    assert hso.plan("sdxl", 941, "unipc", "dmn", popsize=4).objective.name == "dmn"
+    # the default (measured picks at the nearest measured NFE) at large NFE: no DM-NonUniform search anywhere
+    for preset in ("sd21", "ddpm", "edm", "flow"):
+        for solver in ("unipc", "dpmsolver++", "ddim", "euler"):
+            for conv in ("stop", "jump"):
+                job = hso.plan(preset, 200, solver, convention=conv)
+                assert not (job.is_search and job.objective.name == "dmn"), (preset, solver, conv)
