@@ -540,6 +540,11 @@ class NoiseSchedule:
         # the 1e-9 margin keeps round(T t) unique in spite of rounding error in the gaps
         return (1.0 + 1e-9) / n if n else 1e-6
 
+    def content_key(self) -> tuple:
+        """A hashable key equal for two schedules with the same family, parameters and table (for caches)."""
+        table = self.log_alpha_table
+        return (self.family, tuple(sorted(self.params.items())), None if table is None else table.tobytes())
+
     def describe(self) -> dict[str, Any]:
         """JSON-friendly description (family, name, parameters, domain)."""
         return {"family": self.family, "name": self.name, "t_min": self.t_min, "t_max": self.t_max,

@@ -65,18 +65,13 @@ def noise_schedule_of(model_sampling: Any) -> hso.NoiseSchedule:
                      "(eps / v), flow (SD3, Flux) or EDM model's")
 
 
-def _key(noise: hso.NoiseSchedule) -> tuple:
-    table = noise.log_alpha_table
-    return (noise.family, tuple(sorted(noise.params.items())), None if table is None else table.tobytes())
-
-
 _CACHE: dict[tuple, tuple[float, ...]] = {}
 _CACHE_SIZE = 256
 
 
 def _sigmas(noise: hso.NoiseSchedule, solver: str, nfe: int) -> tuple[float, ...]:
     """The sampler's sigmas for a schedule (cached by the noise schedule's content, solver and NFE)."""
-    key = (_key(noise), solver, nfe)
+    key = (noise.content_key(), solver, nfe)
     if key not in _CACHE:
         res = hso.optimize(noise, nfe, solver, convention="jump")
         sig = noise.sigma(res.t) if noise.family == "flow" else noise.edm_sigma(res.t)

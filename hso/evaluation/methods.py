@@ -67,12 +67,6 @@ def make_schedule(method: str, schedule: NoiseSchedule, solver: str, nfe: int, c
 _HSO_CACHE: dict[tuple, np.ndarray] = {}
 
 
-def _schedule_key(schedule: NoiseSchedule) -> tuple:
-    table = schedule.log_alpha_table
-    return (schedule.family, tuple(sorted(schedule.params.items())),
-            None if table is None else hash(table.tobytes()))
-
-
 def _hso(objective: str | None = None, **options: Any) -> MethodFn:
     def fn(schedule: NoiseSchedule, solver: str, nfe: int, convention: str) -> np.ndarray:
         from ..optimize import plan
@@ -83,7 +77,7 @@ def _hso(objective: str | None = None, **options: Any) -> MethodFn:
         # made once
         name = get_solver(solver).name
         job = plan(schedule, nfe, name, objective, convention=convention, **options)
-        key = (job.source, job.lower, job.objective, job.search, _schedule_key(schedule))
+        key = (job.source, job.lower, job.objective, job.search, schedule.content_key())
         if key not in _HSO_CACHE:
             _HSO_CACHE[key] = job.run().t
         return _HSO_CACHE[key].copy()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DIM", "load_digits", "load_patches", "IMAGE_SHAPE", "weights_path", "read_meta", "WEIGHTS_DIR",
+__all__ = ["DIM", "load_digits", "load_patches", "IMAGE_SHAPE", "weights_path", "read_meta", "WEIGHTS_DIR", "read_npz",
            "PATCH_STRIDE"]
 
 IMAGE_SHAPE = (8, 8)
@@ -28,6 +28,16 @@ def read_meta(data: Any) -> dict[str, Any]:
     """The metadata of a loaded weights npz: a JSON string stored as a 0-d unicode array (so loading never needs
     pickle); {} when the file has none."""
     return json.loads(str(data["meta"])) if "meta" in data.files else {}
+
+
+def read_npz(path: str | Path | None, default: str, command: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(arrays, metadata)`` of a weights npz: ``path``, or the shipped ``weights/<default>``.
+
+    Raises:
+        FileNotFoundError: no such file (the message names the command that makes it).
+    """
+    with np.load(weights_path(path, default, command), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files if k != "meta"}, read_meta(data)
 
 
 def weights_path(path: str | Path | None, default: str, command: str) -> Path:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..schedules import NoiseSchedule
-from .data import DIM, read_meta, weights_path
+from .data import DIM, read_npz
 from .network import float64_params, read_mlp, silu
 
 __all__ = ["DigitsEpsNet", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "time_features"]
@@ -82,11 +82,7 @@ class DigitsEpsNet:
         Raises:
             FileNotFoundError: no such file (the message names the command that makes it).
         """
-        p = weights_path(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train --only epsnet")
-        with np.load(p, allow_pickle=False) as data:
-            meta = read_meta(data)
-            params = {k: data[k] for k in data.files if k != "meta"}
-        return cls(params, meta)
+        return cls(*read_npz(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train --only epsnet"))
 
     @cached_property
     def schedule(self) -> NoiseSchedule:

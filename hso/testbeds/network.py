@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from hso.testbeds.data import DIM, read_meta, weights_path
+from hso.testbeds.data import DIM, read_npz
 
 __all__ = ["DigitsNet", "DEFAULT_WEIGHTS", "silu", "read_mlp", "float64_params"]
 
@@ -108,11 +108,7 @@ class DigitsNet:
         Raises:
             FileNotFoundError: the file does not exist (train it with ``python -m hso.testbeds.train``).
         """
-        p = weights_path(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train")
-        with np.load(p, allow_pickle=False) as data:
-            meta = read_meta(data)
-            params = {k: data[k] for k in data.files if k != "meta"}
-        return cls(params, meta)
+        return cls(*read_npz(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train"))
 
     @property
     def n_params(self) -> int:
