@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--from-diffusers-config", default=None, metavar="PATH",
                         help="noise schedule from a local diffusers scheduler_config.json (or its folder) instead of "
                              "--preset; the convention then defaults to diffusers' 'jump'")
+    op.add_argument("--order", type=_int_option(1, 4), default=None,
+                    help="the sampler's multistep order (DPM-Solver++ 1-3: 2M, 3M; UniPC 1-3; default: the solver's, "
+                         "or the scheduler config's solver_order)")
+    op.add_argument("--variant", default=None, choices=("bh1", "bh2"),
+                    help="UniPC's variant (default bh1, or the scheduler config's solver_type)")
     op.add_argument("--mu", type=_float_option(), default=None,
                     help="dynamic-shifting mu (flow schedulers that use it; exponential time shift: -27.63 to 27.63)")
     op.add_argument("--nfe", type=_int_option(1, MAX_NFE), default=5,
@@ -441,19 +446,21 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _from_diffusers_config(args: argparse.Namespace) -> tuple:
-    """(noise schedule, solver, convention) for ``hso optimize --from-diffusers-config``."""
+    """(noise schedule, solver, convention, sampler options) for ``hso optimize --from-diffusers-config``: the
+    solver and its options (``solver_order``, ``solver_type``) from the scheduler class and config unless given."""
     from .schedules import NoiseSchedule, diffusers_config
 
     schedule = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
-    solver = args.solver
+    solver, options = args.solver, None
     if solver is None:
-        from .diffusers import SUPPORTED
+        from .diffusers import SUPPORTED, options_from_config
 
-        cls_name = diffusers_config(args.from_diffusers_config)[1]
+        config, cls_name = diffusers_config(args.from_diffusers_config)
         if cls_name not in SUPPORTED:
             raise ValueError(f"scheduler class {cls_name or '(none)'!r} has no matching hso solver; pass --solver")
         solver = SUPPORTED[cls_name]
-    return schedule, solver, args.convention or "jump"
+        options = options_from_config(solver, config) or None
+    return schedule, solver, args.convention or "jump", options
 
 
 def _optimize(args: argparse.Namespace) -> int:
@@ -465,8 +472,9 @@ def _optimize(args: argparse.Namespace) -> int:
     note = ""
     if args.solver is not None and not args.solver.strip():
         raise ValueError("--solver '' names no solver")
+    options = None
     if args.from_diffusers_config is not None:
-        schedule, solver, convention = _from_diffusers_config(args)
+        schedule, solver, convention, options = _from_diffusers_config(args)
     else:
         if args.mu is not None:
             raise ValueError("--mu applies with --from-diffusers-config only")
@@ -490,9 +498,12 @@ def _optimize(args: argparse.Namespace) -> int:
             if get_solver(solver).default_convention != "jump":
                 note = (f"hso: note: --format diffusers: optimised for convention 'jump' ({args.nfe} evaluations, "
                         f"then the step to sigma 0, as a diffusers pipeline runs it), not {solver}'s default 'stop'")
+    if args.order is not None or args.variant is not None:  # given on the command line: over the config's
+        options = {**(options or {}), **{k: v for k, v in (("order", args.order), ("variant", args.variant))
+                                         if v is not None}}
     res = optimize(schedule, args.nfe, solver, args.objective, method=args.method, convention=convention,
                    spacing=args.spacing, p=args.p, seed=args.seed, popsize=args.popsize, maxiter=args.maxiter,
-                   backend=args.backend)
+                   backend=args.backend, solver_options=options)
     _check_finite([res])
     if note:  # after the search: a failed one prints its one error line only
         print(note, file=sys.stderr)
@@ -522,11 +533,14 @@ def _describe(res: Any) -> str:
     spacing penalty (explained: a large penalty is not a failure)."""
     from .measured import PORTED
 
+    from .solvers import SAMPLER_DEFAULTS, sampler_label
+
     m = res.settings.get("measured")
+    want = sampler_label(res.solver, res.solver_options) if res.solver in SAMPLER_DEFAULTS else res.solver
     lines = []
     if res.psi.size:  # a search ran ("hso", or its "stop" schedule ported to "jump")
         ported = " (the 'stop' search's schedule without its last point)" if res.source == PORTED else ""
-        lines.append(f"# HSO schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
+        lines.append(f"# HSO schedule: {res.schedule['name']}, {want}, NFE {res.nfe}, convention "
                      f"{res.convention}{ported}, objective {res.objective}, spacing {res.spacing}, "
                      f"p {res.settings['p']:g}")
         lines.append(f"# psi* = (rho {res.psi[0]:.3f}, t_eps {res.psi[1]:.4f}, T_max {res.psi[2]:.4f}); "
@@ -542,12 +556,16 @@ def _describe(res: Any) -> str:
         else:
             lines.append(f"# spacing penalty 0: every gap is at least d_min {res.d_min:g}")
     else:
-        lines.append(f"# schedule: {res.schedule['name']}, {res.solver}, NFE {res.nfe}, convention "
+        lines.append(f"# schedule: {res.schedule['name']}, {want}, NFE {res.nfe}, convention "
                      f"{res.convention}: the {res.source} baseline (no search ran; its {res.objective} "
                      f"{res.mep:.4f})")
     if m is not None:
-        lines.append(f"# method auto: measured pick {m['pick']} (NFE {m['nfe']}: worst RMSE ratio to the best "
-                     f"baseline over the test beds {m['worst_ratio']:.3g}"
+        where = [f"NFE {m['nfe']}"] + ([f"{m['noise']}-like noise"] if m.get("noise") else [])
+        if m.get("sampler") and m["sampler"] != want:
+            where.append(f"measured with {m['sampler']}, the nearest measured variant of {want}")
+        ratio = ("" if m.get("worst_ratio") is None
+                 else f": worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}")
+        lines.append(f"# method auto: measured pick {m['pick']} ({', '.join(where)}{ratio}"
                      + ("" if m["supported"] else "; not a supported cell, consider hso.calibrate") + ")")
     return "\n".join(lines)
 

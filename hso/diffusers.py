@@ -33,8 +33,8 @@ from .measured import diffusers_convention
 from .result import ScheduleResult
 from .schedules import NoiseSchedule
 
-__all__ = ["apply", "optimize_pipeline", "calibrate_pipeline", "unet_model", "solver_for", "pipeline_kwargs", "remove",
-           "SUPPORTED"]
+__all__ = ["apply", "optimize_pipeline", "calibrate_pipeline", "unet_model", "solver_for", "solver_options_for",
+           "pipeline_kwargs", "remove", "SUPPORTED"]
 
 # scheduler class -> the hso solver whose schedule suits it
 SUPPORTED: dict[str, str] = {
@@ -74,6 +74,34 @@ def solver_for(target: Any) -> str:
         ValueError: a scheduler hso cannot drive (the message lists the supported ones).
     """
     return SUPPORTED[_stock_name(_scheduler_of(target))]
+
+
+def solver_options_for(target: Any) -> dict[str, Any]:
+    """The sampler options (`hso.solvers.sampler_options`) a pipeline's or scheduler's sampler runs with, from its
+    config: ``solver_order`` as ``order`` (DPM-Solver++ and UniPC), UniPC's ``solver_type`` (bh1 / bh2) as
+    ``variant``; every option filled in (diffusers' stock UniPC: ``{"order": 2, "variant": "bh2"}``). Empty for
+    solvers without options (DDIM, Euler, Heun) or without an hso sampler (DEIS).
+
+    Raises:
+        ValueError: a scheduler hso cannot drive, or a config value hso's sampler does not have (an order above 3).
+    """
+    sched = _scheduler_of(target)
+    return options_from_config(SUPPORTED[_stock_name(sched)], sched.config)
+
+
+def options_from_config(solver: str, config: Any) -> dict[str, Any]:
+    """`solver_options_for` from a scheduler config mapping and the hso solver of its class."""
+    from .solvers import SAMPLER_DEFAULTS, sampler_options
+
+    if solver not in SAMPLER_DEFAULTS:
+        return {}
+    given: dict[str, Any] = {}
+    if "order" in SAMPLER_DEFAULTS[solver] and config.get("solver_order") is not None:
+        order = config["solver_order"]
+        given["order"] = int(order) if isinstance(order, (int, np.integer)) and not isinstance(order, bool) else order
+    if solver == "unipc" and config.get("solver_type") is not None:
+        given["variant"] = config["solver_type"]
+    return sampler_options(solver, given)
 
 
 def _edm_preconditioned(sched: Any) -> bool:
@@ -344,7 +372,8 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     """Optimise a schedule for a pipeline's own scheduler and install it: the one-liner.
 
     The noise schedule comes from the scheduler's config (`NoiseSchedule.from_diffusers`), the solver from its
-    class (`solver_for`), and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
+    class (`solver_for`) and its variant from its config (`solver_options_for`: diffusers' stock UniPC is bh2
+    order 2, DPM-Solver++ 2M or 3M by ``solver_order``), and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
     The convention, unless given, is the one measured better for this solver, noise family and NFE
     (`hso.measured.diffusers_convention`): diffusers' own ``"jump"`` (NFE evaluations, then the step to sigma 0)
     or ``"stop"`` (NFE evaluations, then a regular step to the schedule's last point, near the model's t_min,
@@ -370,10 +399,12 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     if dynamic and mu is None:  # the result returned is the one at the base resolution's shift
         mu = float(sched.config.get("base_shift", 0.5))
     noise, solver = NoiseSchedule.from_diffusers(sched, mu=mu), solver_for(sched)
+    if optimize_kwargs.get("solver_options") is None:
+        optimize_kwargs["solver_options"] = solver_options_for(sched) or None
     if optimize_kwargs.get("convention") is None:
         conv = "jump"
         if _takes_stop(sched) and isinstance(nfe, (int, np.integer)) and not isinstance(nfe, bool):
-            conv = diffusers_convention(solver, noise, int(nfe))[0]
+            conv = diffusers_convention(solver, noise, int(nfe), optimize_kwargs["solver_options"])[0]
         optimize_kwargs["convention"] = conv
     res = optimize(noise, nfe, solver, **optimize_kwargs)
     new = apply(pipe, res)

@@ -27,11 +27,11 @@ from typing import Any
 
 from .baselines import BASELINES
 from .schedules import as_schedule
-from .solvers import get_solver
+from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_label, sampler_options
 
 __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
            "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention",
-           "nearest_noise"]
+           "nearest_noise", "nearest_sampler"]
 
 # hso's search settings the measurement compares (the evaluation's method names)
 VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
@@ -62,12 +62,15 @@ class Pick:
         nfe: the measured NFE the ranking comes from.
         measured: True when that is the requested NFE itself.
         noise: the measured noise schedule the ranking comes from (`nearest_noise`).
+        sampler: the measured sampler variant it comes from (`nearest_sampler`, e.g. ``"unipc-bh2-o2"``);
+            ``measured`` is False when that is not the requested one.
     """
 
     ranking: tuple[tuple[str, float], ...]
     nfe: int
     measured: bool
     noise: str = ""
+    sampler: str = ""
 
     def supported(self, name: str) -> bool:
         """True when ``name`` was measured at this NFE within `SUPPORT_RATIO` of the best schedule on every bed."""
@@ -99,33 +102,59 @@ def _nearest_nfe(rows: list[dict[str, Any]], nfe: int) -> dict[str, Any]:
     return min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
 
 
-def measured_pick(solver: str, convention: str, schedule: Any, nfe: int) -> Pick | None:
-    """The ranking for a solver, convention, noise schedule (a `NoiseSchedule` or a preset name; the measured one
-    nearest to it, `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its
-    lambda space."""
+def _sampler(row: dict[str, Any]) -> str:
+    return str(row.get("sampler", row["solver"]))
+
+
+def nearest_sampler(rows: list[dict[str, Any]], solver: str, options: Any = None) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of one solver's measured variant nearest to the requested one (``options``, see
+    `hso.solvers.sampler_options`), and whether it is the requested one: the same UniPC variant (bh1 / bh2) first,
+    then the nearest order, then the solver's default options."""
+    want = sampler_options(solver, options) if solver in SAMPLER_DEFAULTS else {}
+    label = sampler_label(solver, want) if solver in SAMPLER_DEFAULTS else solver
+    rows = [r for r in rows if r["solver"] == solver]
+    measured = {_sampler(r): r.get("options", SAMPLER_DEFAULTS.get(solver, {})) for r in rows}
+    if not measured or label in measured:
+        return [r for r in rows if _sampler(r) == label], bool(measured)
+
+    def distance(name: str) -> tuple:
+        o = measured[name]
+        return (o.get("variant") != want.get("variant"), abs(o.get("order", 0) - want.get("order", 0)),
+                o != SAMPLER_DEFAULTS.get(solver, {}), name)
+    near = min(measured, key=distance)
+    return [r for r in rows if _sampler(r) == near], False
+
+
+def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options: Any = None) -> Pick | None:
+    """The ranking for a solver (with its sampler ``options``, `hso.solvers.sampler_options`; default: the
+    solver's), convention, noise schedule (a `NoiseSchedule` or a preset name; the measured one nearest to it,
+    `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its lambda space.
+    An unmeasured variant takes the nearest measured one's ranking (`nearest_sampler`; not ``measured``)."""
     sched = as_schedule(schedule)
-    solver = SAME_AS.get(solver, solver)
-    rows = nearest_noise([r for r in rule_table()["rules"] if (r["solver"], r["convention"]) == (solver, convention)],
-                         sched)
+    solver = SAME_AS.get(solver, get_solver(solver).name)
+    rows, exact = nearest_sampler([r for r in rule_table()["rules"] if r["convention"] == convention], solver,
+                                  options)
+    rows = nearest_noise(rows, sched)
     if not rows:
         return None
     row = _nearest_nfe(rows, nfe)
-    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), row["nfe"] == nfe,
-                str(row["noise"]))
+    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]),
+                exact and row["nfe"] == nfe, str(row["noise"]), _sampler(row))
 
 
-def diffusers_convention(solver: str, schedule: Any, nfe: int) -> tuple[str, bool]:
-    """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver, noise schedule (a
-    `NoiseSchedule` or a preset name) and NFE: ``("jump" or "stop", measured)``. "stop" (ending with a regular
-    step to the schedule's last point, near the model's t_min; diffusers runs it with
+def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = None) -> tuple[str, bool]:
+    """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver (with its sampler
+    ``options``), noise schedule (a `NoiseSchedule` or a preset name) and NFE: ``("jump" or "stop", measured)``.
+    "stop" (ending with a regular step to the schedule's last point, near the model's t_min; diffusers runs it with
     ``final_sigmas_type="sigma_min"``) only where the committed results measured it
     better than "jump" on every test bed of the nearest measured noise schedule
-    (`hso.evaluation.report.derive_diffusers_convention`); other NFEs take the nearest measured NFE's choice
-    (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
+    (`hso.evaluation.report.derive_diffusers_convention`); other NFEs and variants take the nearest measured one's
+    choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
     sched = as_schedule(schedule)
-    solver = SAME_AS.get(solver, solver)
-    rows = nearest_noise([r for r in rule_table().get("diffusers", []) if r["solver"] == solver], sched)
+    solver = SAME_AS.get(solver, get_solver(solver).name)
+    rows, exact = nearest_sampler(rule_table().get("diffusers", []), solver, options)
+    rows = nearest_noise(rows, sched)
     if not rows:
         return "jump", False
     row = _nearest_nfe(rows, nfe)
-    return str(row["convention"]), row["nfe"] == nfe
+    return str(row["convention"]), exact and row["nfe"] == nfe

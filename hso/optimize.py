@@ -5,7 +5,7 @@ import inspect
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -19,7 +19,7 @@ from .inits import INIT_FAMILIES
 from .measured import PORTED, VARIANTS, measured_pick, ported_applies
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
-from .solvers import get_solver
+from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_options
 
 __all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "MAX_GAMMA", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
 
@@ -180,7 +180,8 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
              init: str = "edm_rho", bounds: Sequence[Sequence[float]] | None = None, popsize: int = 20,
              maxiter: int = 60, tol: float = 0.01, mutation: float | tuple[float, float] = (0.5, 1.0),
              recombination: float = 0.7, polish: bool = True, seed: int | None = 66, gamma: float = 1e9,
-             backend: str = "auto", callback: Callable[..., Any] | None = None) -> ScheduleResult:
+             backend: str = "auto", callback: Callable[..., Any] | None = None,
+             solver_options: Mapping[str, Any] | None = None) -> ScheduleResult:
     """Find the best schedule for a model's noise schedule, a solver and an NFE (by default the measured best; the
     HSO search with ``method="hso"`` or ``"paper"``).
 
@@ -215,6 +216,11 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
         gamma: SPF penalty weight.
         backend: engine name or ``"auto"``.
         callback: ``callback(psi_best, fitness_best, generation)``; return True to stop.
+        solver_options: the sampler's variant, e.g. ``{"order": 2, "variant": "bh2"}`` (diffusers' stock UniPC) or
+            ``{"order": 3}`` (DPM-Solver++ 3M); see `hso.solvers.sampler_options`. Default: the solver's
+            (`hso.solvers.SAMPLER_DEFAULTS`: UniPC bh1 order 3, DPM-Solver++ 2M). ``method="auto"`` takes the
+            measured ranking of this variant where it was measured, else of the nearest measured one (then not
+            ``supported``); the result records the options.
 
     Returns:
         A `ScheduleResult`.
@@ -228,7 +234,7 @@ def optimize(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str =
     return plan(schedule, nfe, solver, objective, method=method, convention=convention, spacing=spacing, p=p,
                 trunc_num=trunc_num, init=init, bounds=bounds, popsize=popsize, maxiter=maxiter, tol=tol,
                 mutation=mutation, recombination=recombination, polish=polish, seed=seed, gamma=gamma,
-                backend=backend, callback=callback).run(callback, t_start=t_start)
+                backend=backend, callback=callback, solver_options=solver_options).run(callback, t_start=t_start)
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,7 @@ class Plan:
             candidates passed over because they are not valid here, with the reason).
         source: "hso" (a search), "hso_stop_ported" (the "stop" search, last point dropped) or a baseline's name.
         baseline: that baseline's points ``t  # [N+1]``; None for a search.
+        solver_options: the sampler's options, its defaults filled in (`hso.solvers.sampler_options`).
     """
 
     schedule: NoiseSchedule
@@ -257,6 +264,7 @@ class Plan:
     settings: dict[str, Any]
     source: str = "hso"
     baseline: np.ndarray | None = None
+    solver_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_search(self) -> bool:
@@ -305,7 +313,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
          init: str = "edm_rho", bounds: Sequence[Sequence[float]] | None = None, popsize: int = 20,
          maxiter: int = 60, tol: float = 0.01, mutation: float | tuple[float, float] = (0.5, 1.0),
          recombination: float = 0.7, polish: bool = True, seed: int | None = 66, gamma: float = 1e9,
-         backend: str = "auto", callback: Callable[..., Any] | None = None) -> Plan:
+         backend: str = "auto", callback: Callable[..., Any] | None = None,
+         solver_options: Mapping[str, Any] | None = None) -> Plan:
     """What `optimize` would run for these arguments (the same arguments), without running it: every argument
     validated (raising before any kernel runs) and the engine's specs built. ``callback`` only marks the request as
     a search (pass it to `Plan.run`).
@@ -323,6 +332,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     sched = as_schedule(schedule)
     nfe = _check_int("nfe", nfe, 1)
     spec_solver = get_solver(solver)
+    options = (sampler_options(spec_solver.name, solver_options)
+               if solver_options is not None or spec_solver.name in SAMPLER_DEFAULTS else {})
     conv = convention or spec_solver.default_convention
     n_int = spec_solver.n_intervals(nfe, conv)
     if nfe > MAX_NFE:
@@ -400,7 +411,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         if passed_over:  # only then: results that pass nothing over keep the settings they always had
             settings["passed_over"] = list(passed_over)
         return Plan(sched, lower, fast.ObjectiveSpec(objective, sched.kind, float(p), trunc_num), de, engine.name,
-                    spec_solver.name, conv, nfe, spacing, settings, source=source, baseline=baseline)
+                    spec_solver.name, conv, nfe, spacing, settings, source=source, baseline=baseline,
+                    solver_options=options)
 
     given = dict(objective=objective, spacing=spacing, p=p, trunc_num=trunc_num, init=init, bounds=bounds,
                  popsize=popsize, maxiter=maxiter, tol=tol, mutation=mutation, recombination=recombination,
@@ -412,11 +424,11 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                                            n_int))
 
     # the measured ranking (method "auto"), then method "hso"'s search, then the paper's: the first valid here
-    pick = measured_pick(spec_solver.name, conv, sched, nfe) if method == "auto" else None
+    pick = measured_pick(spec_solver.name, conv, sched, nfe, options) if method == "auto" else None
     passed_over: list[str] = []
     for name, ratio in pick.ranking if pick is not None else ():
-        measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "worst_ratio": ratio,
-                    "supported": pick.supported(name)}
+        measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
+                    "worst_ratio": ratio, "supported": pick.supported(name)}
         try:
             if name in VARIANTS:  # one of hso's settings, relative to the paper's
                 v = VARIANTS[name]
@@ -441,7 +453,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
             passed_over.append(f"{name}: {e}")
     for fallback in ("hso", "paper"):
         measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "noise": pick.noise,
-                                              "worst_ratio": None, "supported": False}
+                                              "sampler": pick.sampler, "worst_ratio": None, "supported": False}
         try:
             return build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name,
                                                n_int),
@@ -481,7 +493,8 @@ def _make_result(job: Plan, t: np.ndarray, lam: np.ndarray, wall_time: float, **
     return ScheduleResult(
         t=t, lambdas=lam, sigmas=sig, timesteps=timesteps, wall_time=wall_time, backend=job.backend,
         convention=job.convention, solver=job.solver, nfe=job.nfe, objective=job.objective.name, spacing=job.spacing,
-        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings), source=job.source, **fields)
+        d_min=job.lower.d_min, schedule=sched.describe(), settings=dict(job.settings), source=job.source,
+        solver_options=dict(job.solver_options), **fields)
 
 
 def _result(job: Plan, out: fast.SearchOutcome, wall_time: float) -> ScheduleResult:

@@ -38,6 +38,8 @@ class ScheduleResult:
             schedule for this NFE with its last point dropped; ``fitness`` / ``mep`` / ``penalty`` / ``psi`` are that
             search's), or the name of the `hso.baselines` schedule that ``method="auto"`` measured better than
             every HSO candidate for this solver, convention, space and NFE.
+        solver_options: the sampler's options the schedule was chosen for (``{"order": 2, "variant": "bh2"}``:
+            `hso.solvers.sampler_options`, the solver's defaults filled in; empty for a solver without a sampler).
     """
 
     t: np.ndarray
@@ -63,6 +65,7 @@ class ScheduleResult:
     schedule: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = "hso"
+    solver_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def x(self) -> np.ndarray:

@@ -188,3 +188,20 @@ def test_cli_errors_are_one_line_and_exit_2(capsys):
     assert main(["evaluate", "--testbed", "nope", "--quick"]) == 2
     assert capsys.readouterr().err.startswith("hso: error: unknown test bed")
     assert main(["evaluate", "--nfe", "4-x", "--quick"]) == 2
+
+
+def test_replay_resamples_the_same_schedules_under_another_variant():
+    """`evaluate(replay=...)`: the same points, no search; with the same options the same numbers, with UniPC bh2
+    other ones."""
+    ev = evaluate("gmm", "sd21", solvers=("unipc",), nfes=(4,), n_samples=16, methods=("hso_paper", "trailing"))
+    same = evaluate("gmm", "sd21", solvers=("unipc",), nfes=(4,), n_samples=16, methods=("hso_paper", "trailing"),
+                    replay=ev)
+    assert [(r["method"], r["t"], r["rmse"]) for r in same.rows] == [(r["method"], r["t"], r["rmse"]) for r in ev.rows]
+    assert same.meta["schedules"] == "replayed" and ev.meta["schedules"] == "made"
+    bh2 = evaluate("gmm", "sd21", solvers=("unipc",), nfes=(4,), n_samples=16, methods=("hso_paper", "trailing"),
+                   solver_options={"unipc": {"variant": "bh2"}}, replay=ev)
+    assert [r["t"] for r in bh2.rows] == [r["t"] for r in ev.rows]
+    assert all(r["solver_options"] == {"order": 3, "variant": "bh2"} for r in bh2.rows)
+    assert all(a["rmse"] != b["rmse"] for a, b in zip(bh2.rows, ev.rows))
+    with pytest.raises(ValueError, match="another noise schedule"):
+        evaluate("gmm", "edm", solvers=("unipc",), nfes=(4,), n_samples=16, methods=("trailing",), replay=ev)

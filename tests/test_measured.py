@@ -75,7 +75,7 @@ def test_the_diffusers_convention_is_the_lower_worst_ratio_against_both_conventi
 
 def test_diffusers_convention_lookup():
     for e in rule_table()["diffusers"]:
-        assert diffusers_convention(e["solver"], e["noise"], e["nfe"]) == (e["convention"], True)
+        assert diffusers_convention(e["solver"], e["noise"], e["nfe"], e["options"]) == (e["convention"], True)
     # unmeasured solvers keep diffusers' "jump"; unmeasured NFEs take the nearest measured one, not claimed
     assert diffusers_convention("deis", "sd21", 5) == ("jump", False)
     conv, measured = diffusers_convention("unipc", "sd21", 7)

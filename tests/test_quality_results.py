@@ -25,6 +25,7 @@ def test_readme_quality_section_is_generated_from_committed_results(results):
 
 
 def test_committed_results_cover_the_promised_grid(results):
+    results = run.base_results(results)
     names = {name for name, _ in results}
     assert {"gmm_sd21", "gmm_edm", "net_sd21", "net_edm"} <= names
     assert {f"{n}_nfe12-50" for n in ("gmm_sd21", "net_sd21", "epsnet_ddpm", "epsnet_sd21")} <= names
@@ -40,6 +41,27 @@ def test_committed_results_cover_the_promised_grid(results):
         assert unipc["solver_options"] == {"order": 3, "variant": "bh1"}
         assert ev.meta["reference"]["max_change_vs_rtol_1e-7"] < 1e-3
         assert all(np.isfinite(r["rmse"]) for r in ev.rows)
+
+
+def test_every_configuration_is_resampled_with_every_sampler_variant(results):
+    """The variant results re-sample exactly the configuration's committed schedules, with the variant's options."""
+    from hso.evaluation.report import sampler_of
+    from hso.measured import CANDIDATE_ORDER
+    from hso.solvers import sampler_label, sampler_options
+
+    by_name = dict(results)
+    for name, ev in run.base_results(results):
+        for solver, options in run.SAMPLER_VARIANTS:
+            label = sampler_label(solver, options)
+            var = by_name.get(f"{name} {label}")
+            assert var is not None, f"no {label} results for {name}: run `python -m benchmarks.quality.run --variants`"
+            assert run.is_variant(var) and var.meta["n_samples"] == ev.meta["n_samples"]
+            assert sampler_of(var, solver) == (label, sampler_options(solver, options))
+            base = {(r["convention"], r["nfe"], r["method"]): r["t"] for r in ev.rows
+                    if r["solver"] == solver and r["method"] in CANDIDATE_ORDER}
+            mine = {(r["convention"], r["nfe"], r["method"]): r["t"] for r in var.rows}
+            assert mine == base, (name, label)
+            assert all(np.isfinite(r["rmse"]) for r in var.rows)
 
 
 def test_auto_rule_is_the_one_the_committed_results_give(results):
@@ -67,18 +89,21 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
     assert rule_table() == json.loads(json.dumps(run.rule_data(results))), \
         "hso/measured_rule.json is stale: run `python -m benchmarks.quality.run --readme-only`"
 
+    from hso.evaluation.report import sampler_of
+
     for name, ev in results:
         preset = ev.meta["schedule"]["name"]
         derived = ev.meta["testbed"] in run.RULE_BEDS  # held-out beds only check the default's rows
         for solver, conv, nfe in ev.cells():
+            label, options = sampler_of(ev, solver)
             cell = [r for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe)]
             rows = {r["method"]: r["rmse"] for r in cell if valid_row(r)}
             # a schedule whose integer timesteps collide is neither ranked nor the measure of the others
             invalid = {r["method"] for r in cell if not valid_row(r)}
             best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
-            pick = measured_pick(solver, conv, preset, nfe)
-            # every measured noise schedule maps to itself
-            assert pick.measured and pick.nfe == nfe and pick.noise == preset
+            pick = measured_pick(solver, conv, preset, nfe, options)
+            # every measured noise schedule and sampler variant maps to itself
+            assert pick.measured and pick.nfe == nfe and pick.noise == preset and pick.sampler == label
             ranked = dict(pick.ranking)
             assert set(ranked) <= set(CANDIDATE_ORDER) and not set(ranked) & invalid
             # every recorded ratio bounds this bed's ratio (it is the worst over the beds; stored to 6 decimals)
@@ -89,6 +114,9 @@ def test_measured_rule_is_the_one_the_committed_results_give(results):
             # and the default's row ("hso") is that candidate's schedule (every first-ranked candidate applies to
             # the committed noise schedules)
             first = pick.ranking[0][0]
+            if run.is_variant(ev):  # re-sampled candidates only: the default's row is measured in the configuration
+                assert first in rows
+                continue
             # (rel 1e-6: rows made in separate runs can differ in the last bits: the DM-NonUniform search is chaotic
             # in rounding (benchmarks/results/perturbation.md), and a run with another BLAS thread count sums the
             # denoiser's products in another order; measured up to 4e-11 relative, gmm_edm ddim jump NFE 8)

@@ -21,9 +21,10 @@ import numpy as np
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
 from hso.evaluation.report import (RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_diffusers_convention,
-                                   derive_measured_rule, summary_markdown, valid_row)
+                                   derive_measured_rule, sampler_of, summary_markdown, valid_row)
 from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE
 from hso.schedules import kind_name_of_family
+from hso.solvers import sampler_label
 
 # every schedule method, plus hso.calibrate at 2% and 6.5% of GITS's budget (held out: the evaluation's noises)
 METHODS = DEFAULT_METHODS + ("calibrate", "calibrate_1000")
@@ -55,8 +56,26 @@ GRIDS = {"": {"nfes": DEFAULT_NFES, "conventions": ("stop", "jump"), "methods": 
          "_nfe12-50": {"nfes": HIGH_NFES, "conventions": ("jump",), "methods": HIGH_METHODS, "n_samples": 256}}
 
 
+# sampler variants measured besides the defaults (UniPC bh1 order 3, DPM-Solver++ 2M): diffusers' stock UniPC
+# (bh2, order 2), ComfyUI's uni_pc_bh2 (bh2, order 3) and DPM-Solver++ 3M. They re-sample every configuration's
+# committed schedules (`evaluate(replay=...)`: the searches do not depend on the variant) and are ranked on their
+# own (`derive_measured_rule` keys by `hso.solvers.sampler_label`)
+SAMPLER_VARIANTS = (("unipc", {"variant": "bh2", "order": 2}), ("unipc", {"variant": "bh2", "order": 3}),
+                    ("dpmsolver++", {"order": 3}))
+
+
 def config_dir(testbed: str, preset: str, grid: str = "") -> Path:
     return HERE / f"{testbed}_{preset}{grid}"
+
+
+def variant_path(testbed: str, preset: str, grid: str, solver: str, options: dict) -> Path:
+    """Where a sampler variant's re-sampled results of a configuration live (compact JSON)."""
+    return config_dir(testbed, preset, grid) / f"results_{sampler_label(solver, options)}.json"
+
+
+def is_variant(ev: Evaluation) -> bool:
+    """An evaluation of a sampler variant re-sampling committed schedules (not one of the configurations')."""
+    return ev.meta.get("schedules") == "replayed"
 
 
 def runs() -> list[tuple[str, str, str, str]]:
@@ -64,13 +83,49 @@ def runs() -> list[tuple[str, str, str, str]]:
     return [(f"{bed}_{preset}{grid}", bed, preset, grid) for grid in GRIDS for bed, preset in CONFIGS]
 
 
-def load_results() -> list[tuple[str, Evaluation]]:
-    out = []
+def load_results(variants: bool = True) -> list[tuple[str, Evaluation]]:
+    """The committed results: every configuration's, then (``variants``) every sampler variant's, named
+    ``"<configuration> <sampler label>"``."""
+    out, more = [], []
     for name, bed, preset, grid in runs():
         p = config_dir(bed, preset, grid) / "results.json"
         if p.exists():
             out.append((name, Evaluation.from_json(p.read_text())))
-    return out
+        for solver, options in SAMPLER_VARIANTS if variants else ():
+            q = variant_path(bed, preset, grid, solver, options)
+            if q.exists():
+                more.append((f"{name} {sampler_label(solver, options)}", Evaluation.from_json(q.read_text())))
+    return out + more
+
+
+def result_file(name: str) -> str:
+    """The committed file of a result named as `load_results` names it."""
+    config, _, label = name.partition(" ")
+    return f"benchmarks/quality/{config}/results{'_' + label if label else ''}.json"
+
+
+def base_results(results: list[tuple[str, Evaluation]]) -> list[tuple[str, Evaluation]]:
+    """The configurations' own results (not the sampler variants')."""
+    return [(name, ev) for name, ev in results if not is_variant(ev)]
+
+
+def run_variants(only: set[str] | None) -> None:
+    """Re-sample every configuration's committed schedules under each `SAMPLER_VARIANTS` member."""
+    for name, bed, preset, grid in runs():
+        path = config_dir(bed, preset, grid) / "results.json"
+        if (only and name not in only) or not path.exists():
+            continue
+        base = Evaluation.from_json(path.read_text())
+        methods = tuple(m for m in base.meta["methods"] if m in CANDIDATE_ORDER)
+        for solver, options in SAMPLER_VARIANTS:
+            print(f"== {name} {sampler_label(solver, options)}", file=sys.stderr, flush=True)
+            ev = evaluate(bed, preset, solvers=(solver,), nfes=base.meta["nfes"], methods=methods,
+                          conventions=GRIDS[grid]["conventions"], n_samples=base.meta["n_samples"], seed=0,
+                          progress=True, reference_cache=REFERENCE_CACHE, solver_options={solver: options},
+                          replay=base)
+            out = variant_path(bed, preset, grid, solver, options)
+            out.write_text(ev.to_json() + "\n")
+            out.with_name(f"table_{sampler_label(solver, options)}.md").write_text(ev.markdown() + "\n")
 
 
 def _losses(ev: Evaluation, method: str = "hso", within: float = 1.05) -> str:
@@ -113,11 +168,11 @@ def _measured_ratios(ev: Evaluation, rules: list[dict]) -> list[float]:
     """Per cell, the RMSE ratio to the best baseline of the first candidate a derived measured table ranks that has
     a row in this cell (what ``method="auto"`` returns)."""
     noise = ev.meta["schedule"]["name"]
-    table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
+    table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
         rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
-        pick = next(m for m, _ in table[cell[:2] + (noise, cell[2])] if m in rows)
+        pick = next(m for m, _ in table[(sampler_of(ev, cell[0])[0], cell[1], noise, cell[2])] if m in rows)
         out.append(rows[pick] / min(v for m, v in rows.items() if m in BASELINES))
     return out
 
@@ -139,7 +194,7 @@ def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:
     if len({ev.meta["testbed"] for ev in evs}) < 2:
         return []
     full_auto, full_hso = derive_measured_rule(evs), derive_auto_rule(evs)[0]
-    lines = ["", "**Are the rules fitted to these beds?** Each rule derived from all three test beds, and again "
+    lines = ["", "**Are the rules fitted to these beds?** Each rule derived from all the test beds, and again "
              "with the scored configuration's bed left out (leave-one-bed-out: an out-of-sample estimate), "
              "scored on each configuration (cells within 1.1x of the best baseline / geometric-mean ratio to it):",
              "", "| results | `auto` from all beds | `auto` without this bed | `hso` from its beds | "
@@ -158,13 +213,12 @@ def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:
     return lines
 
 
-def _measured_table(evs: list[Evaluation]) -> list[str]:
-    """The default's picks per (measured noise schedule, solver, convention) x NFE, with their worst ratio to the best
-    schedule."""
-    rules = derive_measured_rule(evs)
+def _measured_table(rules: list[dict]) -> list[str]:
+    """The default's picks per (measured noise schedule, sampler variant, convention) x NFE, with their worst ratio
+    to the best schedule."""
     nfes = sorted({r["nfe"] for r in rules})
-    keys = sorted({(r["solver"], r["convention"], r["noise"]) for r in rules}, key=lambda k: (k[2], k[0], k[1]))
-    table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0] for r in rules}
+    keys = sorted({(r["sampler"], r["convention"], r["noise"]) for r in rules}, key=lambda k: (k[2], k[0], k[1]))
+    table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0] for r in rules}
     n_sup = sum(ratio <= SUPPORT_RATIO for _, ratio in table.values())
     lines = ["| noise | solver | convention | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|---|---|---|" + "---|" * len(nfes)]
@@ -177,9 +231,11 @@ def _measured_table(evs: list[Evaluation]) -> list[str]:
     return [f"Supported (worst ratio <= {SUPPORT_RATIO}): {n_sup} of {len(table)} cells.", ""] + lines
 
 
-def readme_section(results: list[tuple[str, Evaluation]]) -> str:
+def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
+    results = base_results(all_results)
     if not results:
         return "No committed quality results yet: run `python -m benchmarks.quality.run`."
+    rules = derive_measured_rule(rule_evaluations(all_results))
     evs = [ev for _, ev in results]
     ev0 = evs[0]
     grids = "; ".join(f"NFE {', '.join(map(str, g['nfes']))} in {' and '.join(g['conventions'])} with "
@@ -199,7 +255,14 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
         "photographs), `epsnet` (a plain epsilon-prediction network trained on DDPM's linear betas, no "
         "preconditioning: VP only). Noise schedules: `sd21` (SD's scaled-linear betas, v-prediction), `ddpm` "
         "(DDPM's linear betas, epsilon), `edm` (EDM, sigma 0.002-80), `flow` (flow matching, shift 3).", "",
-        _acceptance_table(results), "",
+        "Sampler variants: every configuration's schedules are also re-sampled (no new search: hso's searches do "
+        "not depend on the variant; `python -m benchmarks.quality.run --variants` writes "
+        "`<configuration>/results_<sampler>.json`) with " + ", ".join(
+            f"`{sampler_label(s, o)}`" for s, o in SAMPLER_VARIANTS) + " (`unipc-bh2-o2`: diffusers' stock "
+        "UniPCMultistepScheduler; `unipc-bh2-o3`: ComfyUI's uni_pc_bh2; `dpmsolver++-o3`: DPM-Solver++ 3M), and "
+        "the default is derived for each variant on its own.", "",
+        _acceptance_by_sampler(all_results, rules), "",
+        _acceptance_table(all_results, rules), "",
         summary_markdown(evs, [f"[{name}]({name}/table.md)" for name, _ in results]), "",
         "The defaults below are derived from all four test beds under every noise schedule of their family (vp: "
         "SD's and DDPM's betas; ve: EDM; flow: shift 3); the cross-validation table leaves each bed out in turn.", "",
@@ -213,8 +276,8 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
         f"only when lower by more than {TOLERANCE - 1:.0%}. The number is that worst ratio; a cell is *supported* "
         f"when it is at most {SUPPORT_RATIO}. Other NFEs take the nearest measured NFE's pick (not claimed as "
         "supported); other solvers search with `method=\"hso\"`'s settings.", ""]
-    lines += _measured_table(rule_evaluations(results))
-    lines += _diffusers_table(results)
+    lines += _measured_table(rules)
+    lines += _diffusers_table(all_results, rules)
     rule, evidence = derive_auto_rule(rule_evaluations(results))
     lines += ["", "**`method=\"hso\"`** (the search only; also what `auto` searches with when search arguments are "
               "given; derived from all four beds): per solver, convention and lambda space, the "
@@ -232,8 +295,8 @@ def readme_section(results: list[tuple[str, Evaluation]]) -> str:
               "time-quadratic, leading, trailing, AYS in each cell; cells within 1.1x):", "",
               "| results | cells | hso (default) | hso in its supported cells | hso_search | hso_paper | "
               "calibrate (307) | calibrate_1000 |", "|---|---:|---|---|---|---|---|---|"]
-    supported = {(r["solver"], r["convention"], r["noise"], r["nfe"]) for r in derive_measured_rule(
-        rule_evaluations(results)) if r["ranking"][0][1] <= SUPPORT_RATIO}
+    supported = {(r["sampler"], r["convention"], r["noise"], r["nfe"]) for r in rules
+                 if r["ranking"][0][1] <= SUPPORT_RATIO}
     for name, ev in results:
         cells = []
         for m in ("hso", "hso_search", "hso_paper", "calibrate", "calibrate_1000"):
@@ -300,20 +363,39 @@ def _default_ratios(ev: Evaluation, rules: list[dict]) -> list[tuple[float, tupl
     """Per cell of an evaluation, the RMSE ratio of the default's schedule (the derived table's first candidate with
     a row there) to the best schedule measured in the cell."""
     noise = ev.meta["schedule"]["name"]
-    table = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
+    table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
         rows = {r["method"]: r["rmse"] for r in ev.rows
                 if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
         best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
-        pick = next(m for m, _ in table[cell[:2] + (noise, cell[2])] if m in rows)
+        pick = next(m for m, _ in table[(sampler_of(ev, cell[0])[0], cell[1], noise, cell[2])] if m in rows)
         out.append((rows[pick] / best, cell))
     return out
 
 
-def _acceptance_table(results: list[tuple[str, Evaluation]]) -> str:
+def _acceptance_by_sampler(results: list[tuple[str, Evaluation]], rules: list[dict]) -> str:
+    """Per sampler variant, over every configuration: how close the default comes to the best schedule measured."""
+    by: dict[str, list[float]] = {}
+    per_config: dict[str, list[float]] = {}
+    for name, ev in results:
+        for x, cell in _default_ratios(ev, rules):
+            label = sampler_of(ev, cell[0])[0]
+            by.setdefault(label, []).append(x)
+            per_config.setdefault(f"{label} {name}", []).append(x)
+    lines = ["**The default against the best schedule, per sampler** (RMSE ratio over every configuration's "
+             "cells; the last column: the lowest share of cells within 1.05x in any one configuration):", "",
+             "| sampler | cells | within 1.05x | within 1.25x | worst ratio | lowest share within 1.05x |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, r in by.items():
+        shares = [np.mean(np.asarray(v) <= 1.05) for k, v in per_config.items() if k.split(" ")[0] == label]
+        lines.append(f"| {label} | {len(r)} | {sum(x <= 1.05 for x in r)} | {sum(x <= 1.25 for x in r)} | "
+                     f"{max(r):.2f}x | {min(shares):.0%} |")
+    return "\n".join(lines)
+
+
+def _acceptance_table(results: list[tuple[str, Evaluation]], rules: list[dict]) -> str:
     """Per configuration: how close the default comes to the best schedule measured, cell by cell."""
-    rules = derive_measured_rule(rule_evaluations(results))
     lines = ["**The default against the best schedule measured in each cell** (RMSE ratio; every schedule method "
              "counts, the model-using `calibrate` rows do not, nor schedules whose integer timesteps collide on a "
              "discrete model):", "",
@@ -326,14 +408,13 @@ def _acceptance_table(results: list[tuple[str, Evaluation]]) -> str:
     return "\n".join(lines)
 
 
-def _diffusers_table(results: list[tuple[str, Evaluation]]) -> list[str]:
-    """What `hso.diffusers.optimize_pipeline` installs per solver, noise schedule and NFE
+def _diffusers_table(results: list[tuple[str, Evaluation]], rules: list[dict]) -> list[str]:
+    """What `hso.diffusers.optimize_pipeline` installs per sampler variant, noise schedule and NFE
     (`derive_diffusers_convention`)."""
-    evs = rule_evaluations(results)
-    rows = derive_diffusers_convention(evs, derive_measured_rule(evs))
+    rows = derive_diffusers_convention(rule_evaluations(results), rules)
     nfes = sorted({r["nfe"] for r in rows})
-    keys = sorted({(r["noise"], r["solver"]) for r in rows})
-    table = {(r["noise"], r["solver"], r["nfe"]): r for r in rows}
+    keys = sorted({(r["noise"], r["sampler"]) for r in rows})
+    table = {(r["noise"], r["sampler"], r["nfe"]): r for r in rows}
     lines = ["", "**What `hso.diffusers.optimize_pipeline` installs** (`hso.measured.diffusers_convention`): per "
              "solver, measured noise schedule and NFE measured in both conventions, the default's \"jump\" "
              "schedule (diffusers' own: evaluate at every point, then step to sigma 0) or its \"stop\" schedule (a "
@@ -352,26 +433,29 @@ def _diffusers_table(results: list[tuple[str, Evaluation]]) -> list[str]:
     return lines
 
 
-def readme_summary(results: list[tuple[str, Evaluation]]) -> str:
+def readme_summary(all_results: list[tuple[str, Evaluation]]) -> str:
     """The main README's short section: where the default stands, with a link to the full report."""
+    results = base_results(all_results)
     if not results:
         return "No committed quality results yet: run `python -m benchmarks.quality.run`."
+    rules = derive_measured_rule(rule_evaluations(all_results))
     return "\n".join([
         f"The full report, generated from the committed results: [benchmarks/quality/README.md]"
         f"(benchmarks/quality/README.md) (every configuration's table, the default's picks per cell, what "
         f"`optimize_pipeline` installs, the cross-validation, `hso.calibrate`). Measured on {len(results)} "
         "configurations: four test beds (exact denoisers of digits and of photograph patches, a trained "
         "EDM-preconditioned network, a plain epsilon network) under SD's and DDPM's betas, EDM and shift-3 flow "
-        "noise; NFE 4-10 in both conventions and 12-50 in \"jump\". " + _pick_counts(results), "",
-        _acceptance_table(results)])
+        "noise; NFE 4-10 in both conventions and 12-50 in \"jump\"; each also re-sampled with UniPC bh2 "
+        "(orders 2 and 3) and DPM-Solver++ 3M. " + _pick_counts(rules), "",
+        _acceptance_by_sampler(all_results, rules), "",
+        _acceptance_table(results, rules)])
 
 
-def _pick_counts(results: list[tuple[str, Evaluation]]) -> str:
+def _pick_counts(rules: list[dict]) -> str:
     """How often the default is an HSO search and how often a baseline, over the measured cells."""
-    rules = derive_measured_rule(rule_evaluations(results))
     searches = sum(r["ranking"][0][0] not in BASELINES for r in rules)
     return (f"The default is an HSO search (a measured setting, or the ported \"stop\" search) in {searches} of "
-            f"the {len(rules)} measured cells (solver x convention x noise schedule x NFE), a baseline in the rest.")
+            f"the {len(rules)} measured cells (sampler x convention x noise schedule x NFE), a baseline in the rest.")
 
 
 def update_readme(results: list[tuple[str, Evaluation]]) -> bool:
@@ -394,8 +478,7 @@ def rule_data(results: list[tuple[str, Evaluation]]) -> dict:
     rules = derive_measured_rule(rule_evaluations(results))
     return {"format": "hso-measured-rule", "format_version": 2,
             "command": "python -m benchmarks.quality.run --readme-only",
-            "derived_from": [f"benchmarks/quality/{name}/results.json" for name, ev in results
-                             if ev.meta["testbed"] in RULE_BEDS],
+            "derived_from": [result_file(name) for name, ev in results if ev.meta["testbed"] in RULE_BEDS],
             "metric": "rmse", "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
             "rules": rules, "diffusers": derive_diffusers_convention(rule_evaluations(results), rules)}
 
@@ -433,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme-only", action="store_true")
     ap.add_argument("--only", default=None, help="comma-separated configs, e.g. gmm_sd21,net_edm")
     ap.add_argument("--samples", type=int, default=None, help="samples per run (default: the grid's, 512 / 256)")
+    ap.add_argument("--variants", action="store_true",
+                    help="re-sample the committed schedules under the sampler variants (SAMPLER_VARIANTS) only")
     ap.add_argument("--methods", default=None,
                     help="comma-separated methods to (re-)run, merged into the committed results (default: all)")
     args = ap.parse_args(argv)
@@ -440,7 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         ap.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-    if not args.readme_only:
+    if args.variants:
+        only = set(args.only.split(",")) if args.only else None
+        run_variants(only)
+    elif not args.readme_only:
         # the default's rows use the rule derived from the committed results of the other methods
         if load_results():
             write_rule(load_results())

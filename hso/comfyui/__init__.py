@@ -28,12 +28,15 @@ import numpy as np
 
 import hso
 
-__all__ = ["HSOScheduler", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "SAMPLERS", "noise_schedule_of",
-           "schedule_sigmas"]
+__all__ = ["HSOScheduler", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "SAMPLERS", "SAMPLER_OPTIONS",
+           "noise_schedule_of", "schedule_sigmas"]
 
 # ComfyUI sampler name -> the hso solver whose schedule suits it
 SAMPLERS: dict[str, str] = {"euler": "euler", "heun": "heun", "ddim": "ddim", "dpmpp_2m": "dpmsolver++",
                             "uni_pc": "unipc", "uni_pc_bh2": "unipc", "deis": "deis", "ipndm": "ipndm"}
+# the variants ComfyUI's samplers run (`hso.solvers.sampler_options`; the others: the solver's defaults): uni_pc is
+# UniPC bh1 order 3 (hso's default), uni_pc_bh2 the same with B(h) = e^h - 1
+SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {"uni_pc_bh2": {"variant": "bh2", "order": 3}}
 
 
 def _names(obj: Any) -> set[str]:
@@ -69,11 +72,12 @@ _CACHE: dict[tuple, tuple[float, ...]] = {}
 _CACHE_SIZE = 256
 
 
-def _sigmas(noise: hso.NoiseSchedule, solver: str, nfe: int) -> tuple[float, ...]:
-    """The sampler's sigmas for a schedule (cached by the noise schedule's content, solver and NFE)."""
-    key = (noise.content_key(), solver, nfe)
+def _sigmas(noise: hso.NoiseSchedule, sampler: str, nfe: int) -> tuple[float, ...]:
+    """The sampler's sigmas for a schedule (cached by the noise schedule's content, sampler and NFE)."""
+    key = (noise.content_key(), sampler, nfe)
     if key not in _CACHE:
-        res = hso.optimize(noise, nfe, solver, convention="jump")
+        res = hso.optimize(noise, nfe, SAMPLERS[sampler], convention="jump",
+                           solver_options=SAMPLER_OPTIONS.get(sampler))
         sig = noise.sigma(res.t) if noise.family == "flow" else noise.edm_sigma(res.t)
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
@@ -103,7 +107,7 @@ def schedule_sigmas(model_sampling: Any, steps: int, sampler: str = "euler", den
     noise = noise_schedule_of(model_sampling)
     solver = SAMPLERS[sampler]
     nfe = 2 * total - 1 if solver == "heun" else total  # Heun: two evaluations per step, none at the last point
-    return list(_sigmas(noise, solver, nfe)[-(int(steps) + 1):])
+    return list(_sigmas(noise, sampler, nfe)[-(int(steps) + 1):])
 
 
 class HSOScheduler:

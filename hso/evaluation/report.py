@@ -9,12 +9,13 @@ import numpy as np
 from ..baselines import BASELINES
 from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
 from ..schedules import kind_name_of_family
+from ..solvers import SAMPLER_DEFAULTS, sampler_label
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
 
 __all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
-           "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row",
+           "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
            "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
@@ -199,6 +200,8 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
     for ev in evs:
         space = kind_name_of_family(ev.meta["schedule"]["family"])
         for cell in ev.cells():
+            if sampler_of(ev, cell[0])[0] != cell[0]:  # another sampler variant (method "hso" is per solver)
+                continue
             rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
             if "hso_paper" not in rows:
                 continue
@@ -234,16 +237,19 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
     """
     cells: dict[tuple, list[dict[str, float]]] = {}
     tops: dict[str, float] = {}
+    samplers: dict[str, tuple[str, dict]] = {}
     for ev in evs:
         space = kind_name_of_family(ev.meta["schedule"]["family"])
         noise, tops[noise] = noise_class(ev)
         for solver, conv, nfe in ev.cells():
+            label, options = sampler_of(ev, solver)
+            samplers[label] = (solver, options)
             rows = {r["method"]: r["rmse"] for r in ev.rows
                     if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
             if not any(m in rows for m in BASELINE_NAMES):
                 continue
             best = min(rows[m] for m in CANDIDATE_ORDER if m in rows)
-            cells.setdefault((solver, conv, space, noise, nfe), []).append(
+            cells.setdefault((label, conv, space, noise, nfe), []).append(
                 {m: rows[m] / best for m in CANDIDATE_ORDER if m in rows})
     out = []
     for key in sorted(cells):
@@ -257,10 +263,18 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
             pick = next(m for m in left if worst[m] <= low * RULE_TOLERANCE)
             ranking.append(pick)
             left.remove(pick)
-        out.append({"solver": key[0], "convention": key[1], "space": key[2], "noise": key[3],
+        out.append({"solver": samplers[key[0]][0], "sampler": key[0], "options": samplers[key[0]][1],
+                    "convention": key[1], "space": key[2], "noise": key[3],
                     "lambda_top": round(tops[key[3]], 6), "nfe": int(key[4]),
                     "ranking": [[m, round(float(worst[m]), 6)] for m in ranking]})
     return out
+
+
+def sampler_of(ev: Evaluation, solver: str) -> tuple[str, dict]:
+    """The sampler variant an evaluation ran ``solver`` with: (`hso.solvers.sampler_label`, its options)."""
+    opts = next((r.get("solver_options") for r in ev.rows if r["solver"] == solver), None)
+    opts = dict(SAMPLER_DEFAULTS.get(solver, {}) if opts is None else opts)
+    return sampler_label(solver, opts), opts
 
 
 def valid_row(row: dict) -> bool:
@@ -297,19 +311,21 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
             is the default's schedule.
 
     Returns:
-        ``[{"solver", "space", "noise", "lambda_top", "nfe", "convention", "worst": {"jump": ratio, "stop": ratio}}]``,
-        sorted by key.
+        ``[{"solver", "sampler", "options", "space", "noise", "lambda_top", "nfe", "convention",
+        "worst": {"jump": ratio, "stop": ratio}}]``, sorted by key.
     """
     rules = derive_measured_rule(evs) if rules is None else rules
-    first = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0][0] for r in rules}
+    first = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0][0] for r in rules}
     tops = {r["noise"]: (r["space"], r["lambda_top"]) for r in rules}
+    samplers = {r["sampler"]: (r["solver"], r["options"]) for r in rules}
     worst: dict[tuple[str, str, int], dict[str, float]] = {}
     for ev in evs:
         noise = noise_class(ev)[0]
         by_cell: dict[tuple[str, str, int], dict[str, float]] = {}
         for r in ev.rows:
             if r["method"] in CANDIDATE_ORDER and valid_row(r):  # schedule methods the model can run
-                by_cell.setdefault((r["solver"], r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
+                label = sampler_of(ev, r["solver"])[0]
+                by_cell.setdefault((label, r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
         for (solver, conv, nfe), rows in by_cell.items():
             other = by_cell.get((solver, "jump" if conv == "stop" else "stop", nfe))
             pick = first.get((solver, conv, noise, nfe))
@@ -325,6 +341,7 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
     out = []
     for (solver, noise, nfe), w in sorted(worst.items()):
         conv = "stop" if w["stop"] * RULE_TOLERANCE < w["jump"] else "jump"
-        out.append({"solver": solver, "space": tops[noise][0], "noise": noise, "lambda_top": tops[noise][1],
+        out.append({"solver": samplers[solver][0], "sampler": solver, "options": samplers[solver][1],
+                    "space": tops[noise][0], "noise": noise, "lambda_top": tops[noise][1],
                     "nfe": int(nfe), "convention": conv, "worst": {k: round(float(v), 6) for k, v in w.items()}})
     return out

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..schedules import KIND_FLOW, NoiseSchedule, as_schedule
-from ..solvers import SAMPLER_DEFAULTS, get_solver, sample
+from ..solvers import SAMPLER_DEFAULTS, get_solver, sample, sampler_options
 from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedule
 from .metrics import rmse, sample_metrics
 from .reference import final_data, initial_state, reference_solution
@@ -89,7 +89,8 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
              solvers: Sequence[str] = DEFAULT_SOLVERS, nfes: Sequence[int] = DEFAULT_NFES,
              methods: Sequence[str] = DEFAULT_METHODS, conventions: Sequence[str] | None = None,
              n_samples: int = 512, seed: int = 0, progress: bool = False,
-             solver_options: dict[str, dict[str, Any]] | None = None, reference_cache: Any = None) -> Evaluation:
+             solver_options: dict[str, dict[str, Any]] | None = None, reference_cache: Any = None,
+             replay: Evaluation | None = None) -> Evaluation:
     """Sample with every (solver, convention, NFE, schedule method) on a test bed and score against the reference.
 
     Args:
@@ -107,6 +108,10 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         progress: print progress to stderr.
         reference_cache: a folder where the converged reference solutions are kept between runs (None: none;
             see `reference_solution`).
+        replay: another evaluation of the same test bed and noise schedule whose schedules are re-sampled instead
+            of made (no search runs): each (solver, convention, NFE, method) of this call takes the points of
+            that evaluation's row, and one it lacks is skipped. With ``solver_options``, this measures the
+            same schedules under another sampler variant (UniPC bh2, DPM-Solver++ 3M).
 
     Returns:
         An `Evaluation`.
@@ -137,7 +142,15 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         raise ValueError(f"unknown schedule method(s) {unknown}; known: {', '.join(METHODS)}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-    opts_all = {**{k: dict(v) for k, v in SAMPLER_DEFAULTS.items()}, **(solver_options or {})}
+    opts_all = {k: dict(v) for k, v in SAMPLER_DEFAULTS.items()}
+    for k, v in (solver_options or {}).items():
+        opts_all[get_solver(k).name] = sampler_options(k, v)
+    given: dict[tuple[str, str, int, str], np.ndarray] = {}
+    if replay is not None:
+        if replay.meta["schedule"] != sched.describe():
+            raise ValueError("replay: the evaluation to re-sample ran on another noise schedule")
+        given = {(r["solver"], r["convention"], r["nfe"], r["method"]): np.asarray(r["t"], dtype=np.float64)
+                 for r in replay.rows}
     jobs = []
     for s in solvers:
         spec = get_solver(s)
@@ -160,6 +173,10 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
     plans, skipped, calibrations = [], [], {}
     for solver, conv, nfe in jobs:
         for m in methods:
+            if replay is not None:
+                if (solver, conv, nfe, m) in given:
+                    plans.append((solver, conv, nfe, m, given[(solver, conv, nfe, m)]))
+                continue
             if m in MODEL_METHODS:
                 from ..calibration import calibrate
                 # its own noises (another seed): the evaluation's noises are held out from the selection
@@ -213,6 +230,8 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             "schedule": sched.describe(), "prediction": prediction, "n_samples": int(n_samples), "seed": seed,
             "solvers": list(dict.fromkeys(j[0] for j in jobs)), "nfes": [int(n) for n in nfes],
             "methods": list(methods),
+            "solver_options": {j[0]: opts_all.get(j[0], {}) for j in jobs},
+            "schedules": "replayed" if replay is not None else "made",
             "reference": {"method": "scipy DOP853 in lambda", "rtol": ref.rtol, "nfev": ref.nfev,
                           "max_change_vs_rtol_1e-7": ref.max_change},
             "teacher_metrics": teacher, "hso_version": __version__, "python": platform.python_version(),

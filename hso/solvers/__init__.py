@@ -85,7 +85,7 @@ def get_solver(name: str | SolverSpec) -> SolverSpec:
 
 
 from .samplers import (PREDICTIONS, SAMPLER_DEFAULTS, SampleOutput, canonical_prediction,  # noqa: E402
-                       prediction_for, sample, to_data_prediction)
+                       prediction_for, sample, sampler_label, sampler_options, to_data_prediction)
 
 __all__ += ["sample", "SampleOutput", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction", "canonical_prediction",
-            "prediction_for"]
+            "prediction_for", "sampler_options", "sampler_label"]

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..schedules import KIND_FLOW, KIND_VP, NoiseSchedule, log_sigma_of_lambda
 from . import CONVENTIONS, get_solver
 
-__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "to_data_prediction", "canonical_prediction",
+__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "sampler_options", "sampler_label", "to_data_prediction", "canonical_prediction",
            "prediction_for", "SampleOutput"]
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction", "flow")
@@ -64,6 +64,61 @@ class SampleOutput:
     trajectory: list
     nfe: int
     convention: str
+
+
+def sampler_options(solver: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A sampler's full options: its `SAMPLER_DEFAULTS` updated with ``options`` (``"order"``: the multistep order,
+    DPM-Solver++ 1-3 (2M, 3M), UniPC 1-3, iPNDM 1-4; ``"variant"``: UniPC's ``"bh1"`` or ``"bh2"``). A None value
+    keeps the default.
+
+    Raises:
+        ValueError: a solver without a sampler, an option it does not have, an order out of range, an unknown
+            variant.
+        TypeError: options that are not a mapping.
+    """
+    name = get_solver(solver).name
+    if name not in SAMPLER_DEFAULTS:
+        raise ValueError(f"no sampler for solver {name!r} yet; samplers: {', '.join(SAMPLER_DEFAULTS)}")
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"solver options must be a mapping such as {{'order': 2}}, got {type(options).__name__}")
+    opts = dict(SAMPLER_DEFAULTS[name])
+    for key, value in (options or {}).items():
+        if value is None:
+            continue
+        if key == "order":
+            if name not in _MAX_ORDER:
+                raise ValueError(f"{name} has no order option")
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or not 1 <= value <= _MAX_ORDER[name]):
+                raise ValueError(f"{name} order must be an integer in 1..{_MAX_ORDER[name]}, got {value!r}")
+            opts["order"] = int(value)
+        elif key == "variant":
+            if name != "unipc":
+                raise ValueError(f"{name} has no variant option (UniPC only: 'bh1', 'bh2')")
+            if value not in ("bh1", "bh2"):
+                raise ValueError(f"unknown UniPC variant {value!r}; known: 'bh1', 'bh2'")
+            opts["variant"] = value
+        else:
+            raise ValueError(f"unknown solver option {key!r}; known: 'order' (DPM-Solver++, UniPC, iPNDM), "
+                             "'variant' (UniPC)")
+    return opts
+
+
+def sampler_label(solver: str, options: Mapping[str, Any] | None = None) -> str:
+    """A sampler's name with its options: the solver's own name for its `SAMPLER_DEFAULTS` (``"unipc"``: bh1 order 3,
+    ``"dpmsolver++"``: 2M), else e.g. ``"unipc-bh2-o2"``, ``"dpmsolver++-o3"`` (how measured results and rules name
+    a solver variant).
+
+    Raises:
+        ValueError / TypeError: as `sampler_options`.
+    """
+    name = get_solver(solver).name
+    opts = sampler_options(name, options)
+    if opts == SAMPLER_DEFAULTS[name]:
+        return name
+    parts = [opts["variant"]] if "variant" in opts else []
+    parts += [f"o{opts['order']}"] if "order" in opts else []
+    return "-".join([name] + parts)
 
 
 def canonical_prediction(prediction: str) -> str:
@@ -174,19 +229,7 @@ def sample(model: Callable[[Any, float], Any], x: Any, schedule: NoiseSchedule, 
     if conv not in CONVENTIONS:
         raise ValueError(f"unknown convention {conv!r}; known: {', '.join(CONVENTIONS)}")
     pred = prediction_for(prediction, schedule)
-    opts = dict(SAMPLER_DEFAULTS[name])
-    if order is not None:
-        if name not in _MAX_ORDER:
-            raise ValueError(f"{name} has no order option")
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= _MAX_ORDER[name]:
-            raise ValueError(f"{name} order must be an integer in 1..{_MAX_ORDER[name]}, got {order!r}")
-        opts["order"] = int(order)
-    if variant is not None:
-        if name != "unipc":
-            raise ValueError(f"{name} has no variant option (UniPC only: 'bh1', 'bh2')")
-        if variant not in ("bh1", "bh2"):
-            raise ValueError(f"unknown UniPC variant {variant!r}; known: 'bh1', 'bh2'")
-        opts["variant"] = variant
+    opts = sampler_options(name, {"order": order, "variant": variant})
     tt, lam = _points(schedule, t, lambdas)
     log_sig = log_sigma_of_lambda(lam, schedule.kind)
     sig = np.exp(log_sig)
