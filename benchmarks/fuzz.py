@@ -5,12 +5,12 @@ error, a traceback, a warning or a non-finite result.
     python -m benchmarks.fuzz [--n 10000] [--seed 0]
 
 Requests mix presets, real diffusers scheduler configs (fields kept, changed or broken), random ``alphas_cumprod``
-tables and betas, EDM / flow / VP-SDE parameters, every solver (and aliases), convention, method and search option,
-and bad values of each (wrong types, NaN, out of range, unknown names). NFEs are drawn mostly from 1-50 and up to
-1000. Each request is planned (`hso.plan`); a search the plan would make is run unless it is a DM-NonUniform one
-with more than `DMN_RUN_MAX` intervals, or any with more than `RUN_MAX` (seconds to minutes each: those are
-counted as "planned"). Writes ``benchmarks/results/fuzz.md`` and ``fuzz.json``; ``tests/test_fuzz.py`` runs a
-few hundred of the same requests.
+tables and betas, EDM / flow / VP-SDE parameters, every solver (and aliases) and sampler variant (`solver_options`,
+``--order``, ``--variant``), convention, method and search option, and bad values of each (wrong types, NaN, out
+of range, unknown names). NFEs are drawn mostly from 1-50 and up to 1000. Each request is planned (`hso.plan`); a
+search the plan would make is run unless it is a DM-NonUniform one with more than `DMN_RUN_MAX` intervals, or any
+with more than `RUN_MAX` (seconds to minutes each: those are counted as "planned"). Writes
+``benchmarks/results/fuzz.md`` and ``fuzz.json``; ``tests/test_fuzz.py`` runs a few hundred of the same requests.
 """
 from __future__ import annotations
 
@@ -143,6 +143,9 @@ class Fuzzer:
             "gamma": lambda: self.pick((0.0, 1e9, 1e3, -1.0)),
             "bounds": lambda: self.pick((((3, 16), (0.01, 0.03), (0.96, 1.0)), ((3, 4), (0.02, 0.03), (0.5, 0.9)),
                                           ((16, 3), (0.01, 0.03), (0.96, 1.0)), ((3, 16),))),
+            "solver_options": lambda: self.pick(({"order": 2}, {"variant": "bh2", "order": 2}, {"order": 3},
+                                                 {"variant": "bh1"}, {"order": 1}, {}, {"order": 4},
+                                                 {"variant": "bh3"}, {"corrector": True}, [("order", 2)])),
         }
         for key, draw in choices.items():
             if self.p(0.08):
@@ -178,6 +181,8 @@ class Fuzzer:
             opt("--maxiter", lambda: int(self.rng.integers(0, 5)), 0.2)
             opt("--seed", lambda: int(self.rng.integers(0, 1000)), 0.2)
             opt("--mu", self.mu, 0.1)
+            opt("--order", lambda: int(self.rng.integers(1, 5)), 0.1)
+            opt("--variant", lambda: self.pick(("bh1", "bh2", "bh3")), 0.1)
             opt("--format", lambda: self.pick(("table", "json", "diffusers", "kdiffusion")), 0.5)
             if self.p(0.05):
                 argv += ["--from-diffusers-config", "/nonexistent/scheduler_config.json"]

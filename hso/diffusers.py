@@ -153,6 +153,13 @@ def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None, mu
     if solver is not None and solver != stock:
         warnings.warn(f"this schedule was optimised for {solver!r} but runs on {type(sched).__name__} ({stock!r}); "
                       f"optimise with solver={stock!r} for the best result", UserWarning, stacklevel=3)
+    elif solver is not None and schedule.solver_options:
+        runs = options_from_config(stock, sched.config)
+        if runs and runs != schedule.solver_options:
+            warnings.warn(f"this schedule was chosen for {solver} with options {schedule.solver_options} but "
+                          f"{type(sched).__name__} runs {runs}; optimise with "
+                          f"solver_options={runs!r} (hso.diffusers.optimize_pipeline reads them) for the best result",
+                          UserWarning, stacklevel=3)
     if stock == "heun" and conv == "stop":
         raise ValueError("HeunDiscreteScheduler always ends with a step to sigma 0: use a 'jump' schedule")
     if _flow_sigmas(sched):

@@ -130,7 +130,7 @@ def test_samplers_denoise_and_cache(monkeypatch):
         sig = node.schedule_sigmas(ms, 4, name)
         assert len(sig) == 5 and sig[-1] == 0.0
         nfe = 7 if solver == "heun" else 4
-        res = hso.optimize(noise, nfe, solver, convention="jump")
+        res = hso.optimize(noise, nfe, solver, convention="jump", solver_options=node.SAMPLER_OPTIONS.get(name))
         np.testing.assert_allclose(sig[:-1], noise.edm_sigma(res.t), rtol=2e-4)
     # denoise < 1: the tail of the schedule for round(steps / denoise) steps, as BasicScheduler does
     tail = node.schedule_sigmas(ms, 4, "euler", 0.5)

@@ -173,16 +173,21 @@ def test_optimize_pipeline_takes_the_measured_convention():
     # per (noise, solver): the smallest measured NFE of each choice (searches at NFE 50 take seconds each)
     first: dict[tuple, dict] = {}
     for e in sorted(entries, key=lambda e: e["nfe"]):
-        first.setdefault((e["noise"], e["solver"], e["convention"]), e)
+        first.setdefault((e["noise"], e["sampler"], e["convention"]), e)
     for e in first.values():
         name = by_solver[e["solver"]]
-        res = hd.optimize_pipeline(_make(name, **betas[e["noise"]]), nfe=e["nfe"])
+        # the measured sampler variant, as the scheduler's config says it (read by optimize_pipeline)
+        variant = {k: v for k, v in (("solver_order", e["options"].get("order")),
+                                     ("solver_type", e["options"].get("variant"))) if v is not None}
+        sched = _make(name, **betas[e["noise"]], **variant)
+        assert hd.solver_options_for(sched) == e["options"]
+        res = hd.optimize_pipeline(sched, nfe=e["nfe"])
         assert res.convention == e["convention"], e
         # the choice is the lower worst ratio, "stop" needing a 2% margin
         w = e["worst"]
         assert (e["convention"] == "stop") == (w["stop"] * 1.02 < w["jump"])
         if e["convention"] == "stop":
-            assert hd.optimize_pipeline(_make(name, **betas[e["noise"]]), nfe=e["nfe"],
+            assert hd.optimize_pipeline(_make(name, **betas[e["noise"]], **variant), nfe=e["nfe"],
                                         convention="jump").convention == "jump"
     assert hd.optimize_pipeline(_make("HeunDiscreteScheduler"), nfe=5).convention == "jump"
 

@@ -154,3 +154,21 @@ def test_comfyui_uni_pc_bh2_gets_the_bh2_schedule():
         res = hso.optimize(noise, 6, "unipc", convention="jump", solver_options=opts)
         want = list(noise.edm_sigma(res.t)) + [0.0]
         assert node.schedule_sigmas(ms, 6, name) == pytest.approx(want, rel=1e-12)
+
+
+def test_apply_warns_when_the_scheduler_runs_another_variant():
+    import warnings
+
+    from diffusers import UniPCMultistepScheduler
+
+    import hso.diffusers as hd
+
+    sd = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    bh1 = hso.optimize("sd15", 6, "unipc", convention="jump")
+    with pytest.warns(UserWarning, match=r"runs \{'order': 2, 'variant': 'bh2'\}; optimise with solver_options"):
+        hd.apply(UniPCMultistepScheduler(**sd), bh1)
+    bh2 = hso.optimize("sd15", 6, "unipc", convention="jump", solver_options={"variant": "bh2", "order": 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hd.apply(UniPCMultistepScheduler(**sd), bh2)
+        hd.apply(UniPCMultistepScheduler(**sd, solver_type="bh1", solver_order=3), bh1)

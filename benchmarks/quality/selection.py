@@ -37,7 +37,7 @@ from hso.evaluation.runner import default_prediction
 from hso.schedules import as_schedule
 from hso.solvers import SAMPLER_DEFAULTS, sample
 
-from .run import CONFIGS
+from .run import CONFIGS, REFERENCE_CACHE
 
 HERE = Path(__file__).parent
 OUT = HERE / "selection.md"
@@ -53,7 +53,7 @@ def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
     pred = default_prediction(sched)
     model = testbeds.as_model(den, sched, pred)
     z = np.random.default_rng(seed).standard_normal((n_noise, getattr(den, "dim", 64)))
-    ref = reference_solution(den, sched, z, []).clean
+    ref = reference_solution(den, sched, z, [], cache_dir=REFERENCE_CACHE).clean
     counter = EvaluationCounter(model)
     teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
     teach_cost = counter.spent // n_noise

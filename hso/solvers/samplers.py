@@ -29,8 +29,8 @@ import numpy as np
 from ..schedules import KIND_FLOW, KIND_VP, NoiseSchedule, log_sigma_of_lambda
 from . import CONVENTIONS, get_solver
 
-__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "sampler_options", "sampler_label", "to_data_prediction", "canonical_prediction",
-           "prediction_for", "SampleOutput"]
+__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "sampler_options", "sampler_label", "to_data_prediction",
+           "canonical_prediction", "prediction_for", "SampleOutput"]
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction", "flow")
 _PREDICTION_ALIASES = {"eps": "epsilon", "epsilon": "epsilon", "x0": "sample", "sample": "sample",
