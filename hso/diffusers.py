@@ -89,19 +89,31 @@ def solver_options_for(target: Any) -> dict[str, Any]:
     return options_from_config(SUPPORTED[_stock_name(sched)], sched.config)
 
 
-def options_from_config(solver: str, config: Any) -> dict[str, Any]:
-    """`solver_options_for` from a scheduler config mapping and the hso solver of its class."""
+def options_from_config(solver: str, config: Any, override: Any = None) -> dict[str, Any]:
+    """`solver_options_for` from a scheduler config mapping and the hso solver of its class; ``override`` (options
+    given explicitly, checked on their own first) wins over the config's, option by option.
+
+    Raises:
+        ValueError / TypeError: a bad ``override`` (`hso.solvers.sampler_options`'s error), or a config value hso's
+            sampler does not have (naming the config field, e.g. ``solver_order=4``).
+    """
     from .solvers import SAMPLER_DEFAULTS, sampler_options
 
+    if override is not None:
+        sampler_options(solver, override)  # a bad explicit option: its own error, not the config's
     if solver not in SAMPLER_DEFAULTS:
         return {}
-    given: dict[str, Any] = {}
-    if "order" in SAMPLER_DEFAULTS[solver] and config.get("solver_order") is not None:
-        order = config["solver_order"]
-        given["order"] = int(order) if isinstance(order, (int, np.integer)) and not isinstance(order, bool) else order
-    if solver == "unipc" and config.get("solver_type") is not None:
-        given["variant"] = config["solver_type"]
-    return sampler_options(solver, given)
+    fields = {"order": "solver_order", "variant": "solver_type"}
+    keep = {k: v for k, v in (override or {}).items() if v is not None}
+    given = {k: config[f] for k, f in fields.items()
+             if k in SAMPLER_DEFAULTS[solver] and k not in keep and config.get(f) is not None}
+    try:
+        sampler_options(solver, given)
+    except ValueError as e:
+        raise ValueError(f"the scheduler's config ({', '.join(f'{fields[k]}={v!r}' for k, v in given.items())}): "
+                         f"{e}; pass solver_options= (see hso.solvers.sampler_options) to choose the variant to "
+                         "optimise for") from None
+    return sampler_options(solver, {**given, **keep})
 
 
 def _edm_preconditioned(sched: Any) -> bool:
@@ -154,7 +166,10 @@ def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None, mu
         warnings.warn(f"this schedule was optimised for {solver!r} but runs on {type(sched).__name__} ({stock!r}); "
                       f"optimise with solver={stock!r} for the best result", UserWarning, stacklevel=3)
     elif solver is not None and schedule.solver_options:
-        runs = options_from_config(stock, sched.config)
+        try:
+            runs = options_from_config(stock, sched.config)
+        except ValueError:  # a variant hso has no sampler for (UniPC order 4): no measured variant to compare with
+            runs = {}
         if runs and runs != schedule.solver_options:
             warnings.warn(f"this schedule was chosen for {solver} with options {schedule.solver_options} but "
                           f"{type(sched).__name__} runs {runs}; optimise with "
@@ -380,7 +395,8 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
 
     The noise schedule comes from the scheduler's config (`NoiseSchedule.from_diffusers`), the solver from its
     class (`solver_for`) and its variant from its config (`solver_options_for`: diffusers' stock UniPC is bh2
-    order 2, DPM-Solver++ 2M or 3M by ``solver_order``), and the pipeline's next call runs exactly ``result.timesteps`` (or the flow sigmas).
+    order 2, DPM-Solver++ 2M or 3M by ``solver_order``), and the pipeline's next call runs exactly
+    ``result.timesteps`` (or the flow sigmas).
     The convention, unless given, is the one measured better for this solver, noise family and NFE
     (`hso.measured.diffusers_convention`): diffusers' own ``"jump"`` (NFE evaluations, then the step to sigma 0)
     or ``"stop"`` (NFE evaluations, then a regular step to the schedule's last point, near the model's t_min,
@@ -406,8 +422,9 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     if dynamic and mu is None:  # the result returned is the one at the base resolution's shift
         mu = float(sched.config.get("base_shift", 0.5))
     noise, solver = NoiseSchedule.from_diffusers(sched, mu=mu), solver_for(sched)
-    if optimize_kwargs.get("solver_options") is None:
-        optimize_kwargs["solver_options"] = solver_options_for(sched) or None
+    # the variant the scheduler runs (its config), options given explicitly winning
+    optimize_kwargs["solver_options"] = options_from_config(solver, sched.config,
+                                                            optimize_kwargs.get("solver_options")) or None
     if optimize_kwargs.get("convention") is None:
         conv = "jump"
         if _takes_stop(sched) and isinstance(nfe, (int, np.integer)) and not isinstance(nfe, bool):

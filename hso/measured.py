@@ -131,7 +131,8 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
     `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its lambda space.
     An unmeasured variant takes the nearest measured one's ranking (`nearest_sampler`; not ``measured``)."""
     sched = as_schedule(schedule)
-    solver = SAME_AS.get(solver, get_solver(solver).name)
+    solver = get_solver(solver).name
+    solver = SAME_AS.get(solver, solver)
     rows, exact = nearest_sampler([r for r in rule_table()["rules"] if r["convention"] == convention], solver,
                                   options)
     rows = nearest_noise(rows, sched)
@@ -151,7 +152,8 @@ def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = No
     (`hso.evaluation.report.derive_diffusers_convention`); other NFEs and variants take the nearest measured one's
     choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
     sched = as_schedule(schedule)
-    solver = SAME_AS.get(solver, get_solver(solver).name)
+    solver = get_solver(solver).name
+    solver = SAME_AS.get(solver, solver)
     rows, exact = nearest_sampler(rule_table().get("diffusers", []), solver, options)
     rows = nearest_noise(rows, sched)
     if not rows:

@@ -116,8 +116,12 @@ def test_the_diffusers_path_reads_the_variant_from_the_scheduler():
     assert res.solver_options == {"order": 2, "variant": "bh2"}
     assert res.settings["measured"]["sampler"] == measured_pick(
         "unipc", res.convention, hso.NoiseSchedule.from_diffusers(sched), 8, res.solver_options).sampler
-    # explicit options win over the config's
-    assert hd.optimize_pipeline(sched, 8, solver_options={"order": 3}).solver_options == {"order": 3, "variant": "bh1"}
+    # explicit options win over the config's, option by option
+    assert hd.optimize_pipeline(sched, 8, solver_options={"order": 3}).solver_options == {"order": 3, "variant": "bh2"}
+    assert hd.optimize_pipeline(sched, 8, solver_options={"variant": "bh1", "order": 3}).solver_options == \
+        SAMPLER_DEFAULTS["unipc"]
+    with pytest.raises(ValueError, match="unipc order must be an integer in 1..3, got 7"):
+        hd.optimize_pipeline(sched, 8, solver_options={"order": 7})
 
 
 def test_cli_takes_the_variant_and_reads_it_from_a_config(tmp_path, capsys):
@@ -172,3 +176,15 @@ def test_apply_warns_when_the_scheduler_runs_another_variant():
         warnings.simplefilter("error")
         hd.apply(UniPCMultistepScheduler(**sd), bh2)
         hd.apply(UniPCMultistepScheduler(**sd, solver_type="bh1", solver_order=3), bh1)
+
+
+def test_a_config_variant_without_an_hso_sampler_is_one_clear_error():
+    from diffusers import UniPCMultistepScheduler
+
+    import hso.diffusers as hd
+
+    sched = UniPCMultistepScheduler(solver_order=4)
+    with pytest.raises(ValueError, match=r"solver_order=4, solver_type='bh2'.*pass solver_options="):
+        hd.optimize_pipeline(sched, 6)
+    # chosen explicitly, it is optimised for and installed
+    assert hd.optimize_pipeline(sched, 6, solver_options={"order": 3}).solver_options == {"order": 3, "variant": "bh2"}

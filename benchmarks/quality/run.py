@@ -226,7 +226,8 @@ def _measured_table(rules: list[dict]) -> list[str]:
         cells = []
         for n in nfes:
             name, ratio = table.get(key + (n,), ("", float("nan")))
-            cells.append(f"{name} {ratio:.2f}" + ("" if ratio <= SUPPORT_RATIO else " (not supported)"))
+            cells.append("" if not name else  # not measured (convention "stop" above NFE 10)
+                         f"{name} {ratio:.2f}" + ("" if ratio <= SUPPORT_RATIO else " (not supported)"))
         lines.append(f"| {key[2]} | {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
     return [f"Supported (worst ratio <= {SUPPORT_RATIO}): {n_sup} of {len(table)} cells.", ""] + lines
 
