@@ -35,7 +35,7 @@ void check_mep_args(const InArray& lambdas, int kind) {
     throw std::invalid_argument("lambdas needs at least 2 points per row (N >= 1), got " +
                                 std::to_string(lambdas.shape(1)));
   }
-  if (kind != 0 && kind != 1 && kind != 2) {
+  if (kind != hso::KIND_VP && kind != hso::KIND_VE && kind != hso::KIND_FLOW) {
     throw std::invalid_argument("unknown lambda-space kind " + std::to_string(kind) +
                                 "; known: 0 (VP), 1 (VE), 2 (flow)");
   }
@@ -134,9 +134,15 @@ py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, d
                            double p, int init, int64_t maxiter, double xtol, int objective, int64_t trunc) {
   if (psi.ndim() != 2 || psi.shape(1) != 3) throw std::invalid_argument("psi must be [B, 3]");
   if (n_int < 1) throw std::invalid_argument("N must be >= 1");
-  if (family < 0 || family > 4) throw std::invalid_argument("unknown schedule family " + std::to_string(family));
-  if (kind < 0 || kind > 2) throw std::invalid_argument("unknown lambda-space kind " + std::to_string(kind));
-  if (init < 0 || init > 3) throw std::invalid_argument("unknown init family " + std::to_string(init));
+  if (family < hso::FAMILY_VP_TABLE || family > hso::FAMILY_FLOW) {
+    throw std::invalid_argument("unknown schedule family " + std::to_string(family));
+  }
+  if (kind < hso::KIND_VP || kind > hso::KIND_FLOW) {
+    throw std::invalid_argument("unknown lambda-space kind " + std::to_string(kind));
+  }
+  if (init < hso::INIT_EDM_RHO || init > hso::INIT_TIME_QUADRATIC) {
+    throw std::invalid_argument("unknown init family " + std::to_string(init));
+  }
   if (objective != hso::OBJECTIVE_MEP && objective != hso::OBJECTIVE_DMN) {
     throw std::invalid_argument("unknown objective " + std::to_string(objective) + "; known: 0 (mep), 1 (dmn)");
   }
@@ -172,6 +178,30 @@ py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, d
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "hso's compiled kernels (private; use hso.fast). The math is documented in hso.fast.reference.";
+
+  // the integer codes the kernels read, as the headers define them (tests/test_codes.py holds them against
+  // hso.fast.codes, the Python side's one source)
+  py::dict family, init, objective, kind;
+  family["vp_discrete"] = hso::FAMILY_VP_TABLE;
+  family["vp_linear"] = hso::FAMILY_VP_LINEAR;
+  family["vp_cosine"] = hso::FAMILY_VP_COSINE;
+  family["edm"] = hso::FAMILY_EDM;
+  family["flow"] = hso::FAMILY_FLOW;
+  init["edm_rho"] = hso::INIT_EDM_RHO;
+  init["logSNR"] = hso::INIT_LOGSNR;
+  init["time_uniform"] = hso::INIT_TIME_UNIFORM;
+  init["time_quadratic"] = hso::INIT_TIME_QUADRATIC;
+  objective["mep"] = hso::OBJECTIVE_MEP;
+  objective["dmn"] = hso::OBJECTIVE_DMN;
+  kind["vp"] = hso::KIND_VP;
+  kind["ve"] = hso::KIND_VE;
+  kind["flow"] = hso::KIND_FLOW;
+  py::dict codes;
+  codes["family"] = family;
+  codes["init"] = init;
+  codes["objective"] = objective;
+  codes["kind"] = kind;
+  m.attr("CODES") = codes;
 
   m.def(
       "mep_and_grad",

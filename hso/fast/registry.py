@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .codes import INIT_CODES, OBJECTIVE_CODES, schedule_code
+
 __all__ = ["Backend", "available_backends", "get_backend", "backend_status", "BACKENDS", "INIT_CODES"]
 
 _LOAD_ERRORS: dict[str, str] = {}
@@ -100,25 +102,6 @@ def _compiled_dmn(entry: str) -> Callable[[], Callable[..., tuple]]:
     return load
 
 
-_FAMILY_CODES = {"vp_discrete": 0, "vp_linear": 1, "vp_cosine": 2, "edm": 3, "flow": 4}
-# the init family codes every engine reads (the C++/CUDA lower levels and the Triton kernels)
-INIT_CODES = {"edm_rho": 0, "logSNR": 1, "time_uniform": 2, "time_quadratic": 3}
-_OBJECTIVE_CODES = {"mep": 0, "dmn": 1}
-
-
-def schedule_code(schedule: Any) -> tuple[int, float, float, Any]:
-    """(family code, a, b, table) of a NoiseSchedule, as the compiled kernels take it (csrc/common/schedule_map.h)."""
-    import math
-
-    import numpy as np
-    prm, fam = schedule.params, schedule.family
-    a, b = {"vp_discrete": (0.0, 0.0),
-            "vp_linear": (prm.get("beta_0"), prm.get("beta_1")),
-            "vp_cosine": (prm.get("s"), 0.0),
-            "edm": (math.log(prm.get("sigma_min", 1.0)), math.log(prm.get("sigma_max", 1.0))),
-            "flow": (prm.get("shift"), 0.0)}[fam]
-    table = schedule.log_alpha_table if fam == "vp_discrete" else np.zeros(0)
-    return _FAMILY_CODES[fam], float(a), float(b), table
 
 
 def _probe_cuda() -> str | None:
@@ -160,7 +143,7 @@ def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
         trunc = resolve_trunc_num(spec.n_intervals, spec.trunc_num)
         t, lam, obj, pen, iters, feas = kernel(
             psi, fam, a, b, table, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
-            INIT_CODES[spec.init], spec.maxiter, spec.xtol, _OBJECTIVE_CODES[spec.objective], trunc)
+            INIT_CODES[spec.init], spec.maxiter, spec.xtol, OBJECTIVE_CODES[spec.objective], trunc)
         return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
                            feasible=feas)
     return lower

@@ -44,12 +44,18 @@ import triton.language as tl
 
 from ..schedules import NoiseSchedule
 from .reference_lower import LowerResult, LowerSpec
-from .registry import INIT_CODES, schedule_code
+from .codes import FAMILY_CODES, INIT_CODES, KIND_CODES, OBJECTIVE_CODES, schedule_code
 
 __all__ = ["mep_and_grad", "dmn_and_grad", "lower_solve"]
 
-# lambda-space kinds (hso/schedules.py); family and init codes are registry.schedule_code's and INIT_CODES
-_KINDS = (0, 1, 2)
+# the codes the kernels compare their constexpr arguments with (hso.fast.codes, shared with csrc/)
+_KINDS = tuple(KIND_CODES.values())
+_VP, _VE = tl.constexpr(KIND_CODES["vp"]), tl.constexpr(KIND_CODES["ve"])
+_VP_TABLE, _VP_LINEAR = tl.constexpr(FAMILY_CODES["vp_discrete"]), tl.constexpr(FAMILY_CODES["vp_linear"])
+_EDM, _FLOW = tl.constexpr(FAMILY_CODES["edm"]), tl.constexpr(FAMILY_CODES["flow"])
+_EDM_RHO, _LOGSNR = tl.constexpr(INIT_CODES["edm_rho"]), tl.constexpr(INIT_CODES["logSNR"])
+_TIME_UNIFORM = tl.constexpr(INIT_CODES["time_uniform"])
+_MEP = tl.constexpr(OBJECTIVE_CODES["mep"])
 
 # Triton decides at decoration time whether it compiles or interprets (TRITON_INTERPRET).
 _KNOBS = getattr(triton, "knobs", None)  # Triton >= 3.3; before that the flag was read from the environment
@@ -176,12 +182,12 @@ def _acos01(y):
 @_device_fn
 def _q_derivs(m, c, KIND: tl.constexpr):
     # q = (p - 1) log sigma(lambda) and its first two derivatives at m (reference.q_derivs; c = p - 1)
-    if KIND == 0:
+    if KIND == _VP:
         s = 0.5 * (1.0 + _tanh(m))  # sigmoid(2m)
         q = -0.5 * c * _softplus(2.0 * m)
         q1 = -c * s
         q2 = -2.0 * c * s * (1.0 - s)
-    elif KIND == 1:
+    elif KIND == _VE:
         q = -c * m
         q1 = tl.full(m.shape, 0.0, tl.float64) - c
         q2 = tl.full(m.shape, 0.0, tl.float64)
@@ -243,9 +249,9 @@ def _mep_fwd_kernel(lam_ptr,    # [B, N+1]
 @_device_fn
 def _log_sigma_derivs(lam, KIND: tl.constexpr):
     # log sigma(lambda) and its derivative (hso.schedules.log_sigma_of_lambda; reference_dmn._dlog_sigma)
-    if KIND == 0:
+    if KIND == _VP:
         return -0.5 * _softplus(2.0 * lam), -0.5 * (1.0 + _tanh(lam))
-    elif KIND == 1:
+    elif KIND == _VE:
         return -lam, tl.full(lam.shape, -1.0, tl.float64)
     else:
         return -_softplus(lam), -0.5 * (1.0 + _tanh(0.5 * lam))
@@ -482,11 +488,11 @@ def _table_log_alpha(t, tab_ptr, n_tab, first, last):
 def _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY: tl.constexpr, NEED_D: tl.constexpr):
     # (lambda, dlambda/dt, d2lambda/dt2) of hso.schedules.NoiseSchedule.lambda_derivs; fa/fb as schedule_code gives
     # them. Without NEED_D the derivatives are not computed (the second and third results are then lambda).
-    if FAMILY == 3:  # EDM: fa = log sigma_min, fb = log sigma_max
+    if FAMILY == _EDM:  # EDM: fa = log sigma_min, fb = log sigma_max
         lam = -(fa + t * (fb - fa))
         d1 = tl.full(t.shape, 0.0, tl.float64) - (fb - fa)
         d2 = tl.full(t.shape, 0.0, tl.float64)
-    elif FAMILY == 4:  # flow: fa = shift
+    elif FAMILY == _FLOW:  # flow: fa = shift
         lam = _log1p(-t) - tl.log(fa * t)
         d1 = lam
         d2 = lam
@@ -494,10 +500,10 @@ def _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY: tl.constexpr, NEED_D: tl.c
             d1 = -1.0 / (1.0 - t) - 1.0 / t
             d2 = 1.0 / (t * t) - 1.0 / ((1.0 - t) * (1.0 - t))
     else:
-        if FAMILY == 0:  # discrete table of 0.5 log(alphas_cumprod)
+        if FAMILY == _VP_TABLE:  # discrete table of 0.5 log(alphas_cumprod)
             la, l1 = _table_log_alpha(t, tab_ptr, n_tab, fa, fb)  # fa, fb: table[0], table[n-1]
             l2 = tl.full(t.shape, 0.0, tl.float64)
-        elif FAMILY == 1:  # linear beta: fa = beta_0, fb = beta_1
+        elif FAMILY == _VP_LINEAR:  # linear beta: fa = beta_0, fb = beta_1
             la = -0.25 * (t * t) * (fb - fa) - 0.5 * t * fa
             l1 = -0.5 * t * (fb - fa) - 0.5 * fa
             l2 = tl.full(t.shape, 0.0, tl.float64) - 0.5 * (fb - fa)
@@ -524,13 +530,13 @@ def _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY: tl.constexpr, NEED_D: tl.c
 @_device_fn
 def _t_of_lambda(lam, fa, fb, tab_ptr, n_tab, n_bits, FAMILY: tl.constexpr):
     # inverse map, hso.schedules.NoiseSchedule.t_of_lambda
-    if FAMILY == 3:
+    if FAMILY == _EDM:
         t = (-lam - fa) / (fb - fa)
-    elif FAMILY == 4:
+    elif FAMILY == _FLOW:
         t = 1.0 / (1.0 + fa * tl.exp(lam))
     else:
         la = -0.5 * _softplus(-2.0 * lam)  # log alpha(lambda)
-        if FAMILY == 0:
+        if FAMILY == _VP_TABLE:
             # numpy.interp(la, table[::-1], grid[::-1]); the table decreases: binary search for the first entry
             # <= la (n_bits = bit length of n iterations close any interval of [0, n])
             n_f = n_tab.to(tl.float64)
@@ -552,7 +558,7 @@ def _t_of_lambda(lam, fa, fb, tab_ptr, n_tab, n_bits, FAMILY: tl.constexpr):
             y1 = _grid(k - 1, n_f)
             t = (y1 - y0) / (x1 - x0) * (la - x0) + y0
             t = tl.where(cnt == 0, _grid(n_tab - 1, n_f), tl.where(cnt >= n_tab, _grid(lo * 0, n_f), t))
-        elif FAMILY == 1:
+        elif FAMILY == _VP_LINEAR:
             m = -la
             t = 2.0 * m / (0.5 * fa + tl.sqrt(0.25 * fa * fa + (fb - fa) * m))
         else:
@@ -680,7 +686,7 @@ def _value_of_t(t, c, TAU, fa, fb, tab_ptr, n_tab, C, N,
                 NP: tl.constexpr, FAMILY: tl.constexpr, KIND: tl.constexpr, OBJ: tl.constexpr):
     # the objective (OBJ 0: MEP, 1: DM-NonUniform) of the schedules t [rows, NP], and their lambdas
     lam, _d1, _d2 = _lambda_derivs(t, fa, fb, tab_ptr, n_tab, FAMILY, False)
-    if OBJ == 0:
+    if OBJ == _MEP:
         nxt = tl.broadcast_to(tl.minimum(C + 1, NP - 1), t.shape)
         prv = tl.broadcast_to(tl.maximum(C - 1, 0), t.shape)
         value, _g, _d, _o = _mep_tile(lam, c, C, N, nxt, prv, KIND, False)
@@ -726,10 +732,10 @@ def _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt
     t_max = tl.load(psi_ptr + lanes * 3 + 2, mask=lane_ok, other=0.6)
     # start schedule of the init family (hso/inits.py; u = linspace(0, 1, N + 1))
     u = tl.where(C >= N, 1.0, C.to(tl.float64) * (1.0 / N_f))  # padding columns clamped to the end
-    if INIT <= 1:  # edm_rho, logSNR: between the end points' lambdas
+    if (INIT == _EDM_RHO) or (INIT == _LOGSNR):  # between the end points' lambdas
         lam_hi, _a, _b = _lambda_derivs(t_max, fa, fb, tab_ptr, n_tab, FAMILY, False)
         lam_lo, _a, _b = _lambda_derivs(t_eps, fa, fb, tab_ptr, n_tab, FAMILY, False)
-        if INIT == 0:  # edm_rho, in log space
+        if INIT == _EDM_RHO:  # in log space
             rh = rho[:, None]
             la = -lam_hi[:, None] / rh
             lb = -lam_lo[:, None] / rh
@@ -739,7 +745,7 @@ def _start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt
         else:  # logSNR
             t = _t_of_lambda(lam_hi[:, None] + u * (lam_lo - lam_hi)[:, None], fa, fb, tab_ptr, n_tab, n_bits,
                              FAMILY)
-    elif INIT == 2:  # time_uniform
+    elif INIT == _TIME_UNIFORM:
         t = t_max[:, None] + u * (t_eps - t_max)[:, None]
     else:  # time_quadratic
         sa = tl.sqrt(t_max)[:, None]
