@@ -8,8 +8,6 @@ Importing `hso` loads no compiled code; `hso.fast` picks and loads an engine on 
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import fast, library
 from .check import CheckReport, check
 from .inits import INIT_FAMILIES, init_schedule
@@ -18,6 +16,7 @@ from .optimize import MAX_NFE, SPACINGS, Plan, d_min, max_nfe, optimize, optimiz
 from .result import ScheduleResult
 from .schedules import PRESETS, NoiseSchedule, betas_for
 from .solvers import SOLVERS, get_solver
+from .version import __version__
 
 
 def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.evaluation.evaluate

@@ -224,7 +224,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         rows.append(row)
         if (k + 1) % 10 == 0 or k + 1 == len(plans):
             say(f"{k + 1}/{len(plans)} sampler runs")
-    from .. import __version__
+    from ..version import __version__
     meta = {"testbed": bed_name,
             "testbed_info": den.describe() if hasattr(den, "describe") else {"name": bed_name},
             "schedule": sched.describe(), "prediction": prediction, "n_samples": int(n_samples), "seed": seed,

@@ -205,7 +205,7 @@ def repair_end_points(psi: np.ndarray, span: float, lo_eps: float, hi_max: float
 
 def show_config(file: Any = None) -> dict[str, Any]:
     """Print (and return) versions and which backends loaded, with the reason for each that did not."""
-    from .. import __version__
+    from ..version import __version__
     info = {"hso": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "numpy": np.__version__, "backends": backend_status(), "auto": available_backends()[0]}
     try:

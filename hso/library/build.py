@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..optimize import optimize_many
 from ..result import ScheduleResult
 from ..schedules import PRESETS, NoiseSchedule

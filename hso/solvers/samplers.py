@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..schedules import KIND_FLOW, KIND_VP, NoiseSchedule, log_sigma_of_lambda
-from . import CONVENTIONS, get_solver
+from .spec import CONVENTIONS, get_solver
 
 __all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "sampler_options", "sampler_label", "to_data_prediction",
            "canonical_prediction", "prediction_for", "SampleOutput"]
