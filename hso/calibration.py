@@ -42,7 +42,7 @@ import numpy as np
 from .evaluation.reference import final_data, initial_state
 from .fast.registry import get_backend
 from .schedules import NoiseSchedule, as_schedule
-from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample
+from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample, sampler_options
 
 __all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET", "EvaluationCounter", "candidate_schedules",
            "default_objectives", "first_round", "select", "teacher_solution"]
@@ -153,8 +153,9 @@ def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, conventi
 
 
 def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, convention: str, objectives: Sequence[str],
-                population: int) -> list[tuple[str, np.ndarray]]:
-    """Every candidate, distinct, the default ("hso") first and the rest in the default's measured ranking."""
+                        population: int, solver_options: dict[str, Any] | None = None) -> list[tuple[str, np.ndarray]]:
+    """Every candidate, distinct, the default ("hso": `hso.optimize`'s for this sampler variant,
+    ``solver_options``) first and the rest in the default's measured ranking for that variant."""
     from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
     from .measured import measured_pick
 
@@ -165,6 +166,11 @@ def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, conventi
         if name not in METHODS:
             continue
         try:
+            if name == "hso" and solver_options not in (None, SAMPLER_DEFAULTS.get(solver)):  # this variant's default
+                from .optimize import plan
+                out.append((name, plan(schedule, nfe, solver, convention=convention,
+                                       solver_options=solver_options).run().t))
+                continue
             out.append((name, make_schedule(name, schedule, solver, nfe, convention)))
         except MethodNotApplicable:
             pass
@@ -190,7 +196,7 @@ def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, conventi
         if not any(u.shape == t.shape and np.allclose(u, t, rtol=0, atol=1e-9) for _, u in uniq):
             uniq.append((name, t))
     # the measured ranking orders the rest (unranked ones, such as population members, last; stable otherwise)
-    pick = measured_pick(solver, convention, schedule, nfe)
+    pick = measured_pick(solver, convention, schedule, nfe, solver_options)
     rank = {name: i for i, (name, _) in enumerate(pick.ranking)} if pick is not None else {}
     return uniq[:1] + sorted(uniq[1:], key=lambda c: rank.get(c[0], len(rank)))
 
@@ -245,7 +251,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
         raise ValueError(f"no sampler for solver {solver!r}; samplers: {', '.join(SAMPLER_DEFAULTS)}")
     conv = convention or spec.default_convention
     spec.n_intervals(nfe, conv)  # validates NFE and convention
-    opts = {**SAMPLER_DEFAULTS[spec.name], **(solver_options or {})}
+    opts = sampler_options(spec.name, solver_options)
     shape = tuple(int(s) for s in sample_shape)
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         raise TypeError(f"budget must be an integer number of network evaluations, got {budget!r}")
@@ -266,7 +272,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
     engine = get_backend("auto")
     if objectives is None:
         objectives = default_objectives(engine)
-    cands = candidate_schedules(sched, spec.name, nfe, conv, objectives, population)
+    cands = candidate_schedules(sched, spec.name, nfe, conv, objectives, population, opts)
     teach_cost = teacher_steps + 1
     minimum = 1 + 2 * (teach_cost + 2 * nfe)
     if budget < minimum:

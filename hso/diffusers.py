@@ -513,6 +513,8 @@ def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sa
     if budget is not None:
         kw["budget"] = budget
     kw.setdefault("convention", "jump")
+    # the sampler the pipeline runs: its variant from the config, options given explicitly winning
+    kw["solver_options"] = options_from_config(solver_for(sched), sched.config, kw.get("solver_options")) or None
     res = calibrate(unet_model(pipe, **(unet_kwargs or {})), noise, solver_for(sched), nfe,
                     sample_shape=sample_shape, prediction=pred, **kw)
     if install:

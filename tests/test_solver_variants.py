@@ -188,3 +188,19 @@ def test_a_config_variant_without_an_hso_sampler_is_one_clear_error():
         hd.optimize_pipeline(sched, 6)
     # chosen explicitly, it is optimised for and installed
     assert hd.optimize_pipeline(sched, 6, solver_options={"order": 3}).solver_options == {"order": 3, "variant": "bh2"}
+
+
+def test_calibrate_starts_from_the_variants_default_and_samples_with_it():
+    """`hso.calibrate` with UniPC bh2: its incumbent is `hso.optimize`'s default for bh2, and the result records
+    the options it sampled with; `calibrate_pipeline` takes them from the scheduler."""
+    from hso.calibration import candidate_schedules, default_objectives
+
+    sched = hso.NoiseSchedule.preset("sd15")
+    opts = {"order": 2, "variant": "bh2"}
+    cands = candidate_schedules(sched, "unipc", 6, "jump", default_objectives(), 0, opts)
+    want = hso.optimize(sched, 6, "unipc", convention="jump", solver_options=opts).t
+    np.testing.assert_array_equal(cands[0][1], sched.t_of_timesteps(sched.timesteps_of_t(want)))
+    default = candidate_schedules(sched, "unipc", 6, "jump", default_objectives(), 0)
+    assert default[0][0] == "hso"
+    with pytest.raises(ValueError, match="unknown solver option"):
+        hso.calibrate(lambda x, t: x, sched, "unipc", 6, sample_shape=(4,), solver_options={"bogus": 1})
