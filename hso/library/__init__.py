@@ -125,7 +125,8 @@ def _rebuild(data: dict[str, Any], preset: str, solver: str, entry: dict[str, An
         success=bool(entry["success"]), message=str(entry["message"]), wall_time=float(meta["wall_time"]),
         backend=str(meta["backend"]), convention=str(entry["convention"]), solver=solver, nfe=int(entry["nfe"]),
         objective=str(entry["objective"]), spacing=str(entry["spacing"]), d_min=float(entry["d_min"]),
-        schedule=json.loads(json.dumps(meta["schedule"])), settings=settings, source=str(entry["source"]))
+        schedule=json.loads(json.dumps(meta["schedule"])), settings=settings, source=str(entry["source"]),
+        solver_options=dict(entry.get("solver_options", {})))
 
 
 def available() -> list[tuple[str, str, str, int]]:
