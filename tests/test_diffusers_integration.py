@@ -134,10 +134,13 @@ def test_flow_match_euler_with_stock_sigmas(unet, noise):
 
 
 # ------------------------------------------------------------------ hso schedules run exactly
-def _measured_convention(name: str, nfe: int, schedule: str = "sd15") -> str:
+def _measured_convention(name: str, nfe: int, schedule: str = "sd15", **config) -> str:
+    """The convention measured for the scheduler class with this config (its sampler variant included)."""
     from hso.measured import diffusers_convention
 
-    return "jump" if name == "HeunDiscreteScheduler" else diffusers_convention(hd.SUPPORTED[name], schedule, nfe)[0]
+    if name == "HeunDiscreteScheduler":
+        return "jump"
+    return diffusers_convention(hd.SUPPORTED[name], schedule, nfe, hd.solver_options_for(_make(name, **config)))[0]
 
 
 def _evaluated(res) -> list[int]:

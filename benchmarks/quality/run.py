@@ -263,6 +263,7 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         "UniPCMultistepScheduler; `unipc-bh2-o3`: ComfyUI's uni_pc_bh2; `dpmsolver++-o3`: DPM-Solver++ 3M), and "
         "the default is derived for each variant on its own.", "",
         _acceptance_by_sampler(all_results, rules), "",
+        _variant_gain(all_results, rules), "",
         _acceptance_table(all_results, rules), "",
         summary_markdown(evs, [f"[{name}]({name}/table.md)" for name, _ in results]), "",
         "The defaults below are derived from all four test beds under every noise schedule of their family (vp: "
@@ -392,6 +393,37 @@ def _acceptance_by_sampler(results: list[tuple[str, Evaluation]], rules: list[di
         shares = [np.mean(np.asarray(v) <= 1.05) for k, v in per_config.items() if k.split(" ")[0] == label]
         lines.append(f"| {label} | {len(r)} | {sum(x <= 1.05 for x in r)} | {sum(x <= 1.25 for x in r)} | "
                      f"{max(r):.2f}x | {min(shares):.0%} |")
+    return "\n".join(lines)
+
+
+def _variant_gain(results: list[tuple[str, Evaluation]], rules: list[dict]) -> str:
+    """Per measured sampler variant: its own ranking against the default variant's (what a request for the variant
+    got before variants were measured), over every cell of its re-sampled results."""
+    table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
+    acc: dict[str, dict[str, list[float]]] = {}
+    for _, ev in results:
+        if not is_variant(ev):
+            continue
+        noise = ev.meta["schedule"]["name"]
+        for cell in ev.cells():
+            rows = {r["method"]: r["rmse"] for r in ev.rows
+                    if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
+            best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
+            label = sampler_of(ev, cell[0])[0]
+            a = acc.setdefault(label, {"own": [], "default": []})
+            for key, sampler in (("own", label), ("default", cell[0])):
+                pick = next(m for m, _ in table[(sampler, cell[1], noise, cell[2])] if m in rows)
+                a[key].append(rows[pick] / best)
+    if not acc:
+        return ""
+    lines = ["**Why a ranking per variant**: each variant's default from its own ranking, against the default "
+             "variant's ranking applied to it (what such a request got before the variants were measured); RMSE "
+             "ratio to the best schedule over all its cells (within 1.05x / within 1.25x / worst / geometric mean):",
+             "", "| sampler | cells | its own ranking | the default variant's ranking |", "|---|---:|---|---|"]
+    for label, a in acc.items():
+        cells = [f"{sum(x <= 1.05 for x in r)} / {sum(x <= 1.25 for x in r)} / {max(r):.2f}x / "
+                 f"{np.exp(np.mean(np.log(r))):.3f}" for r in (a["own"], a["default"])]
+        lines.append(f"| {label} | {len(a['own'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
