@@ -61,7 +61,8 @@ GRIDS = {"": {"nfes": DEFAULT_NFES, "conventions": ("stop", "jump"), "methods": 
 # committed schedules (`evaluate(replay=...)`: the searches do not depend on the variant) and are ranked on their
 # own (`derive_measured_rule` keys by `hso.solvers.sampler_label`)
 SAMPLER_VARIANTS = (("unipc", {"variant": "bh2", "order": 2}), ("unipc", {"variant": "bh2", "order": 3}),
-                    ("dpmsolver++", {"order": 3}))
+                    ("dpmsolver++", {"order": 3}), ("unipc", {"variant": "bh1", "order": 2}),
+                    ("unipc", {"variant": "bh2", "order": 1}))
 
 
 def config_dir(testbed: str, preset: str, grid: str = "") -> Path:
@@ -109,8 +110,9 @@ def base_results(results: list[tuple[str, Evaluation]]) -> list[tuple[str, Evalu
     return [(name, ev) for name, ev in results if not is_variant(ev)]
 
 
-def run_variants(only: set[str] | None) -> None:
-    """Re-sample every configuration's committed schedules under each `SAMPLER_VARIANTS` member."""
+def run_variants(only: set[str] | None, samplers: set[str] | None = None) -> None:
+    """Re-sample every configuration's committed schedules under each `SAMPLER_VARIANTS` member (or those whose
+    `sampler_label` is in ``samplers``)."""
     for name, bed, preset, grid in runs():
         path = config_dir(bed, preset, grid) / "results.json"
         if (only and name not in only) or not path.exists():
@@ -118,6 +120,8 @@ def run_variants(only: set[str] | None) -> None:
         base = Evaluation.from_json(path.read_text())
         methods = tuple(m for m in base.meta["methods"] if m in CANDIDATE_ORDER)
         for solver, options in SAMPLER_VARIANTS:
+            if samplers and sampler_label(solver, options) not in samplers:
+                continue
             print(f"== {name} {sampler_label(solver, options)}", file=sys.stderr, flush=True)
             ev = evaluate(bed, preset, solvers=(solver,), nfes=base.meta["nfes"], methods=methods,
                           conventions=GRIDS[grid]["conventions"], n_samples=base.meta["n_samples"], seed=0,
@@ -261,7 +265,8 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         "`<configuration>/results_<sampler>.json`) with " + ", ".join(
             f"`{sampler_label(s, o)}`" for s, o in SAMPLER_VARIANTS) + " (`unipc-bh2-o2`: diffusers' stock "
         "UniPCMultistepScheduler; `unipc-bh2-o3`: ComfyUI's uni_pc_bh2; `dpmsolver++-o3`: DPM-Solver++ 3M), and "
-        "the default is derived for each variant on its own.", "",
+        "the default is derived for each variant on its own. Not measured: UniPC bh1 order 1 and DPM-Solver++ "
+        "order 1 (they take the nearest measured variant's ranking, not claimed as supported).", "",
         _acceptance_by_sampler(all_results, rules), "",
         _variant_gain(all_results, rules), "",
         _acceptance_table(all_results, rules), "",
@@ -478,8 +483,9 @@ def readme_summary(all_results: list[tuple[str, Evaluation]]) -> str:
         f"`optimize_pipeline` installs, the cross-validation, `hso.calibrate`). Measured on {len(results)} "
         "configurations: four test beds (exact denoisers of digits and of photograph patches, a trained "
         "EDM-preconditioned network, a plain epsilon network) under SD's and DDPM's betas, EDM and shift-3 flow "
-        "noise; NFE 4-10 in both conventions and 12-50 in \"jump\"; each also re-sampled with UniPC bh2 "
-        "(orders 2 and 3) and DPM-Solver++ 3M. " + _pick_counts(rules), "",
+        "noise; NFE 4-10 in both conventions and 12-50 in \"jump\"; each also re-sampled with the sampler "
+        "variants " + ", ".join(f"`{sampler_label(s, o)}`" for s, o in SAMPLER_VARIANTS) + ". "
+        + _pick_counts(rules), "",
         _acceptance_by_sampler(all_results, rules), "",
         _acceptance_table(results, rules)])
 
@@ -551,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=None, help="samples per run (default: the grid's, 512 / 256)")
     ap.add_argument("--variants", action="store_true",
                     help="re-sample the committed schedules under the sampler variants (SAMPLER_VARIANTS) only")
+    ap.add_argument("--samplers", default=None,
+                    help="with --variants: comma-separated sampler labels to run, e.g. unipc-bh1-o2 (default: all)")
     ap.add_argument("--methods", default=None,
                     help="comma-separated methods to (re-)run, merged into the committed results (default: all)")
     args = ap.parse_args(argv)
@@ -560,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     if args.variants:
         only = set(args.only.split(",")) if args.only else None
-        run_variants(only)
+        run_variants(only, set(args.samplers.split(",")) if args.samplers else None)
     elif not args.readme_only:
         # the default's rows use the rule derived from the committed results of the other methods
         if load_results():
