@@ -158,19 +158,16 @@ def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, conventi
     ``solver_options``) first and the rest in the default's measured ranking for that variant."""
     from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
     from .measured import measured_pick
+    from .optimize import plan
 
-    names = ["hso", "hso_constrain", "hso_p1"] + (["hso_dmn"] if "dmn" in objectives else []) + [
+    names = ["hso_constrain", "hso_p1"] + (["hso_dmn"] if "dmn" in objectives else []) + [
         "logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing", "leading", "ays"]
-    out: list[tuple[str, np.ndarray]] = []
+    # the default: `hso.optimize`'s schedule for this sampler variant
+    out = [("hso", plan(schedule, nfe, solver, convention=convention, solver_options=solver_options).run().t)]
     for name in names:
         if name not in METHODS:
             continue
         try:
-            if name == "hso" and solver_options not in (None, SAMPLER_DEFAULTS.get(solver)):  # this variant's default
-                from .optimize import plan
-                out.append((name, plan(schedule, nfe, solver, convention=convention,
-                                       solver_options=solver_options).run().t))
-                continue
             out.append((name, make_schedule(name, schedule, solver, nfe, convention)))
         except MethodNotApplicable:
             pass

@@ -447,7 +447,8 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _from_diffusers_config(args: argparse.Namespace) -> tuple:
     """(noise schedule, solver, convention, sampler options) for ``hso optimize --from-diffusers-config``: the
-    solver and its options (``solver_order``, ``solver_type``) from the scheduler class and config unless given."""
+    solver and its options (``solver_order``, ``solver_type``) from the scheduler class and config unless given
+    (``--order`` / ``--variant`` win over the config's, option by option)."""
     from .schedules import NoiseSchedule, diffusers_config
 
     schedule = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
@@ -459,8 +460,16 @@ def _from_diffusers_config(args: argparse.Namespace) -> tuple:
         if cls_name not in SUPPORTED:
             raise ValueError(f"scheduler class {cls_name or '(none)'!r} has no matching hso solver; pass --solver")
         solver = SUPPORTED[cls_name]
-        options = options_from_config(solver, config) or None
+        options = options_from_config(solver, config, _given_options(args)) or None
+    else:
+        options = _given_options(args)
     return schedule, solver, args.convention or "jump", options
+
+
+def _given_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The sampler options given on the command line (``--order``, ``--variant``), None when neither is."""
+    given = {k: v for k, v in (("order", args.order), ("variant", args.variant)) if v is not None}
+    return given or None
 
 
 def _optimize(args: argparse.Namespace) -> int:
@@ -472,7 +481,6 @@ def _optimize(args: argparse.Namespace) -> int:
     note = ""
     if args.solver is not None and not args.solver.strip():
         raise ValueError("--solver '' names no solver")
-    options = None
     if args.from_diffusers_config is not None:
         schedule, solver, convention, options = _from_diffusers_config(args)
     else:
@@ -480,6 +488,7 @@ def _optimize(args: argparse.Namespace) -> int:
             raise ValueError("--mu applies with --from-diffusers-config only")
         schedule = NoiseSchedule.preset("sd21" if args.preset is None else args.preset)
         solver, convention = "unipc" if args.solver is None else args.solver, args.convention
+        options = _given_options(args)
     if args.format == "diffusers":
         family = schedule.family
         if family != "flow" and not schedule.is_discrete:
@@ -498,9 +507,6 @@ def _optimize(args: argparse.Namespace) -> int:
             if get_solver(solver).default_convention != "jump":
                 note = (f"hso: note: --format diffusers: optimised for convention 'jump' ({args.nfe} evaluations, "
                         f"then the step to sigma 0, as a diffusers pipeline runs it), not {solver}'s default 'stop'")
-    if args.order is not None or args.variant is not None:  # given on the command line: over the config's
-        options = {**(options or {}), **{k: v for k, v in (("order", args.order), ("variant", args.variant))
-                                         if v is not None}}
     res = optimize(schedule, args.nfe, solver, args.objective, method=args.method, convention=convention,
                    spacing=args.spacing, p=args.p, seed=args.seed, popsize=args.popsize, maxiter=args.maxiter,
                    backend=args.backend, solver_options=options)
@@ -533,10 +539,10 @@ def _describe(res: Any) -> str:
     spacing penalty (explained: a large penalty is not a failure)."""
     from .measured import PORTED
 
-    from .solvers import SAMPLER_DEFAULTS, sampler_label
+    from .solvers import sampler_label
 
     m = res.settings.get("measured")
-    want = sampler_label(res.solver, res.solver_options) if res.solver in SAMPLER_DEFAULTS else res.solver
+    want = sampler_label(res.solver, res.solver_options)
     lines = []
     if res.psi.size:  # a search ran ("hso", or its "stop" schedule ported to "jump")
         ported = " (the 'stop' search's schedule without its last point)" if res.source == PORTED else ""

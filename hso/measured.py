@@ -102,27 +102,23 @@ def _nearest_nfe(rows: list[dict[str, Any]], nfe: int) -> dict[str, Any]:
     return min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
 
 
-def _sampler(row: dict[str, Any]) -> str:
-    return str(row.get("sampler", row["solver"]))
-
-
 def nearest_sampler(rows: list[dict[str, Any]], solver: str, options: Any = None) -> tuple[list[dict[str, Any]], bool]:
     """The rows of one solver's measured variant nearest to the requested one (``options``, see
     `hso.solvers.sampler_options`), and whether it is the requested one: the same UniPC variant (bh1 / bh2) first,
     then the nearest order, then the solver's default options."""
-    want = sampler_options(solver, options) if solver in SAMPLER_DEFAULTS else {}
-    label = sampler_label(solver, want) if solver in SAMPLER_DEFAULTS else solver
+    want = sampler_options(solver, options)
+    label = sampler_label(solver, want)
     rows = [r for r in rows if r["solver"] == solver]
-    measured = {_sampler(r): r.get("options", SAMPLER_DEFAULTS.get(solver, {})) for r in rows}
+    measured = {r["sampler"]: r["options"] for r in rows}
     if not measured or label in measured:
-        return [r for r in rows if _sampler(r) == label], bool(measured)
+        return [r for r in rows if r["sampler"] == label], bool(measured)
 
     def distance(name: str) -> tuple:
         o = measured[name]
         return (o.get("variant") != want.get("variant"), abs(o.get("order", 0) - want.get("order", 0)),
                 o != SAMPLER_DEFAULTS.get(solver, {}), name)
     near = min(measured, key=distance)
-    return [r for r in rows if _sampler(r) == near], False
+    return [r for r in rows if r["sampler"] == near], False
 
 
 def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options: Any = None) -> Pick | None:
@@ -140,7 +136,7 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
         return None
     row = _nearest_nfe(rows, nfe)
     return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]),
-                exact and row["nfe"] == nfe, str(row["noise"]), _sampler(row))
+                exact and row["nfe"] == nfe, str(row["noise"]), str(row["sampler"]))
 
 
 def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = None) -> tuple[str, bool]:

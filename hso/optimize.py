@@ -19,7 +19,7 @@ from .inits import INIT_FAMILIES
 from .measured import PORTED, VARIANTS, measured_pick, ported_applies
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
-from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_options
+from .solvers import get_solver, sampler_options
 
 __all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "MAX_GAMMA", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
 
@@ -332,8 +332,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     sched = as_schedule(schedule)
     nfe = _check_int("nfe", nfe, 1)
     spec_solver = get_solver(solver)
-    options = (sampler_options(spec_solver.name, solver_options)
-               if solver_options is not None or spec_solver.name in SAMPLER_DEFAULTS else {})
+    options = sampler_options(spec_solver.name, solver_options)
     conv = convention or spec_solver.default_convention
     n_int = spec_solver.n_intervals(nfe, conv)
     if nfe > MAX_NFE:

@@ -366,9 +366,12 @@ def _selection_table() -> list[str]:
     return lines
 
 
-def _default_ratios(ev: Evaluation, rules: list[dict]) -> list[tuple[float, tuple[str, str, int]]]:
+def _default_ratios(ev: Evaluation, rules: list[dict], default_variant: bool = False
+                    ) -> list[tuple[float, tuple[str, str, int]]]:
     """Per cell of an evaluation, the RMSE ratio of the default's schedule (the derived table's first candidate with
-    a row there) to the best schedule measured in the cell."""
+    a row there) to the best schedule measured in the cell; ``default_variant``: the ranking of the solver's default
+    variant instead of the one the evaluation ran (what a request for the variant got before variants were
+    measured)."""
     noise = ev.meta["schedule"]["name"]
     table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
@@ -376,7 +379,8 @@ def _default_ratios(ev: Evaluation, rules: list[dict]) -> list[tuple[float, tupl
         rows = {r["method"]: r["rmse"] for r in ev.rows
                 if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
         best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
-        pick = next(m for m, _ in table[(sampler_of(ev, cell[0])[0], cell[1], noise, cell[2])] if m in rows)
+        sampler = cell[0] if default_variant else sampler_of(ev, cell[0])[0]
+        pick = next(m for m, _ in table[(sampler, cell[1], noise, cell[2])] if m in rows)
         out.append((rows[pick] / best, cell))
     return out
 
@@ -384,41 +388,33 @@ def _default_ratios(ev: Evaluation, rules: list[dict]) -> list[tuple[float, tupl
 def _acceptance_by_sampler(results: list[tuple[str, Evaluation]], rules: list[dict]) -> str:
     """Per sampler variant, over every configuration: how close the default comes to the best schedule measured."""
     by: dict[str, list[float]] = {}
-    per_config: dict[str, list[float]] = {}
-    for name, ev in results:
+    shares: dict[str, list[float]] = {}  # per sampler: each configuration's share of cells within 1.05x
+    for _, ev in results:
+        per_label: dict[str, list[float]] = {}
         for x, cell in _default_ratios(ev, rules):
-            label = sampler_of(ev, cell[0])[0]
-            by.setdefault(label, []).append(x)
-            per_config.setdefault(f"{label} {name}", []).append(x)
+            per_label.setdefault(sampler_of(ev, cell[0])[0], []).append(x)
+        for label, r in per_label.items():
+            by.setdefault(label, []).extend(r)
+            shares.setdefault(label, []).append(float(np.mean(np.asarray(r) <= 1.05)))
     lines = ["**The default against the best schedule, per sampler** (RMSE ratio over every configuration's "
              "cells; the last column: the lowest share of cells within 1.05x in any one configuration):", "",
              "| sampler | cells | within 1.05x | within 1.25x | worst ratio | lowest share within 1.05x |",
              "|---|---:|---:|---:|---:|---:|"]
     for label, r in by.items():
-        shares = [np.mean(np.asarray(v) <= 1.05) for k, v in per_config.items() if k.split(" ")[0] == label]
         lines.append(f"| {label} | {len(r)} | {sum(x <= 1.05 for x in r)} | {sum(x <= 1.25 for x in r)} | "
-                     f"{max(r):.2f}x | {min(shares):.0%} |")
+                     f"{max(r):.2f}x | {min(shares[label]):.0%} |")
     return "\n".join(lines)
 
 
 def _variant_gain(results: list[tuple[str, Evaluation]], rules: list[dict]) -> str:
     """Per measured sampler variant: its own ranking against the default variant's (what a request for the variant
     got before variants were measured), over every cell of its re-sampled results."""
-    table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     acc: dict[str, dict[str, list[float]]] = {}
     for _, ev in results:
-        if not is_variant(ev):
-            continue
-        noise = ev.meta["schedule"]["name"]
-        for cell in ev.cells():
-            rows = {r["method"]: r["rmse"] for r in ev.rows
-                    if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
-            best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
-            label = sampler_of(ev, cell[0])[0]
-            a = acc.setdefault(label, {"own": [], "default": []})
-            for key, sampler in (("own", label), ("default", cell[0])):
-                pick = next(m for m, _ in table[(sampler, cell[1], noise, cell[2])] if m in rows)
-                a[key].append(rows[pick] / best)
+        if is_variant(ev):
+            for key in ("own", "default"):
+                for x, cell in _default_ratios(ev, rules, default_variant=key == "default"):
+                    acc.setdefault(sampler_of(ev, cell[0])[0], {"own": [], "default": []})[key].append(x)
     if not acc:
         return ""
     lines = ["**Why a ranking per variant**: each variant's default from its own ranking, against the default "

@@ -9,7 +9,7 @@ import numpy as np
 from ..baselines import BASELINES
 from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
 from ..schedules import kind_name_of_family
-from ..solvers import SAMPLER_DEFAULTS, sampler_label
+from ..solvers import sampler_label, sampler_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Evaluation
@@ -273,7 +273,7 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
 def sampler_of(ev: Evaluation, solver: str) -> tuple[str, dict]:
     """The sampler variant an evaluation ran ``solver`` with: (`hso.solvers.sampler_label`, its options)."""
     opts = next((r.get("solver_options") for r in ev.rows if r["solver"] == solver), None)
-    opts = dict(SAMPLER_DEFAULTS.get(solver, {}) if opts is None else opts)
+    opts = sampler_options(solver) if opts is None else dict(opts)  # rows without options ran the defaults
     return sampler_label(solver, opts), opts
 
 
@@ -299,8 +299,8 @@ def noise_class(ev: Evaluation) -> tuple[str, float]:
 def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None = None) -> list[dict]:
     """What `hso.diffusers.optimize_pipeline` installs by default, derived from results: per (solver, measured noise
     schedule (`noise_class`), NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations,
-    then diffusers' step to sigma 0) or its "stop" schedule (a regular step to its last point, near t_min, where the sample keeps that noise;
-    diffusers runs it with ``final_sigmas_type="sigma_min"``).
+    then diffusers' step to sigma 0) or its "stop" schedule (a regular step to its last point, near t_min, where
+    the sample keeps that noise; diffusers runs it with ``final_sigmas_type="sigma_min"``).
     Each is scored on every evaluation of the space by its RMSE ratio to the best schedule of *either* convention
     in that evaluation (both are measured against the same clean reference), and the one with the lower worst ratio
     over the evaluations wins; "stop" replaces diffusers' own "jump" only when lower by more than `RULE_TOLERANCE`.
@@ -322,10 +322,10 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
     for ev in evs:
         noise = noise_class(ev)[0]
         by_cell: dict[tuple[str, str, int], dict[str, float]] = {}
+        labels = {solver: sampler_of(ev, solver)[0] for solver, _, _ in ev.cells()}
         for r in ev.rows:
             if r["method"] in CANDIDATE_ORDER and valid_row(r):  # schedule methods the model can run
-                label = sampler_of(ev, r["solver"])[0]
-                by_cell.setdefault((label, r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
+                by_cell.setdefault((labels[r["solver"]], r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
         for (solver, conv, nfe), rows in by_cell.items():
             other = by_cell.get((solver, "jump" if conv == "stop" else "stop", nfe))
             pick = first.get((solver, conv, noise, nfe))

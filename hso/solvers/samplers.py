@@ -69,18 +69,21 @@ class SampleOutput:
 def sampler_options(solver: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A sampler's full options: its `SAMPLER_DEFAULTS` updated with ``options`` (``"order"``: the multistep order,
     DPM-Solver++ 1-3 (2M, 3M), UniPC 1-3, iPNDM 1-4; ``"variant"``: UniPC's ``"bh1"`` or ``"bh2"``). A None value
-    keeps the default.
+    keeps the default. A solver without a sampler (DEIS) has no options: ``{}`` when none (or an empty mapping)
+    are given.
 
     Raises:
-        ValueError: a solver without a sampler, an option it does not have, an order out of range, an unknown
-            variant.
+        ValueError: options for a solver without a sampler, an option it does not have, an order out of range, an
+            unknown variant.
         TypeError: options that are not a mapping.
     """
     name = get_solver(solver).name
-    if name not in SAMPLER_DEFAULTS:
-        raise ValueError(f"no sampler for solver {name!r} yet; samplers: {', '.join(SAMPLER_DEFAULTS)}")
     if options is not None and not isinstance(options, Mapping):
         raise TypeError(f"solver options must be a mapping such as {{'order': 2}}, got {type(options).__name__}")
+    if name not in SAMPLER_DEFAULTS:
+        if not options:
+            return {}
+        raise ValueError(f"no sampler for solver {name!r} yet; samplers: {', '.join(SAMPLER_DEFAULTS)}")
     opts = dict(SAMPLER_DEFAULTS[name])
     for key, value in (options or {}).items():
         if value is None:
@@ -114,7 +117,7 @@ def sampler_label(solver: str, options: Mapping[str, Any] | None = None) -> str:
     """
     name = get_solver(solver).name
     opts = sampler_options(name, options)
-    if opts == SAMPLER_DEFAULTS[name]:
+    if opts == SAMPLER_DEFAULTS.get(name, {}):
         return name
     parts = [opts["variant"]] if "variant" in opts else []
     parts += [f"o{opts['order']}"] if "order" in opts else []
