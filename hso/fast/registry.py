@@ -102,8 +102,6 @@ def _compiled_dmn(entry: str) -> Callable[[], Callable[..., tuple]]:
     return load
 
 
-
-
 def _probe_cuda() -> str | None:
     reason = _probe_cpp()
     if reason is not None:
