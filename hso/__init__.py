@@ -8,7 +8,10 @@ Importing `hso` loads no compiled code; `hso.fast` picks and loads an engine on 
 """
 from __future__ import annotations
 
+import importlib
+
 from . import fast, library
+from .calibration import calibrate
 from .check import CheckReport, check
 from .inits import INIT_FAMILIES, init_schedule
 from .objectives import dmn, mep, spacing_penalty
@@ -21,24 +24,19 @@ from .version import __version__
 
 def evaluate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.evaluation.evaluate
     """Score schedules on real samplers and test beds; see `hso.evaluation.evaluate` (imported on first use)."""
+    # the evaluation harness (and its `eval` extra: scikit-learn, matplotlib) loads only when used: the library does
+    # not import its own test harness
     from .evaluation import evaluate as _evaluate
     return _evaluate(*args, **kwargs)
 
 
-def calibrate(*args, **kwargs):  # noqa: ANN002, ANN003 - forwards to hso.calibration.calibrate
-    """The measured-best schedule for your model; see `hso.calibration.calibrate` (imported on first use)."""
-    from .calibration import calibrate as _calibrate
-    return _calibrate(*args, **kwargs)
-
-
 # submodules loaded on first attribute access (`import hso; hso.diffusers.apply(...)`), as numpy and scipy do: each
 # pulls an optional heavy dependency (diffusers and torch, scikit-learn, matplotlib) that `import hso` must not
-_LAZY_SUBMODULES = ("diffusers", "evaluation", "calibration", "testbeds", "cli", "baselines", "measured", "comfyui")
+_LAZY_SUBMODULES = ("diffusers", "evaluation", "testbeds", "cli", "baselines", "measured", "comfyui")
 
 
 def __getattr__(name: str):  # noqa: ANN202 - a module, loaded on first use
     if name in _LAZY_SUBMODULES:
-        import importlib
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -72,7 +72,7 @@ def _ays_key(schedule: NoiseSchedule) -> str:
 def _ays(schedule: NoiseSchedule, n: int) -> np.ndarray:
     key = _ays_key(schedule)
     try:
-        from diffusers.schedulers import AysSchedules
+        from diffusers.schedulers import AysSchedules  # deferred: diffusers is optional
     except ImportError as e:
         raise MethodNotApplicable(f"the AYS timesteps are read from diffusers, which is not installed ({e})") from None
     base = schedule.t_of_timesteps(np.asarray(AysSchedules[key], dtype=np.float64))

@@ -33,16 +33,21 @@ checked before any evaluation. The default budget, 307, is 2% of what GITS spend
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .evaluation.reference import final_data, initial_state
+from . import fast
+from .baselines import MethodNotApplicable
 from .fast.registry import get_backend
+from .measured import measured_pick
+from .methods import CALIBRATE_CANDIDATES, PORTED, SCHEDULE_METHODS
+from .optimize import method_schedule, plan
 from .schedules import NoiseSchedule, as_schedule
-from .solvers import SAMPLER_DEFAULTS, get_solver, prediction_for, sample, sampler_options
+from .solvers import SAMPLER_DEFAULTS, final_data, get_solver, initial_state, prediction_for, sample, sampler_options
 
 __all__ = ["calibrate", "CalibrationResult", "GITS_BUDGET", "EvaluationCounter", "candidate_schedules",
            "default_objectives", "first_round", "select", "teacher_solution"]
@@ -131,9 +136,6 @@ class EvaluationCounter:
 def _diverse_population(schedule: NoiseSchedule, nfe: int, solver: str, convention: str, k: int,
                         options: dict[str, Any]) -> list[np.ndarray]:
     """Up to k members of the final DE population of hso's search, far apart in (t_eps, T_max), as schedules."""
-    from . import fast
-    from .optimize import plan
-
     # method "hso": the search for this convention (the measured default may port the "stop" search instead)
     job = plan(**{"method": "hso", **options, "schedule": schedule, "nfe": nfe, "solver": solver,
                   "convention": convention})
@@ -156,26 +158,18 @@ def candidate_schedules(schedule: NoiseSchedule, solver: str, nfe: int, conventi
                         population: int, solver_options: dict[str, Any] | None = None) -> list[tuple[str, np.ndarray]]:
     """Every candidate, distinct, the default ("hso": `hso.optimize`'s for this sampler variant,
     ``solver_options``) first and the rest in the default's measured ranking for that variant."""
-    from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
-    from .measured import measured_pick
-    from .optimize import plan
-
-    names = ["hso_constrain", "hso_p1"] + (["hso_dmn"] if "dmn" in objectives else []) + [
-        "logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing", "leading", "ays"]
-    # the default: `hso.optimize`'s schedule for this sampler variant
+    # the default: `hso.optimize`'s schedule for this sampler variant; then `hso.methods`' calibrate candidates
     out = [("hso", plan(schedule, nfe, solver, convention=convention, solver_options=solver_options).run().t)]
-    for name in names:
-        if name not in METHODS:
+    for name in CALIBRATE_CANDIDATES:
+        if SCHEDULE_METHODS[name].options.get("objective", "mep") not in objectives:
             continue
         try:
-            out.append((name, make_schedule(name, schedule, solver, nfe, convention)))
+            out.append((name, method_schedule(name, schedule, solver, nfe, convention)))
         except MethodNotApplicable:
             pass
-    if convention == "jump":
-        try:  # the "stop" search ported to "jump" by dropping its t_eps point
-            out.append(("hso_stop_ported", make_schedule("hso_stop_ported", schedule, solver, nfe, convention)))
-        except (ValueError, MethodNotApplicable):
-            pass
+        except ValueError:  # the ported "stop" search may not fit where the "jump" request does
+            if name != PORTED:
+                raise
     for i, t in enumerate(_diverse_population(schedule, nfe, solver, convention, population, {})):
         out.append((f"hso_population_{i}", t))
     # every candidate spends exactly the solver's evaluations for this NFE (the budget accounting relies on it)
@@ -263,7 +257,6 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
 
     def say(msg: str) -> None:
         if progress:
-            import sys
             print(f"hso calibrate: {msg}", file=sys.stderr, flush=True)
 
     engine = get_backend("auto")

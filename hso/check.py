@@ -11,12 +11,16 @@ to hso's own schedule for the same NFE.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .schedules import KIND_FLOW, NoiseSchedule
+from . import fast
+from .optimize import optimize
+from .result import ScheduleResult
+from .schedules import KIND_FLOW, PRESETS, NoiseSchedule
 from .solvers import CONVENTIONS, get_solver
 
 __all__ = ["check", "CheckReport", "Finding", "INPUT_KINDS", "EPS32", "F32_TOL", "ZERO_DIVIDING_SOLVERS"]
@@ -123,10 +127,8 @@ def _noise_schedule(obj: Any) -> NoiseSchedule:
     if isinstance(obj, NoiseSchedule):
         return obj
     if isinstance(obj, str):
-        from .schedules import PRESETS
         if obj.lower().replace("-", "_") in PRESETS:
             return NoiseSchedule.preset(obj)
-        import os
         if os.path.exists(obj):
             return NoiseSchedule.from_diffusers(obj)
         return NoiseSchedule.preset(obj)  # raises with the known presets
@@ -183,7 +185,6 @@ def check(schedule: Any, noise_schedule_or_scheduler: Any, solver: str, *, nfe: 
         ValueError / TypeError: not a 1-D list of at least 2 numbers, unknown solver / convention / kind / preset,
             nfe not an integer >= 1, fractional timesteps.
     """
-    from .result import ScheduleResult
 
     spec = get_solver(solver)
     ns = _noise_schedule(noise_schedule_or_scheduler)
@@ -324,12 +325,10 @@ def check(schedule: Any, noise_schedule_or_scheduler: Any, solver: str, *, nfe: 
     res = None
     objective, p = "mep", None
     try:
-        from .optimize import optimize
         res = optimize(ns, spends, spec.name, convention=convention)
     except ValueError as err:
         add("no_comparison", "info", f"no hso schedule for NFE {spends}: {' '.join(str(err).split())}")
     if res is not None:
-        from . import fast
         objective, p = res.objective, float(res.settings["p"])
         obj = fast.ObjectiveSpec(objective, ns.kind, p, res.settings.get("trunc_num"))
 

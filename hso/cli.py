@@ -9,13 +9,27 @@ own errors included) is one line ``hso: error: ...`` on stderr naming the option
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
 import sys
 from typing import Any, Sequence
 
-from .optimize import MAX_NFE, MAX_P
+import numpy as np
+
+from . import library
+from .baselines import MethodNotApplicable
+from .check import check
+from .diffusers import SUPPORTED, options_from_config
+from .evaluation import DEFAULT_METHODS, QUICK, evaluate
+from .fast import show_config
+from .measured import PORTED
+from .methods import SCHEDULE_METHODS
+from .optimize import MAX_NFE, MAX_P, METHODS, SPACINGS, method_schedule, optimize, optimize_many
+from .schedules import PRESETS, NoiseSchedule, diffusers_config
+from .solvers import CONVENTIONS, SOLVERS, get_solver, sampler_label
 
 __all__ = ["main"]
 
@@ -68,7 +82,6 @@ def _float_option(positive: bool = False, hi: float | None = None) -> Any:
 
 def _check_finite(results: Sequence[Any]) -> None:
     """Refuse to print a schedule whose objective or points are not finite (never a NaN / inf result)."""
-    import numpy as np
 
     for r in results:
         values = (r.fitness, r.mep, r.penalty, *np.asarray(r.t).tolist(), *np.asarray(r.sigmas).tolist())
@@ -80,7 +93,6 @@ def _check_finite(results: Sequence[Any]) -> None:
 
 def _search_options(parser: argparse.ArgumentParser) -> None:
     """--method / --objective / --spacing, shared by optimize, sweep and plot."""
-    from .optimize import METHODS, SPACINGS
 
     parser.add_argument("--method", default="auto", choices=METHODS,
                         help="auto (default: the measured best of hso's settings and the baselines), hso (the "
@@ -92,7 +104,6 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
 
 def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
     """A grid of searches (preset, solvers, NFEs, conventions) and the search options, for sweep and plot."""
-    from .schedules import PRESETS
 
     parser.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
     parser.add_argument("--solver", default="unipc", help="comma-separated sampler names")
@@ -103,8 +114,6 @@ def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .schedules import PRESETS
-    from .solvers import SOLVERS
 
     ap = _Parser(prog="hso", description="Hierarchical Schedule Optimization for diffusion samplers")
     sub = ap.add_subparsers(dest="command")
@@ -231,7 +240,6 @@ def _given_names(text: str | None, option: str, what: str) -> tuple[str, ...] | 
 
 def _conventions(text: str | None, option: str) -> list[str | None]:
     """The conventions of a list option; [None] (each solver's own) when not given."""
-    from .solvers import CONVENTIONS
 
     convs = _given_names(text, option, "convention")
     for c in convs or ():
@@ -254,7 +262,6 @@ def _check_out_dir(path: str | None) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import DEFAULT_METHODS, QUICK, evaluate
 
     kw: dict[str, Any] = dict(QUICK) if args.quick else {"nfes": (4, 5, 6, 8, 10), "methods": DEFAULT_METHODS,
                                                          "n_samples": 512}
@@ -287,8 +294,6 @@ def _grid(preset: str, solvers: str, nfe: str, conventions: str | None) -> tuple
         ValueError / TypeError: unknown preset, solver or convention; an empty list; a bad or empty NFE list, an
             NFE outside [1, MAX_NFE].
     """
-    from .schedules import NoiseSchedule
-    from .solvers import get_solver
 
     sched = NoiseSchedule.preset(preset)
     names = list(dict.fromkeys(get_solver(n).name for n in _given_names(solvers, "--solver", "solver") or ()))
@@ -314,8 +319,6 @@ def _check_out(path: str | None) -> None:
 
 def _csv(results: Sequence[Any]) -> str:
     """One row per schedule; list columns are space-separated, floats at full precision (repr)."""
-    import csv
-    import io
 
     def join(values: Any) -> str:
         return "" if values is None else " ".join(repr(v) for v in values.tolist())
@@ -342,7 +345,6 @@ def _emit(text: str, out: str | None, what: str) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .optimize import optimize_many
 
     sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
     _check_out(args.out)
@@ -360,7 +362,6 @@ def _sweep(args: argparse.Namespace) -> int:
 def _result_label(r: Any) -> str:
     """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", or
     the baseline ``method="auto"`` returned where one measured better than every HSO setting."""
-    from .measured import PORTED
 
     cell = f"{r.solver}, NFE {r.nfe}, {r.convention}"
     if r.source == "hso":
@@ -371,15 +372,11 @@ def _result_label(r: Any) -> str:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .evaluation.methods import METHODS, MethodNotApplicable, make_schedule
-
     sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
     baselines = list(_names(args.baselines) or ())  # empty: none
     for m in baselines:
-        if m not in METHODS:
-            raise ValueError(f"unknown baseline {m!r}; known: {', '.join(METHODS)}")
+        if m not in SCHEDULE_METHODS:
+            raise ValueError(f"unknown baseline {m!r}; known: {', '.join(SCHEDULE_METHODS)}")
     _check_out(args.out)
     if args.library and (args.method, args.objective, args.spacing) != ("auto", None, None):
         raise ValueError("--library holds hso.optimize's defaults only; drop --library to search with other settings")
@@ -387,8 +384,8 @@ def _plot(args: argparse.Namespace) -> int:
         import matplotlib  # noqa: F401 - only to fail early, before any search
     except ImportError:
         raise ValueError("hso plot needs matplotlib: pip install 'hso[eval]'") from None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib is optional (the eval extra)
+    from matplotlib.figure import Figure  # deferred: matplotlib is optional (the eval extra)
 
     ext = os.path.splitext(args.out)[1][1:].lower()
     if ext and ext not in FigureCanvasAgg.get_supported_filetypes():
@@ -396,10 +393,8 @@ def _plot(args: argparse.Namespace) -> int:
                          f"{', '.join('.' + e for e in sorted(FigureCanvasAgg.get_supported_filetypes()))})")
 
     if args.library:
-        from .library import get
-        results = [get(args.preset, c["solver"], c["nfe"], c.get("convention")) for c in configs]
+        results = [library.get(args.preset, c["solver"], c["nfe"], c.get("convention")) for c in configs]
     else:
-        from .optimize import optimize_many
         results = optimize_many(configs, schedule=sched, method=args.method, objective=args.objective,
                                 spacing=args.spacing)
 
@@ -420,7 +415,7 @@ def _plot(args: argparse.Namespace) -> int:
         drawn: set[bytes] = set()
         for r in results:
             try:
-                t = make_schedule(m, sched, r.solver, r.nfe, r.convention)
+                t = method_schedule(m, sched, r.solver, r.nfe, r.convention)
             except MethodNotApplicable as e:
                 print(f"hso plot: skipped baseline {m!r}: {e}", file=sys.stderr)
                 break
@@ -449,12 +444,10 @@ def _from_diffusers_config(args: argparse.Namespace) -> tuple:
     """(noise schedule, solver, convention, sampler options) for ``hso optimize --from-diffusers-config``: the
     solver and its options (``solver_order``, ``solver_type``) from the scheduler class and config unless given
     (``--order`` / ``--variant`` win over the config's, option by option)."""
-    from .schedules import NoiseSchedule, diffusers_config
 
     schedule = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
     solver, options = args.solver, None
     if solver is None:
-        from .diffusers import SUPPORTED, options_from_config
 
         config, cls_name = diffusers_config(args.from_diffusers_config)
         if cls_name not in SUPPORTED:
@@ -474,9 +467,6 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _optimize(args: argparse.Namespace) -> int:
     """``hso optimize``: every input checked (schedule, solver, convention against the format) before the search."""
-    from .optimize import optimize
-    from .schedules import NoiseSchedule
-    from .solvers import get_solver
 
     note = ""
     if args.solver is not None and not args.solver.strip():
@@ -537,9 +527,7 @@ def _optimize(args: argparse.Namespace) -> int:
 def _describe(res: Any) -> str:
     """The '#' header lines of the table output: what made the schedule and, for a search, its objective and its
     spacing penalty (explained: a large penalty is not a failure)."""
-    from .measured import PORTED
 
-    from .solvers import sampler_label
 
     m = res.settings.get("measured")
     want = sampler_label(res.solver, res.solver_options)
@@ -578,8 +566,6 @@ def _describe(res: Any) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     """``hso check``: the report on stdout; exit 0 without errors, 1 with errors (2: bad input, from main)."""
-    from .check import check
-    from .schedules import NoiseSchedule
 
     kind, text = next((k, v) for k, v in (("timesteps", args.timesteps), ("sigmas", args.sigmas), ("t", args.t))
                       if v is not None)
@@ -611,7 +597,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:  # no arguments: the embedded default
             args = _parser().parse_args(["optimize"])
         if args.command == "info":
-            from .fast import show_config
             show_config()
             return 0
         run = {"optimize": _optimize, "evaluate": _evaluate, "sweep": _sweep, "plot": _plot,

@@ -29,9 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from .calibration import calibrate
 from .measured import diffusers_convention
+from .optimize import optimize
 from .result import ScheduleResult
 from .schedules import NoiseSchedule
+from .solvers import SAMPLER_DEFAULTS, canonical_prediction, sampler_options, to_data_prediction
 
 __all__ = ["apply", "optimize_pipeline", "calibrate_pipeline", "unet_model", "solver_for", "solver_options_for",
            "pipeline_kwargs", "remove", "SUPPORTED"]
@@ -97,7 +100,6 @@ def options_from_config(solver: str, config: Any, override: Any = None) -> dict[
         ValueError / TypeError: a bad ``override`` (`hso.solvers.sampler_options`'s error), or a config value hso's
             sampler does not have (naming the config field, e.g. ``solver_order=4``).
     """
-    from .solvers import SAMPLER_DEFAULTS, sampler_options
 
     if override is not None:
         sampler_options(solver, override)  # a bad explicit option: its own error, not the config's
@@ -183,7 +185,7 @@ def _plan(sched: Any, schedule: ScheduleResult | Any, convention: str | None, mu
         sig = noise.sigma(t)  # flow sigma in [0, 1], the scheduler's own variable
         timesteps = sig * float(sched.config.num_train_timesteps)
     elif _edm_preconditioned(sched):
-        import torch
+        import torch  # deferred: torch is optional (the diffusers / torch backends)
 
         # the network is conditioned on the scheduler's c_noise of each sigma, computed as the stock code does
         sig = noise.sigma(t)
@@ -225,7 +227,7 @@ class _Adapted:
                           UserWarning, stacklevel=2)
         extra = {k: v for k, v in kwargs.items() if k == "mu" and v is not None}
         super().set_timesteps(m, device=device, **extra)  # type: ignore[misc]
-        import torch
+        import torch  # deferred: torch is optional (the diffusers / torch backends)
 
         ts_dtype, ts_device = self.timesteps.dtype, self.timesteps.device
         sig_device = self.sigmas.device if hasattr(self, "sigmas") and torch.is_tensor(self.sigmas) else "cpu"
@@ -246,8 +248,6 @@ class _Adapted:
                              "set_timesteps needs the mu the pipeline computes; pass mu=")
         key = float(mu)
         if key not in self.hso_results:
-            from .optimize import optimize
-
             nfe, solver, kwargs = self._hso_request
             self.hso_results[key] = optimize(NoiseSchedule.from_diffusers(self, mu=key), nfe, solver, **kwargs)
         self.hso_result = self.hso_results[key]
@@ -258,7 +258,7 @@ class _AdaptedDDIM(_Adapted):
     """DDIM's stock step goes to ``t - T // n``; here it goes to the schedule's next point (or sigma 0 / t_eps)."""
 
     def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
-        import torch
+        import torch  # deferred: torch is optional (the diffusers / torch backends)
 
         plan = self._hso_plan
         ts = [int(v) for v in plan["timesteps"]]
@@ -295,15 +295,13 @@ class _AdaptedFinalJump(_Adapted):
             self._init_step_index(timestep)
         last = self.step_index == len(self.timesteps) - 1
         if last and float(self.sigmas[-1]) == 0.0 and self.config.get("solver_type") != "bh2":
-            from .solvers import canonical_prediction, to_data_prediction
-
             alpha, sigma = self._sigma_to_alpha_sigma_t(self.sigmas[self.step_index])
             x0 = to_data_prediction(model_output, sample, alpha, sigma,
                                     canonical_prediction(self.config.prediction_type))
             self._step_index += 1
             if not return_dict:
                 return (x0,)
-            from diffusers.schedulers.scheduling_utils import SchedulerOutput
+            from diffusers.schedulers.scheduling_utils import SchedulerOutput  # deferred: diffusers is optional
             return SchedulerOutput(prev_sample=x0)
         return super().step(model_output, timestep, sample, return_dict=return_dict, **kwargs)  # type: ignore[misc]
 
@@ -415,7 +413,6 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     Returns:
         The `ScheduleResult` that was installed.
     """
-    from .optimize import optimize
 
     sched = _scheduler_of(pipe)
     dynamic = _dynamic_shifting(sched)
@@ -446,7 +443,7 @@ def unet_model(pipe: Any, **unet_kwargs: Any) -> Any:
     passed on every call (e.g. ``encoder_hidden_states`` for a text-conditioned UNet, broadcast to the batch).
     Behind an EDM scheduler the network runs inside the scheduler's own preconditioning (input scaled by c_in,
     conditioned on c_noise) and the model returns the data prediction (``prediction="sample"``)."""
-    import torch
+    import torch  # deferred: torch is optional (the diffusers / torch backends)
 
     net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     if net is None:
@@ -493,7 +490,6 @@ def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sa
     Returns:
         The `CalibrationResult`.
     """
-    from .calibration import calibrate
 
     sched = _scheduler_of(pipe)
     noise = NoiseSchedule.from_diffusers(sched)
@@ -523,8 +519,10 @@ def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sa
 
 
 def pipeline_kwargs(result: ScheduleResult, target: Any) -> dict[str, list]:
-    """``timesteps=`` or ``sigmas=`` for a pipeline call with a stock scheduler that accepts one (see
-    `ScheduleResult.pipeline_kwargs`).
+    """``timesteps=`` or ``sigmas=`` for a pipeline call (or a scheduler) whose stock scheduler accepts one:
+    DPMSolverMultistep/Singlestep, Euler, Heun (integer timesteps), FlowMatchEuler (sigmas)::
+
+        pipe(prompt, **hso.diffusers.pipeline_kwargs(res, pipe))
 
     Raises:
         ValueError: the scheduler takes neither, or its configuration would run another schedule (then use

@@ -3,9 +3,9 @@ NFE), which schedule sampled best in the committed quality results. A request ta
 of its lambda space nearest to its own (`nearest_noise`: VP models by alpha at the noisy end, SD-like or
 DDPM-like).
 
-The candidates are hso's search under each setting (`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the
-DM-NonUniform objective), for convention "jump" also `PORTED` (the "stop" search with its last point dropped), and
-the baselines of `hso.baselines`. For each measured cell (per noise family the test beds of
+The candidates are the rows of `hso.methods` (`CANDIDATE_ORDER`): hso's search under each setting
+(`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the DM-NonUniform objective), for convention "jump" also
+`PORTED` (the "stop" search with its last point dropped), and the baselines of `hso.baselines`. For each measured cell (per noise family the test beds of
 `benchmarks/quality/run.py`: exact denoisers of digits and of photograph patches, a trained EDM-preconditioned
 network, and for VP a plain epsilon network, under SD's and DDPM's betas; RMSE against the converged sample) every
 candidate's *worst* RMSE ratio to the cell's best schedule over the test beds is recorded, and candidates are
@@ -25,7 +25,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from .baselines import BASELINES
+from .methods import CANDIDATE_ORDER, PORTED, ported_applies
+from .methods import SEARCH_SETTINGS as VARIANTS
 from .schedules import as_schedule
 from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_label, sampler_options
 
@@ -33,24 +34,11 @@ __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE"
            "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention",
            "nearest_noise", "nearest_sampler"]
 
-# hso's search settings the measurement compares (the evaluation's method names)
-VARIANTS: dict[str, dict[str, Any]] = {"hso_paper": {}, "hso_constrain": {"spacing": "constrain"},
-                                       "hso_p1": {"p": 1.0}, "hso_dmn": {"objective": "dmn"}}
-# for convention "jump": the "stop" schedule of method "hso" for the same NFE with its last point (t_eps) dropped,
-# so the sampler evaluates at the stop schedule's first NFE points and then jumps to sigma 0
-PORTED = "hso_stop_ported"
-CANDIDATE_ORDER = tuple(VARIANTS) + (PORTED,) + tuple(BASELINES)
 SUPPORT_RATIO = 1.1
 TOLERANCE = 1.02
 RULE_FILE = "measured_rule.json"
 # solvers without their own measurements that take another's: Euler's step is DDIM's in other coordinates
 SAME_AS = {"euler": "ddim"}
-
-
-def ported_applies(solver: str, convention: str) -> bool:
-    """Whether `PORTED` exists for this solver and convention: "jump", with one network evaluation per step (the
-    "stop" schedule's first NFE points are then exactly the jump schedule's)."""
-    return convention == "jump" and get_solver(solver).evals_per_step == 1
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import inspect
 import math
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -16,12 +17,14 @@ from .fast.reference import spacing_penalty_and_grad
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import PORTED, VARIANTS, measured_pick, ported_applies
+from .measured import measured_pick
+from .methods import PORTED, SCHEDULE_METHODS, ported_applies
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver, sampler_options
 
-__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "MAX_GAMMA", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method"]
+__all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "MAX_GAMMA", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method",
+           "method_schedule"]
 
 SPACINGS = ("rank", "constrain")
 # the most network evaluations `optimize` plans for (no sampler in use spends more; continuous models would
@@ -429,15 +432,16 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
                     "worst_ratio": ratio, "supported": pick.supported(name)}
         try:
-            if name in VARIANTS:  # one of hso's settings, relative to the paper's
-                v = VARIANTS[name]
+            row = SCHEDULE_METHODS[name]
+            if row.kind == "search":  # one of hso's settings, relative to the paper's
+                v = row.setting
                 if v.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
                     raise _Infeasible(f"a DM-NonUniform search at N = {n_int} intervals (beyond {DMN_RULE_MAX}) takes "
                                       "minutes and was not measured there")
                 return build(conv, *resolve_method("paper", spec_solver.name, conv, v.get("objective"),
                                                    v.get("spacing"), v.get("p"), sched.kind_name),
                              measured=measured, passed_over=passed_over)
-            if name == PORTED:  # method "hso"'s "stop" search for this NFE; the result drops its last point
+            if row.kind == "ported":  # method "hso"'s "stop" search for this NFE; the result drops its last point
                 if not ported_applies(spec_solver.name, conv):
                     raise _Infeasible("it needs one network evaluation per step")
                 return build("stop", *resolve_method("hso", spec_solver.name, "stop", None, None, None,
@@ -461,6 +465,45 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
             passed_over.append(f"method {fallback!r}: {e}")
     # not reached: the NFE check above admits only what the paper's search fits
     raise ValueError(f"no schedule fits NFE={nfe} for this model: {'; '.join(passed_over)}")
+
+
+# `method_schedule`'s searches, by plan: they are deterministic (seeded), and the methods of one request often
+# resolve to the same search (the default and method "hso"; solvers with equal specs)
+_SEARCHED: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_SEARCHED_MAX = 512
+
+
+def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: int, convention: str | None = None
+                    ) -> np.ndarray:
+    """The points ``t  # [N+1]`` (descending) of a schedule method of `hso.methods` for a request: its search
+    (`plan` with the row's arguments, run once per distinct plan), the ported "stop" search, or the baseline's
+    points over the family's whole time domain (not checked for colliding integer timesteps: the evaluation reports
+    those, `plan` passes them over).
+
+    Raises:
+        ValueError: an unknown method (listing the known ones), or a request `plan` refuses.
+        MethodNotApplicable: the method does not apply to this noise schedule, solver or convention.
+    """
+    if name not in SCHEDULE_METHODS:
+        raise ValueError(f"unknown schedule method {name!r}; known: {', '.join(SCHEDULE_METHODS)}")
+    row = SCHEDULE_METHODS[name]
+    sched = as_schedule(schedule)
+    spec = get_solver(solver)
+    conv = convention or spec.default_convention
+    reason = row.not_applicable(sched.kind_name, spec.name, conv)
+    if reason:
+        raise MethodNotApplicable(reason)
+    if row.kind == "baseline":
+        return baseline_schedule(name, sched, spec.n_intervals(nfe, conv))
+    if row.kind == "ported":
+        return method_schedule("hso_search", sched, spec.name, nfe, "stop")[:-1]
+    job = plan(sched, nfe, spec.name, convention=conv, **row.options)
+    key = (job.source, job.lower, job.objective, job.search, sched.content_key())
+    if key not in _SEARCHED:
+        _SEARCHED[key] = job.run().t
+        if len(_SEARCHED) > _SEARCHED_MAX:
+            _SEARCHED.popitem(last=False)
+    return _SEARCHED[key].copy()
 
 
 def _same(a: Any, b: Any) -> bool:

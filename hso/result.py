@@ -106,16 +106,6 @@ class ScheduleResult:
         """
         return [float(s) for s in self.sigmas]
 
-    def pipeline_kwargs(self, scheduler: Any) -> dict[str, list]:
-        """``timesteps=`` or ``sigmas=`` to pass to a diffusers pipeline call whose stock scheduler accepts one
-        (DPMSolverMultistep/Singlestep, Euler, Heun: integer timesteps; FlowMatchEuler: sigmas).
-
-        Raises:
-            ValueError: the scheduler accepts neither, or would run another schedule (use `hso.diffusers.apply`).
-        """
-        from .diffusers import pipeline_kwargs
-        return pipeline_kwargs(self, scheduler)
-
     def table(self) -> str:
         """A human-readable table of the schedule."""
         head = f"{'i':>3} {'t':>10} {'lambda':>10} {'sigma':>12}" + (f" {'timestep':>9}" if self.timesteps is not None

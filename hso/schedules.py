@@ -20,8 +20,10 @@ VE ``sigma = e^{-lambda}`` and flow ``sigma = 1 / (1 + e^{lambda})``; ``alpha = 
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -643,9 +645,6 @@ def diffusers_config(obj: Any) -> tuple[dict[str, Any], str]:
         TypeError: an object that is neither a path, a mapping nor a scheduler.
     """
     if isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__"):
-        import json
-        from pathlib import Path
-
         path = Path(obj.decode() if isinstance(obj, bytes) else obj)
         if path.is_dir():
             path = path / "scheduler_config.json"

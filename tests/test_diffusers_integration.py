@@ -262,7 +262,7 @@ def test_ddim_pipeline_end_to_end(unet):
 # ------------------------------------------------------------------ kwargs, sigmas, errors
 def test_pipeline_kwargs_and_k_diffusion_sigmas():
     res = hso.optimize("sd15", 5, "dpmsolver++", convention="jump")
-    kw = res.pipeline_kwargs(_make("DPMSolverMultistepScheduler"))
+    kw = hd.pipeline_kwargs(res, _make("DPMSolverMultistepScheduler"))
     stock = _make("DPMSolverMultistepScheduler")
     stock.set_timesteps(**kw)
     assert stock.timesteps.tolist() == res.timesteps.tolist()
@@ -270,11 +270,11 @@ def test_pipeline_kwargs_and_k_diffusion_sigmas():
     stop = hso.optimize("sd15", 5, "unipc")
     assert stop.k_diffusion_sigmas()[-1] > 0 and len(stop.k_diffusion_sigmas()) == 6
     with pytest.raises(ValueError, match="use hso.diffusers.apply"):
-        res.pipeline_kwargs(_make("UniPCMultistepScheduler"))
+        hd.pipeline_kwargs(res, _make("UniPCMultistepScheduler"))
     with pytest.raises(ValueError, match="'stop' schedule"):
-        stop.pipeline_kwargs(_make("DPMSolverMultistepScheduler"))
+        hd.pipeline_kwargs(stop, _make("DPMSolverMultistepScheduler"))
     flow = hso.optimize(hso.NoiseSchedule.flow(3.0), 5, "euler")
-    kw = flow.pipeline_kwargs(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    kw = hd.pipeline_kwargs(flow, diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
     assert np.allclose(kw["sigmas"], flow.t)  # the scheduler applies its shift to what it is given
     stock = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
     stock.set_timesteps(**kw)

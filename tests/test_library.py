@@ -86,7 +86,7 @@ def test_get_runs_no_search(monkeypatch):
     monkeypatch.setattr(hso, "optimize_many", _boom)
     for name in ("search", "search_many", "lower_solve"):
         monkeypatch.setattr(hso.fast, name, _boom)
-    library._data.cache_clear()
+    library.library_data.cache_clear()
     for key, (solver, conv, nfe) in cells.items():
         res = library.get("sd21", solver, nfe, conv)
         assert res.timesteps.tolist() == want[key].timesteps.tolist() and res.source == want[key].source
@@ -175,7 +175,7 @@ def test_generator_reproduces_the_shipped_entries(tmp_path):
     for s in SOLVERS:
         for c in CONVENTIONS:
             for n in NFES:
-                got = library._rebuild(data, "flow", s,
+                got = library.entry_result(data, "flow", s,
                                        data["results"][data["presets"]["flow"]["index"][s][c][str(n)]])
                 _assert_same(got, library.get("flow", s, n, c))
 
@@ -221,10 +221,10 @@ def test_missing_file_is_a_clear_error(monkeypatch):
             return Path("/nonexistent") / name
 
     monkeypatch.setattr(library.resources, "files", lambda pkg: Missing())
-    library._data.cache_clear()
+    library.library_data.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="python -m hso.library.build"):
             library.get("sd21", "unipc", 5)
     finally:
         monkeypatch.undo()
-        library._data.cache_clear()
+        library.library_data.cache_clear()

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-import hso
+from ..optimize import MAX_NFE, optimize
+from ..schedules import NoiseSchedule
 
 __all__ = ["HSOScheduler", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "SAMPLERS", "SAMPLER_OPTIONS",
            "noise_schedule_of", "schedule_sigmas"]
@@ -43,7 +44,7 @@ def _names(obj: Any) -> set[str]:
     return {k.__name__ for k in type(obj).__mro__}
 
 
-def noise_schedule_of(model_sampling: Any) -> hso.NoiseSchedule:
+def noise_schedule_of(model_sampling: Any) -> NoiseSchedule:
     """The hso noise schedule of a ComfyUI ``model_sampling`` object (see the module docstring).
 
     Raises:
@@ -51,11 +52,11 @@ def noise_schedule_of(model_sampling: Any) -> hso.NoiseSchedule:
     """
     names = _names(model_sampling)
     if "ModelSamplingFlux" in names:
-        return hso.NoiseSchedule.flow(float(np.exp(float(model_sampling.shift))), name="flux")
+        return NoiseSchedule.flow(float(np.exp(float(model_sampling.shift))), name="flux")
     if "ModelSamplingDiscreteFlow" in names:
-        return hso.NoiseSchedule.flow(float(model_sampling.shift), name="comfyui_flow")
+        return NoiseSchedule.flow(float(model_sampling.shift), name="comfyui_flow")
     if "ModelSamplingContinuousEDM" in names or "ModelSamplingContinuousV" in names:
-        return hso.NoiseSchedule.edm(float(model_sampling.sigma_min), float(model_sampling.sigma_max),
+        return NoiseSchedule.edm(float(model_sampling.sigma_min), float(model_sampling.sigma_max),
                                      name="comfyui_edm")
     if "ModelSamplingDiscrete" in names or hasattr(model_sampling, "sigmas"):
         sig = np.asarray(getattr(model_sampling, "sigmas").detach().cpu().double().numpy()
@@ -63,7 +64,7 @@ def noise_schedule_of(model_sampling: Any) -> hso.NoiseSchedule:
                          dtype=np.float64).ravel()
         if sig.size < 2 or not np.all(np.isfinite(sig)) or np.any(sig <= 0) or np.any(np.diff(sig) <= 0):
             raise ValueError("model_sampling.sigmas must be at least 2 positive, finite, increasing values")
-        return hso.NoiseSchedule.vp_discrete(alphas_cumprod=1.0 / (1.0 + sig * sig), name="comfyui_discrete")
+        return NoiseSchedule.vp_discrete(alphas_cumprod=1.0 / (1.0 + sig * sig), name="comfyui_discrete")
     raise ValueError(f"unknown model_sampling kind {type(model_sampling).__name__!r}: expected a discrete "
                      "(eps / v), flow (SD3, Flux) or EDM model's")
 
@@ -72,11 +73,11 @@ _CACHE: dict[tuple, tuple[float, ...]] = {}
 _CACHE_SIZE = 256
 
 
-def _sigmas(noise: hso.NoiseSchedule, sampler: str, nfe: int) -> tuple[float, ...]:
+def _sigmas(noise: NoiseSchedule, sampler: str, nfe: int) -> tuple[float, ...]:
     """The sampler's sigmas for a schedule (cached by the noise schedule's content, sampler and NFE)."""
     key = (noise.content_key(), sampler, nfe)
     if key not in _CACHE:
-        res = hso.optimize(noise, nfe, SAMPLERS[sampler], convention="jump",
+        res = optimize(noise, nfe, SAMPLERS[sampler], convention="jump",
                            solver_options=SAMPLER_OPTIONS.get(sampler))
         sig = noise.sigma(res.t) if noise.family == "flow" else noise.edm_sigma(res.t)
         if len(_CACHE) >= _CACHE_SIZE:
@@ -121,12 +122,12 @@ class HSOScheduler:
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:  # noqa: N802 - ComfyUI's interface
         return {"required": {"model": ("MODEL",),
-                             "steps": ("INT", {"default": 10, "min": 1, "max": hso.MAX_NFE}),
+                             "steps": ("INT", {"default": 10, "min": 1, "max": MAX_NFE}),
                              "sampler": (list(SAMPLERS), {"default": "euler"}),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
 
     def get_sigmas(self, model: Any, steps: int, sampler: str, denoise: float = 1.0) -> tuple[Any]:
-        import torch
+        import torch  # deferred: torch is optional (the diffusers / torch backends)
 
         ms = model.get_model_object("model_sampling") if hasattr(model, "get_model_object") else model
         return (torch.FloatTensor(schedule_sigmas(ms, steps, sampler, denoise)),)

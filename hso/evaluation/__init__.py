@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedule, register_method
 from .reference import Reference, initial_state, reference_solution
-from .runner import DEFAULT_NFES, DEFAULT_SOLVERS, QUICK, Evaluation, evaluate
+from .report import Evaluation
+from .runner import DEFAULT_NFES, DEFAULT_SOLVERS, QUICK, evaluate
 
 __all__ = ["evaluate", "Evaluation", "METHODS", "DEFAULT_METHODS", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK",
            "make_schedule", "register_method", "MethodNotApplicable", "reference_solution", "Reference",

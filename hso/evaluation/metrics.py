@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..testbeds.classifier import DigitsClassifier
+from ..testbeds.data import load_digits
+
 __all__ = ["rmse", "GaussianStats", "frechet_distance", "data_stats", "sample_metrics"]
 
 
@@ -58,8 +61,6 @@ def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
 @functools.lru_cache(maxsize=1)
 def data_stats() -> tuple[GaussianStats, GaussianStats, float]:
     """(pixel stats, classifier-feature stats, pixel variance) of the 1797 digits."""
-    from ..testbeds.data import load_digits
-
     x = load_digits()
     clf = _classifier()
     return GaussianStats.of(x), GaussianStats.of(clf.features(x)), float(x.var())
@@ -67,7 +68,6 @@ def data_stats() -> tuple[GaussianStats, GaussianStats, float]:
 
 @functools.lru_cache(maxsize=1)
 def _classifier():
-    from ..testbeds.classifier import DigitsClassifier
     return DigitsClassifier.load()
 
 

@@ -12,27 +12,19 @@ a looser tolerance gives the convergence check reported with every evaluation.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from scipy.integrate import solve_ivp
 
-from ..schedules import KIND_VE, NoiseSchedule
+from ..schedules import NoiseSchedule
+from ..solvers import final_data, initial_state
 
 __all__ = ["initial_state", "final_data", "Reference", "reference_solution"]
-
-
-def initial_state(schedule: NoiseSchedule, t0: float, z: np.ndarray) -> np.ndarray:
-    """The sampler's state at its first point t0 from unit noise z: ``sigma(t0) z`` for VE/EDM models (alpha = 1),
-    ``z`` for VP and flow models (whose marginal at the top is unit noise), as samplers are used in practice."""
-    return float(schedule.sigma(t0)) * z if schedule.kind == KIND_VE else np.array(z, dtype=np.float64)
-
-
-def final_data(schedule: NoiseSchedule, x: Any, t_last: float, convention: str) -> np.ndarray:
-    """A sampler's final state in data units (float64): x / alpha at the last point for "stop" (x there is noisy
-    data scaled by alpha), the data prediction itself for "jump"."""
-    y = np.asarray(x, dtype=np.float64)
-    return y / float(schedule.alpha(t_last)) if convention == "stop" else y
 
 
 @dataclass(frozen=True)
@@ -66,8 +58,6 @@ class Reference:
 
 def _solve(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseSchedule, z: np.ndarray,
            lam_eval: np.ndarray, rtol: float) -> tuple[np.ndarray, np.ndarray, int]:
-    from scipy.integrate import solve_ivp
-
     bsz, dim = z.shape
     t_top = schedule.t_max
     y0 = initial_state(schedule, t_top, z) / float(schedule.alpha(t_top))
@@ -87,9 +77,6 @@ def _solve(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseSch
 
 
 def _cache_key(denoiser: Any, schedule: NoiseSchedule, z: np.ndarray, rtol: float, check_rtol: float | None) -> str:
-    import hashlib
-    import json
-
     h = hashlib.sha256()
     desc = denoiser.describe() if hasattr(denoiser, "describe") else {"name": getattr(denoiser, "name", None)}
     table = schedule.log_alpha_table
@@ -130,8 +117,6 @@ def reference_solution(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedu
     lam_eval = np.unique(np.concatenate([lam_ends, schedule.lambda_(np.array([schedule.t_min]))]))
     path = None
     if cache_dir is not None:
-        from pathlib import Path
-
         path = Path(cache_dir) / f"{_cache_key(denoiser, schedule, z, rtol, check_rtol)}.npz"
         if path.exists():
             with np.load(path, allow_pickle=False) as c:

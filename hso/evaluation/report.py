@@ -1,20 +1,20 @@
-"""Reports of an `Evaluation`: markdown tables, JSON, PNG plots, and the README's quality summary."""
+"""An evaluation's results (`Evaluation`) and their reports: markdown tables, JSON, PNG plots, the README's
+quality summary and the measured rules derived from them."""
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..baselines import BASELINES
 from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
-from ..schedules import kind_name_of_family
+from ..schedules import PRESETS, NoiseSchedule, kind_name_of_family
 from ..solvers import sampler_label, sampler_options
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .runner import Evaluation
-
-__all__ = ["markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
+__all__ = ["Evaluation", "markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
            "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
            "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
@@ -27,6 +27,53 @@ BASELINE_NAMES = tuple(BASELINES)
 
 METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
                 "fd_pixel": "Frechet distance (pixels)", "fd_feature": "Frechet distance (classifier features)"}
+
+
+@dataclass
+class Evaluation:
+    """Rows of measurements (one per testbed x schedule x solver x convention x NFE x method) and the settings.
+
+    Each row: ``method``, ``solver``, ``solver_options``, ``convention`` (the one the schedule was made for and the
+    sampler ran with), ``nfe``, ``nfe_spent`` (evaluations the sampler made), ``t`` (schedule points),
+    ``timesteps`` (discrete models), ``rmse`` (against the reference solution's clean sample from the same noise: the
+    primary metric), ``rmse_end`` (against the reference at the schedule's own last point: integration error only,
+    which for "stop" ignores the noise left at t_eps), ``fd_pixel``, ``fd_feature``, ``variance_ratio``,
+    ``out_of_range``.
+    """
+
+    rows: list[dict[str, Any]]
+    meta: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def cells(self) -> list[tuple[str, str, int]]:
+        """(solver, convention, nfe) cells in run order."""
+        return list(dict.fromkeys((r["solver"], r["convention"], r["nfe"]) for r in self.rows))
+
+    def best(self, metric: str = "rmse") -> dict[tuple[str, str, int], str]:
+        """The method with the lowest `metric` in every cell."""
+        out: dict[tuple[str, str, int], str] = {}
+        for cell in self.cells():
+            rows = [r for r in self.rows if (r["solver"], r["convention"], r["nfe"]) == cell]
+            out[cell] = min(rows, key=lambda r: r[metric])["method"]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta, "rows": self.rows, "skipped": self.skipped}
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_json(cls, text: str) -> Evaluation:
+        d = json.loads(text)
+        return cls(d["rows"], d["meta"], d.get("skipped", []))
+
+    def markdown(self, metric: str = "rmse") -> str:
+        return markdown_table(self, metric)
+
+    def save(self, out_dir: str | Path, *, plots: bool = True) -> list[Path]:
+        """Write ``results.json``, ``table.md`` and (with matplotlib) ``error_vs_nfe.png``, ``schedules.png``."""
+        return save(self, Path(out_dir), plots=plots)
 
 
 def _title(ev: Evaluation) -> str:
@@ -75,9 +122,9 @@ def markdown_table(ev: Evaluation, metric: str = "rmse") -> str:
 
 def plot_error_vs_nfe(ev: Evaluation, path: Path, metric: str = "rmse") -> Path:
     """Error vs NFE, one panel per (solver, convention), one line per method (log scale)."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is optional (the eval extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is optional (the eval extra)
 
     groups = sorted(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows), key=lambda g: (g[1], 0))
     ncols = len({g[0] for g in groups})
@@ -107,11 +154,10 @@ def plot_error_vs_nfe(ev: Evaluation, path: Path, metric: str = "rmse") -> Path:
 
 def plot_schedules(ev: Evaluation, path: Path, nfe: int | None = None) -> Path:
     """The schedules of every method at one NFE, in t (top) and lambda (bottom), one column per solver."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is optional (the eval extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is optional (the eval extra)
 
-    from ..schedules import NoiseSchedule
 
     nfe = nfe or sorted({r["nfe"] for r in ev.rows})[len({r["nfe"] for r in ev.rows}) // 2]
     sched = _schedule_of(ev.meta["schedule"])
@@ -141,7 +187,6 @@ def plot_schedules(ev: Evaluation, path: Path, nfe: int | None = None) -> Path:
 
 def _schedule_of(desc: dict):
     """Rebuild a preset's noise schedule from its description (None when it is not a preset)."""
-    from ..schedules import PRESETS, NoiseSchedule
 
     name = desc.get("name")
     if name in PRESETS:

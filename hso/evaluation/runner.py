@@ -1,21 +1,22 @@
 """`evaluate`: run real samplers on a test bed with every schedule method and score the samples."""
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .. import testbeds
+from ..calibration import calibrate
 from ..schedules import KIND_FLOW, NoiseSchedule, as_schedule
 from ..solvers import SAMPLER_DEFAULTS, get_solver, sample, sampler_options
+from ..version import __version__
 from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedule
 from .metrics import rmse, sample_metrics
 from .reference import final_data, initial_state, reference_solution
+from .report import Evaluation
 
 __all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS", "default_prediction"]
 
@@ -26,55 +27,6 @@ DEFAULT_SOLVERS = ("unipc", "dpmsolver++", "ddim")
 DEFAULT_NFES = (4, 5, 6, 8, 10)
 # `--quick`: a smoke-sized run (CI): fewer samples, two NFEs, the cheap HSO objective only
 QUICK = {"nfes": (4, 6), "n_samples": 128, "methods": ("hso", "time_uniform", "logSNR", "edm_rho7", "trailing")}
-
-
-@dataclass
-class Evaluation:
-    """Rows of measurements (one per testbed x schedule x solver x convention x NFE x method) and the settings.
-
-    Each row: ``method``, ``solver``, ``solver_options``, ``convention`` (the one the schedule was made for and the
-    sampler ran with), ``nfe``, ``nfe_spent`` (evaluations the sampler made), ``t`` (schedule points),
-    ``timesteps`` (discrete models), ``rmse`` (against the reference solution's clean sample from the same noise: the
-    primary metric), ``rmse_end`` (against the reference at the schedule's own last point: integration error only,
-    which for "stop" ignores the noise left at t_eps), ``fd_pixel``, ``fd_feature``, ``variance_ratio``,
-    ``out_of_range``.
-    """
-
-    rows: list[dict[str, Any]]
-    meta: dict[str, Any]
-    skipped: list[dict[str, str]] = field(default_factory=list)
-
-    def cells(self) -> list[tuple[str, str, int]]:
-        """(solver, convention, nfe) cells in run order."""
-        return list(dict.fromkeys((r["solver"], r["convention"], r["nfe"]) for r in self.rows))
-
-    def best(self, metric: str = "rmse") -> dict[tuple[str, str, int], str]:
-        """The method with the lowest `metric` in every cell."""
-        out: dict[tuple[str, str, int], str] = {}
-        for cell in self.cells():
-            rows = [r for r in self.rows if (r["solver"], r["convention"], r["nfe"]) == cell]
-            out[cell] = min(rows, key=lambda r: r[metric])["method"]
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"meta": self.meta, "rows": self.rows, "skipped": self.skipped}
-
-    def to_json(self, **kw: Any) -> str:
-        return json.dumps(self.to_dict(), **kw)
-
-    @classmethod
-    def from_json(cls, text: str) -> Evaluation:
-        d = json.loads(text)
-        return cls(d["rows"], d["meta"], d.get("skipped", []))
-
-    def markdown(self, metric: str = "rmse") -> str:
-        from .report import markdown_table
-        return markdown_table(self, metric)
-
-    def save(self, out_dir: str | Path, *, plots: bool = True) -> list[Path]:
-        """Write ``results.json``, ``table.md`` and (with matplotlib) ``error_vs_nfe.png``, ``schedules.png``."""
-        from .report import save
-        return save(self, Path(out_dir), plots=plots)
 
 
 def default_prediction(schedule: NoiseSchedule) -> str:
@@ -121,7 +73,6 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             (all raised before any sampling).
     """
     t_start = time.perf_counter()
-    from .. import testbeds
 
     sched = as_schedule(schedule)
     if isinstance(testbed, str):
@@ -178,7 +129,6 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
                     plans.append((solver, conv, nfe, m, given[(solver, conv, nfe, m)]))
                 continue
             if m in MODEL_METHODS:
-                from ..calibration import calibrate
                 # its own noises (another seed): the evaluation's noises are held out from the selection
                 cal = calibrate(model, sched, solver, nfe, sample_shape=(dim,), budget=MODEL_METHODS[m],
                                 prediction=prediction, convention=conv, solver_options=opts_all.get(solver),
@@ -224,7 +174,6 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         rows.append(row)
         if (k + 1) % 10 == 0 or k + 1 == len(plans):
             say(f"{k + 1}/{len(plans)} sampler runs")
-    from ..version import __version__
     meta = {"testbed": bed_name,
             "testbed_info": den.describe() if hasattr(den, "describe") else {"name": bed_name},
             "schedule": sched.describe(), "prediction": prediction, "n_samples": int(n_samples), "seed": seed,

@@ -15,13 +15,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
+import scipy
 
 from ..schedules import NoiseSchedule
+from ..version import __version__
+from . import reference_dmn
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
-from .search_de import (PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution,
-                        finish_search)
 from .registry import BACKENDS, Backend, available_backends, backend_status, get_backend
+from .search_de import PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search
 
 __all__ = ["ObjectiveSpec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
            "search_many", "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
@@ -62,10 +64,8 @@ def _objective_fn(spec: ObjectiveSpec, backend: Backend) -> Callable[..., tuple]
     if spec.name == "mep":
         mep = backend.mep()
         return lambda lam, hessian=False: mep(lam, spec.kind, spec.p, hessian)
-    if backend.dmn is not None:
-        dmn = backend.dmn()
-    else:
-        from .reference_dmn import dmn_and_grad as dmn  # the numpy reference serves backends without their own
+    # the numpy reference serves backends without their own
+    dmn = backend.dmn() if backend.dmn is not None else reference_dmn.dmn_and_grad
     return lambda lam, hessian=False: dmn(lam, spec.kind, spec.p, spec.trunc_num)
 
 
@@ -205,13 +205,8 @@ def repair_end_points(psi: np.ndarray, span: float, lo_eps: float, hi_max: float
 
 def show_config(file: Any = None) -> dict[str, Any]:
     """Print (and return) versions and which backends loaded, with the reason for each that did not."""
-    from ..version import __version__
     info = {"hso": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-            "numpy": np.__version__, "backends": backend_status(), "auto": available_backends()[0]}
-    try:
-        import scipy
-        info["scipy"] = scipy.__version__
-    except ImportError:  # pragma: no cover - scipy is a dependency
-        pass
+            "numpy": np.__version__, "backends": backend_status(), "auto": available_backends()[0],
+            "scipy": scipy.__version__}
     print(json.dumps(info, indent=2), file=file or sys.stdout)
     return info

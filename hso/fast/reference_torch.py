@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..schedules import KIND_FLOW, KIND_VE, KIND_VP
+from .reference_dmn import MODE_ABS, MODE_SUM, step_plan
 
 __all__ = ["mep_and_grad", "dmn_and_grad", "mep_value", "dmn_value"]
 
 
 def _torch():
-    import torch
+    import torch  # deferred: torch is optional (the diffusers / torch backends)
     return torch
 
 
@@ -67,7 +68,6 @@ def _phi(h: Any) -> tuple[Any, Any, Any]:
 def dmn_value(lam: Any, kind: int, p: float, trunc_num: int | None = None) -> Any:
     """The DM-NonUniform bound per row of ``lam  # [B, N+1]`` (a torch tensor); the formulas and the step plan of
     `hso.fast.reference_dmn`, written as one forward expression."""
-    from .reference_dmn import MODE_ABS, MODE_SUM, step_plan
 
     torch = _torch()
     n = lam.shape[1] - 1

@@ -10,7 +10,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import reference
 from .codes import INIT_CODES, OBJECTIVE_CODES, schedule_code
+from .reference_dmn import resolve_trunc_num
+from .reference_lower import LowerResult
 
 __all__ = ["Backend", "available_backends", "get_backend", "backend_status", "BACKENDS", "INIT_CODES"]
 
@@ -66,8 +69,7 @@ def _probe_reference() -> str | None:
 
 
 def _reference_mep() -> Callable[..., tuple]:
-    from .reference import mep_and_grad
-    return mep_and_grad
+    return reference.mep_and_grad
 
 
 def _probe_cpp() -> str | None:
@@ -96,7 +98,6 @@ def _compiled_dmn(entry: str) -> Callable[[], Callable[..., tuple]]:
         kernel = getattr(mod, entry)
 
         def dmn(lambdas, kind, p=2.0, trunc_num=None):
-            from .reference_dmn import resolve_trunc_num
             return kernel(lambdas, int(kind), float(p), resolve_trunc_num(lambdas.shape[1] - 1, trunc_num))
         return dmn
     return load
@@ -133,9 +134,6 @@ def _compiled_lower(entry: str) -> Callable[[], Callable[..., Any]]:
 
 
 def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
-    from .reference_dmn import resolve_trunc_num
-    from .reference_lower import LowerResult
-
     def lower(psi, schedule, spec):
         fam, a, b, table = schedule_code(schedule)
         trunc = resolve_trunc_num(spec.n_intervals, spec.trunc_num)
@@ -165,12 +163,12 @@ def _probe_torch() -> str | None:
 
 
 def _torch_mep() -> Callable[..., tuple]:
-    from .reference_torch import mep_and_grad
+    from .reference_torch import mep_and_grad  # deferred: it imports torch (optional)
     return mep_and_grad
 
 
 def _torch_dmn() -> Callable[..., tuple]:
-    from .reference_torch import dmn_and_grad
+    from .reference_torch import dmn_and_grad  # deferred: it imports torch (optional)
     return dmn_and_grad
 
 
@@ -192,17 +190,17 @@ def _probe_triton() -> str | None:
 
 
 def _triton_mep() -> Callable[..., tuple]:
-    from .triton_backend import mep_and_grad
+    from .triton_backend import mep_and_grad  # deferred: it imports triton (optional)
     return mep_and_grad
 
 
 def _triton_dmn() -> Callable[..., tuple]:
-    from .triton_backend import dmn_and_grad
+    from .triton_backend import dmn_and_grad  # deferred: it imports triton (optional)
     return dmn_and_grad
 
 
 def _triton_lower() -> Callable[..., Any]:
-    from .triton_backend import lower_solve
+    from .triton_backend import lower_solve  # deferred: it imports triton (optional)
     return lower_solve
 
 

@@ -43,8 +43,9 @@ import triton
 import triton.language as tl
 
 from ..schedules import NoiseSchedule
-from .reference_lower import LowerResult, LowerSpec
 from .codes import FAMILY_CODES, INIT_CODES, KIND_CODES, OBJECTIVE_CODES, schedule_code
+from .reference_dmn import resolve_trunc_num
+from .reference_lower import LowerResult, LowerSpec
 
 __all__ = ["mep_and_grad", "dmn_and_grad", "lower_solve"]
 
@@ -1310,7 +1311,6 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
     Raises:
         ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
     """
-    from .reference_dmn import resolve_trunc_num
 
     lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])
     if lam.ndim != 2 or lam.shape[1] < 2:
@@ -1335,7 +1335,6 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
 def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
     """The fused lower level (MEP or DM-NonUniform) for ``psi  # [B, 3]``; the contract of
     `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`)."""
-    from .reference_dmn import resolve_trunc_num
 
     if spec.init not in INIT_CODES:
         raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")

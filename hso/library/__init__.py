@@ -25,7 +25,8 @@ import numpy as np
 from ..result import ScheduleResult
 from ..solvers import CONVENTIONS, get_solver
 
-__all__ = ["get", "available", "coverage", "provenance", "FILENAME", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["get", "available", "coverage", "provenance", "library_data", "entry_result", "FILENAME", "FORMAT",
+           "FORMAT_VERSION"]
 
 FILENAME = "schedules.json"
 FORMAT = "hso-schedule-library"
@@ -33,8 +34,8 @@ FORMAT_VERSION = 2  # 2: entries record their source (a search or a measured bas
 
 
 @functools.lru_cache(maxsize=1)
-def _data() -> dict[str, Any]:
-    """The parsed library file (read once per process)."""
+def library_data() -> dict[str, Any]:
+    """The parsed library file (read once per process; `hso.library.build` clears it after writing)."""
     try:
         text = resources.files(__name__).joinpath(FILENAME).read_text(encoding="utf-8")
     except (FileNotFoundError, OSError) as e:
@@ -48,7 +49,7 @@ def _data() -> dict[str, Any]:
 
 
 def _covered() -> str:
-    c = _data()["coverage"]
+    c = library_data()["coverage"]
     return (f"presets {', '.join(c['presets'])}; solvers {', '.join(c['solvers'])}; NFE {min(c['nfe'])}-"
             f"{max(c['nfe'])}; conventions {', '.join(c['conventions'])} (hso.optimize defaults: method "
             f"{c['method']!r}, seed {c['seed']})")
@@ -60,7 +61,7 @@ def _preset_key(preset: Any) -> str:
                         f"use hso.optimize(schedule, nfe, solver)")
     # the same spelling rules as NoiseSchedule.preset
     key = preset.lower().replace("-", "_")
-    if key not in _data()["presets"]:
+    if key not in library_data()["presets"]:
         raise ValueError(f"the schedule library has no preset {preset!r}; it covers {_covered()}. "
                          f"hso.optimize(...) computes a schedule for any other model in milliseconds")
     return key
@@ -88,7 +89,7 @@ def get(preset: str, solver: str, nfe: int, convention: str | None = None) -> Sc
             cover; `hso.optimize` computes any other schedule).
     """
     key = _preset_key(preset)
-    data = _data()
+    data = library_data()
     try:
         spec = get_solver(solver)
     except ValueError:
@@ -105,10 +106,10 @@ def get(preset: str, solver: str, nfe: int, convention: str | None = None) -> Sc
     if str(int(nfe)) not in index:
         raise ValueError(f"the schedule library has no NFE {nfe}; it covers {_covered()}. "
                          f"hso.optimize({key!r}, {int(nfe)}, {spec.name!r}) computes that schedule in milliseconds")
-    return _rebuild(data, key, spec.name, data["results"][index[str(int(nfe))]])
+    return entry_result(data, key, spec.name, data["results"][index[str(int(nfe))]])
 
 
-def _rebuild(data: dict[str, Any], preset: str, solver: str, entry: dict[str, Any]) -> ScheduleResult:
+def entry_result(data: dict[str, Any], preset: str, solver: str, entry: dict[str, Any]) -> ScheduleResult:
     """A `ScheduleResult` from a stored entry, with the types `hso.optimize` returns."""
     meta = data["presets"][preset]
     settings = dict(entry["settings"])
@@ -135,7 +136,7 @@ def available() -> list[tuple[str, str, str, int]]:
     Returns:
         A list of keys, each one a valid `get` call ``get(preset, solver, nfe, convention)``.
     """
-    data = _data()
+    data = library_data()
     return sorted((p, s, c, int(n)) for p, meta in data["presets"].items()
                   for s, by_conv in meta["index"].items() for c, by_nfe in by_conv.items() for n in by_nfe)
 
@@ -148,7 +149,7 @@ def coverage() -> dict[str, Any]:
         "unique_schedules", "provenance"}``; ``entries`` counts `available()` keys, ``unique_schedules`` the
         distinct results behind them (identical results, e.g. of solvers whose searches coincide, are stored once).
     """
-    data = _data()
+    data = library_data()
     out = json.loads(json.dumps(data["coverage"]))
     out["entries"] = sum(len(by_nfe) for meta in data["presets"].values() for by_conv in meta["index"].values()
                          for by_nfe in by_conv.values())
@@ -159,4 +160,4 @@ def coverage() -> dict[str, Any]:
 
 def provenance() -> dict[str, Any]:
     """How the shipped file was made: method, hso / numpy / scipy versions, command, date, git commit, backend."""
-    return json.loads(json.dumps(_data()["provenance"]))
+    return json.loads(json.dumps(library_data()["provenance"]))

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import scipy
 
-from ..version import __version__
 from ..optimize import optimize_many
 from ..result import ScheduleResult
 from ..schedules import PRESETS, NoiseSchedule
 from ..solvers import CONVENTIONS
-from . import FILENAME, FORMAT, FORMAT_VERSION, _data, _rebuild
+from ..version import __version__
+from . import FILENAME, FORMAT, FORMAT_VERSION, entry_result, library_data
 
 __all__ = ["build", "write", "main", "SOLVER_NAMES", "NFES", "COMMAND"]
 
@@ -54,8 +55,6 @@ def _git_commit() -> tuple[str | None, bool | None]:
 
 
 def _provenance(backend: str, wall: float) -> dict[str, Any]:
-    import scipy
-
     commit, dirty = _git_commit()
     return {"method": "HSO (AAAI 2026)", "paper": "arXiv 2511.11688", "hso_version": __version__,
             "command": COMMAND, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -148,7 +147,7 @@ def _check(path: Path, results: dict[tuple[str, str, str, int], ScheduleResult])
     """Read the written file back and require every entry to rebuild its result exactly."""
     data = json.loads(path.read_text(encoding="utf-8"))
     for (preset, solver, conv, nfe), want in results.items():
-        got = _rebuild(data, preset, solver, data["results"][data["presets"][preset]["index"][solver][conv][str(nfe)]])
+        got = entry_result(data, preset, solver, data["results"][data["presets"][preset]["index"][solver][conv][str(nfe)]])
         for f in want.__dataclass_fields__:
             a, b = getattr(want, f), getattr(got, f)
             same = (np.array_equal(a, b) and (a.dtype == b.dtype)) if isinstance(a, np.ndarray) else a == b
@@ -180,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{COMMAND}: error: {e}", file=sys.stderr)
         return 2
     _check(path, results)
-    _data.cache_clear()  # this process may have loaded the old file
+    library_data.cache_clear()  # this process may have loaded the old file
     print(f"hso.library.build: wrote {path}: {len(results)} entries, {len(data['results'])} distinct results, "
           f"{size / 1e6:.3f} MB; searches {data['provenance']['wall_time_s']:.1f} s, total "
           f"{time.perf_counter() - t0:.1f} s")

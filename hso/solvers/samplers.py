@@ -26,10 +26,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..schedules import KIND_FLOW, KIND_VP, NoiseSchedule, log_sigma_of_lambda
+from ..schedules import KIND_FLOW, KIND_VE, KIND_VP, NoiseSchedule, log_sigma_of_lambda
 from .spec import CONVENTIONS, get_solver
 
-__all__ = ["sample", "PREDICTIONS", "SAMPLER_DEFAULTS", "sampler_options", "sampler_label", "to_data_prediction",
+__all__ = ["sample", "initial_state", "final_data", "PREDICTIONS", "SAMPLER_DEFAULTS", "sampler_options", "sampler_label", "to_data_prediction",
            "canonical_prediction", "prediction_for", "SampleOutput"]
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction", "flow")
@@ -162,6 +162,19 @@ def to_data_prediction(out: Any, x: Any, alpha: float, sigma: float, prediction:
     if prediction == "flow":  # v = eps - x0 = dx/dsigma with alpha = 1 - sigma
         return x - sigma * out
     raise AssertionError(prediction)
+
+
+def initial_state(schedule: NoiseSchedule, t0: float, z: np.ndarray) -> np.ndarray:
+    """The sampler's state at its first point t0 from unit noise z: ``sigma(t0) z`` for VE/EDM models (alpha = 1),
+    ``z`` for VP and flow models (whose marginal at the top is unit noise), as samplers are used in practice."""
+    return float(schedule.sigma(t0)) * z if schedule.kind == KIND_VE else np.array(z, dtype=np.float64)
+
+
+def final_data(schedule: NoiseSchedule, x: Any, t_last: float, convention: str) -> np.ndarray:
+    """A sampler's final state in data units (float64): x / alpha at the last point for "stop" (x there is noisy
+    data scaled by alpha), the data prediction itself for "jump"."""
+    y = np.asarray(x, dtype=np.float64)
+    return y / float(schedule.alpha(t_last)) if convention == "stop" else y
 
 
 def _all_finite(a: Any) -> bool:

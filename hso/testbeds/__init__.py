@@ -20,8 +20,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..schedules import KIND_FLOW, KIND_VP, NoiseSchedule
+from ..schedules import NoiseSchedule
+from ..solvers import prediction_for
 from .data import DIM, IMAGE_SHAPE, load_digits
+from .epsnet import DigitsEpsNet
+from .gmm import GaussianMixtureDenoiser
+from .network import DigitsNet
 
 __all__ = ["TESTBEDS", "load", "as_model", "load_digits", "DIM", "IMAGE_SHAPE"]
 
@@ -35,16 +39,12 @@ def load(name: str) -> Any:
         ValueError: unknown name.
     """
     if name == "gmm":
-        from .gmm import GaussianMixtureDenoiser
         return GaussianMixtureDenoiser.load()
     if name == "net":
-        from .network import DigitsNet
         return DigitsNet.load()
     if name == "patches":
-        from .gmm import GaussianMixtureDenoiser
         return GaussianMixtureDenoiser.load(data="patches")
     if name == "epsnet":
-        from .epsnet import DigitsEpsNet
         return DigitsEpsNet.load()
     raise ValueError(f"unknown test bed {name!r}; known: {', '.join(TESTBEDS)}")
 
@@ -60,7 +60,6 @@ def as_model(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseS
     Raises:
         ValueError: unknown prediction type or one the family does not define.
     """
-    from ..solvers import prediction_for
 
     pred = prediction_for(prediction, schedule)
 

@@ -55,7 +55,7 @@ def weights_path(path: str | Path | None, default: str, command: str) -> Path:
 @functools.lru_cache(maxsize=1)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     try:
-        from sklearn.datasets import load_digits as _load
+        from sklearn.datasets import load_digits as _load  # deferred: scikit-learn is optional (the eval extra)
     except ImportError as e:  # pragma: no cover - the eval extra is installed by `make`
         raise ImportError("the digits test beds need scikit-learn: pip install 'hso[eval]'") from e
     d = _load()
@@ -75,7 +75,7 @@ def load_digits(with_labels: bool = False) -> np.ndarray | tuple[np.ndarray, np.
 @functools.lru_cache(maxsize=1)
 def _patches() -> np.ndarray:
     try:
-        from sklearn.datasets import load_sample_images
+        from sklearn.datasets import load_sample_images  # deferred: scikit-learn is optional (the eval extra)
     except ImportError as e:  # pragma: no cover - the eval extra is installed by `make`
         raise ImportError("the patches test bed needs scikit-learn: pip install 'hso[eval]'") from e
     out = []

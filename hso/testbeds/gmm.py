@@ -16,12 +16,13 @@ statistics); regenerate them with ``python -m hso.testbeds.gmm [digits|patches]`
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .data import DIM, load_digits, load_patches, weights_path
+from .data import load_digits, load_patches, weights_path
 
 __all__ = ["GaussianMixtureDenoiser", "DEFAULT_GMM_PATH", "fit_digits_gmm", "fit_gmm", "MIXTURES"]
 
@@ -148,7 +149,7 @@ def _mixture(data: str) -> tuple[str, Any, str]:
 
 def fit_gmm(data: str = "digits", **overrides: Any) -> GaussianMixtureDenoiser:
     """Fit the mixture of a data set of `MIXTURES` with `GMM_SETTINGS` (sklearn EM)."""
-    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture import GaussianMixture  # deferred: scikit-learn is optional (the eval extra)
 
     gm = GaussianMixture(**{**GMM_SETTINGS, **overrides}).fit(_mixture(data)[1]())
     return GaussianMixtureDenoiser(gm.weights_ / gm.weights_.sum(), gm.means_, gm.covariances_, name=f"{data}_gmm")
@@ -160,9 +161,8 @@ def fit_digits_gmm(**overrides: Any) -> GaussianMixtureDenoiser:
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - regeneration command
-    import sys
 
-    import sklearn
+    import sklearn  # deferred: scikit-learn is optional (the eval extra)
 
     names = (argv if argv is not None else sys.argv[1:]) or ["digits"]
     for data in names:

@@ -37,6 +37,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from hso.inits import init_schedule  # noqa: E402
+from hso.schedules import NoiseSchedule  # noqa: E402
+from hso.solvers import sample  # noqa: E402
+from hso.testbeds import as_model  # noqa: E402
 from hso.testbeds.classifier import DigitsClassifier  # noqa: E402
 from hso.testbeds.data import DIM, IMAGE_SHAPE, load_digits  # noqa: E402
 from hso.testbeds.epsnet import DigitsEpsNet, train_schedule  # noqa: E402
@@ -380,9 +384,9 @@ def train_classifier(seed: int = 0, hidden: tuple[int, ...] = (128, 64), activat
     Returns:
         ``(arrays, info)``: npz-ready arrays and ``info`` with the held-out accuracy.
     """
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
-    import sklearn
+    import sklearn  # deferred: scikit-learn is optional (the eval extra)
+    from sklearn.model_selection import train_test_split  # deferred: scikit-learn is optional (the eval extra)
+    from sklearn.neural_network import MLPClassifier  # deferred: scikit-learn is optional (the eval extra)
 
     x, labels = load_digits(with_labels=True)
     x_tr, x_te, y_tr, y_te = train_test_split(np.asarray(x), np.asarray(labels), test_size=test_size,
@@ -430,14 +434,10 @@ def sample_grid_png(path: str | Path = DEFAULT_PNG, n: int = 64, steps: int = 40
     Returns:
         The samples, float64 ``[n, 64]``.
     """
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is optional (the eval extra)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hso import NoiseSchedule, init_schedule
-    from hso.solvers import sample
-    from hso.testbeds import as_model
+    import matplotlib.pyplot as plt  # deferred: matplotlib is optional (the eval extra)
 
     net = net if net is not None else DigitsNet.load()
     edm = NoiseSchedule.edm(0.002, 80.0)
