@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 from .methods import CANDIDATE_ORDER, PORTED, ported_applies
 from .methods import SEARCH_SETTINGS as VARIANTS
@@ -32,7 +32,7 @@ from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_label, sampler_option
 
 __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
            "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention",
-           "nearest_noise", "nearest_sampler"]
+           "nearest_noise", "nearest_sampler", "SearchRule"]
 
 SUPPORT_RATIO = 1.1
 TOLERANCE = 1.02
@@ -69,6 +69,37 @@ class Pick:
 def rule_table() -> dict[str, Any]:
     """The committed ``measured_rule.json`` (see the module docstring)."""
     return json.loads(resources.files("hso").joinpath(RULE_FILE).read_text(encoding="utf-8"))
+
+
+class SearchRule(Mapping):
+    """Method "hso"'s settings, ``(solver, convention, lambda space) -> setting relative to the paper's`` (only where
+    one measured better than the paper's; `hso.evaluation.report.derive_auto_rule`), read from the committed
+    ``measured_rule.json`` on first use. Euler takes DDIM's jump settings: the same step in other coordinates, and
+    the convention Euler runs in (`SAME_AS`)."""
+
+    def _table(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        return _search_rule()
+
+    def __getitem__(self, key: tuple[str, str, str]) -> dict[str, Any]:
+        return dict(self._table()[key])
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"SearchRule({self._table()!r})"
+
+
+@lru_cache(maxsize=1)
+def _search_rule() -> dict[tuple[str, str, str], dict[str, Any]]:
+    rows = {(r["solver"], r["convention"], r["space"]): dict(r["setting"]) for r in rule_table()["search_rule"]}
+    for solver, same in SAME_AS.items():
+        rows.update({(solver, "jump", space): setting for (s, conv, space), setting in list(rows.items())
+                     if s == same and conv == "jump"})
+    return rows
 
 
 def nearest_noise(rows: list[dict[str, Any]], schedule: Any) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from typing import Any, Callable
 import numpy as np
 
 from . import fast
-from .fast.reference import spacing_penalty_and_grad
 from .schedules import NoiseSchedule, as_schedule
 
 __all__ = ["mep", "dmn", "spacing_penalty"]
@@ -37,4 +36,4 @@ def dmn(lambdas: Any, schedule: NoiseSchedule | str = "sd21", p: float = 2.0, tr
 
 def spacing_penalty(t: Any, d_min: float, gamma: float = 1e9) -> tuple[np.ndarray, np.ndarray]:
     """SPF spacing penalty (spec §6) of ``t  # [B, N+1]`` (or ``[N+1]``): (value, gradient in t)."""
-    return _one_or_batch(lambda tt: spacing_penalty_and_grad(tt, float(d_min), float(gamma)), t)
+    return _one_or_batch(lambda tt: fast.spacing_penalty_and_grad(tt, float(d_min), float(gamma)), t)

@@ -13,11 +13,10 @@ import numpy as np
 
 from . import fast
 from .baselines import MethodNotApplicable, baseline_schedule
-from .fast.reference import spacing_penalty_and_grad
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import measured_pick
+from .measured import SearchRule, measured_pick
 from .methods import PORTED, SCHEDULE_METHODS, ported_applies
 from .result import ScheduleResult
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
@@ -42,32 +41,11 @@ SEARCH_ARGS = ("objective", "spacing", "p", "trunc_num", "init", "bounds", "pops
                "recombination", "polish", "gamma")
 
 # method="hso" (and "auto" where it searches without a measured pick): per (solver, convention, lambda space of
-# the noise schedule), the HSO setting measured best in the committed sample-quality results (benchmarks/quality:
-# four test beds x SD's and DDPM's betas (VP), EDM (VE) and shift-3 flow matching noise, NFE 4-50, RMSE against the
-# converged sample), among the paper's MEP p=2 "rank", spacing "constrain", MEP p=1 and the DM-NonUniform objective: the
-# lowest geometric-mean ratio to each cell's best setting, where a later setting replaces an earlier one only when
-# it is more than 2% better
-# (hso.evaluation.report.derive_auto_rule; a test re-derives this table from those results). Keys without
-# measurements (other solvers) keep the paper's settings. Euler is DDIM (the same step in other coordinates), so it
-# follows DDIM.
-AUTO_RULE: dict[tuple[str, str, str], dict[str, Any]] = {
-    ("unipc", "stop", "vp"): {"objective": "dmn"},
-    ("unipc", "jump", "vp"): {"p": 1.0},
-    ("dpmsolver++", "jump", "vp"): {"p": 1.0},
-    ("ddim", "jump", "vp"): {"spacing": "constrain"},
-    ("euler", "jump", "vp"): {"spacing": "constrain"},
-    ("unipc", "stop", "ve"): {"objective": "dmn"},
-    ("ddim", "stop", "ve"): {"objective": "dmn"},
-    ("ddim", "jump", "ve"): {"objective": "dmn"},
-    ("euler", "jump", "ve"): {"objective": "dmn"},
-    ("unipc", "stop", "flow"): {"spacing": "constrain"},
-    ("unipc", "jump", "flow"): {"p": 1.0},
-    ("dpmsolver++", "stop", "flow"): {"p": 1.0},
-    ("dpmsolver++", "jump", "flow"): {"p": 1.0},
-    ("ddim", "stop", "flow"): {"spacing": "constrain"},
-    ("ddim", "jump", "flow"): {"spacing": "constrain"},
-    ("euler", "jump", "flow"): {"spacing": "constrain"},
-}
+# the noise schedule), the HSO setting measured best in the committed sample-quality results, among the paper's
+# MEP p=2 "rank", spacing "constrain", MEP p=1 and the DM-NonUniform objective (`hso.measured.SearchRule`, read from
+# measured_rule.json, which benchmarks/quality/run.py derives and a test re-derives). Keys without measurements
+# (other solvers) keep the paper's settings.
+AUTO_RULE: Mapping[tuple[str, str, str], dict[str, Any]] = SearchRule()
 
 
 # the largest number of intervals at which a measured rule may choose the DM-NonUniform objective by itself: its
@@ -565,7 +543,7 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     t = job.baseline
     lam = job.schedule.lambda_(t)
     value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
-    penalty = float(spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
+    penalty = float(fast.spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
     rank = "best of those valid here" if job.settings.get("passed_over") else "first"
     msg = (f"measured default: baseline {job.source!r} ranked {rank} "

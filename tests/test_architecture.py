@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hso"
 # what a function may import lazily: optional heavy dependencies, and hso modules that import one at module level
 DEFERRABLE = {"torch", "diffusers", "triton", "matplotlib", "sklearn"}
-DEFERRABLE_HSO = {"hso.fast.reference_torch": "torch", "hso.fast.triton_backend": "triton",
+DEFERRABLE_HSO = {"hso.fast.reference_torch": "torch", "hso.fast.triton": "triton",
                   "hso.evaluation": "the evaluation harness"}
 
 

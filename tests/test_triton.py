@@ -1,4 +1,4 @@
-"""The Triton backend (`hso.fast.triton_backend`) agrees with its float64 numpy twins.
+"""The Triton backend (`hso.fast.triton`) agrees with its float64 numpy twins.
 
 On machines without a GPU the kernels run on Triton's CPU interpreter (TRITON_INTERPRET=1, set in conftest), which
 costs tens of microseconds per tile operation: batches here are one or two programs each (see the host wrappers'
@@ -11,11 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+from agreement import FAMILIES, KINDS, assert_lower_agree, assert_mep_close, random_lambdas, random_psi, solve_both
 
 import hso
 from hso import fast
-from agreement import (FAMILIES, KINDS, assert_lower_agree, assert_mep_close, random_lambdas, random_psi,
-                       solve_both)
 from hso.fast import reference, registry
 from hso.fast.reference_dmn import dmn_and_grad
 from hso.fast.reference_lower import _feasible_start
@@ -24,7 +23,8 @@ _REASON = registry.BACKENDS["triton"].probe()
 if _REASON is not None:
     pytest.skip(f"triton backend unavailable: {_REASON}", allow_module_level=True)
 
-from hso.fast import triton_backend  # noqa: E402  (imports torch and triton: only once the probe passed)
+from hso.fast import triton as triton_backend  # noqa: E402  (imports torch and triton: only once the probe passed)
+from hso.fast.triton import common, launch, lower_bfgs, lower_row  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -108,19 +108,19 @@ def test_every_family_and_init(preset, p, init):
     assert_lower_agree(*_both(s, spec, random_psi(s, 16, 5), p))
 
 
-@pytest.mark.skipif(not triton_backend._INTERPRETED, reason="counts calls of a device helper: interpreter only")
+@pytest.mark.skipif(not common.INTERPRETED, reason="counts calls of a device helper: interpreter only")
 def test_indefinite_hessians_take_the_bisection_shift(monkeypatch):
     """From time-uniform starts on the cosine schedule the t-Hessian is indefinite in early iterations: the Sturm
     count flags it and the shift comes from the bisected extreme eigenvalues; the iterates still match."""
     calls = []
-    shift_of = triton_backend._shift_of
+    shift_of = lower_row.shift_of
 
     def counting(*args):
         calls.append(1)
         return shift_of(*args)
 
     # under the interpreter device helpers are plain functions that the kernel looks up at run time
-    monkeypatch.setattr(triton_backend, "_shift_of", counting)
+    monkeypatch.setattr(lower_row, "shift_of", counting)
     s = hso.NoiseSchedule.preset("vp_cosine")
     spec = fast.LowerSpec(n_intervals=8, gap=s.time_resolution, d_min=hso.d_min(8), init="time_uniform")
     assert_lower_agree(*_both(s, spec, random_psi(s, 16, 3), 2.0))
@@ -223,7 +223,7 @@ def test_dmn_empty_batch_and_maxiter():
     np.testing.assert_allclose(got.objective, want.objective, rtol=1e-9)
 
 
-@pytest.mark.skipif(not triton_backend._INTERPRETED, reason="counts calls of a device helper: interpreter only")
+@pytest.mark.skipif(not common.INTERPRETED, reason="counts calls of a device helper: interpreter only")
 def test_dmn_line_search_in_turn_accepts_the_same_steps(monkeypatch):
     # the interpreter evaluates the line search's halvings in one batch, compiled kernels one at a time (the batch
     # would spill on a GPU): both accept the same step, so the results are the same bits
@@ -231,11 +231,11 @@ def test_dmn_line_search_in_turn_accepts_the_same_steps(monkeypatch):
     spec = _dmn_spec(s, 7, "rank", 2.0, maxiter=20)
     psi = random_psi(s, 4, 21)
     calls = []
-    value_of_t = triton_backend._value_of_t  # a plain function under the interpreter: count the evaluations
-    monkeypatch.setattr(triton_backend, "_value_of_t", lambda *a: calls.append(1) or value_of_t(*a))
+    value_of_t = lower_row.value_of_t  # a plain function under the interpreter: count the evaluations
+    monkeypatch.setattr(lower_row, "value_of_t", lambda *a: calls.append(1) or value_of_t(*a))
     batched = _dmn_solve("triton", s, spec, psi)
     n_batched = len(calls)
-    monkeypatch.setattr(triton_backend, "_INTERPRETED", False)  # the compiled path's BATCH and block size
+    monkeypatch.setattr(common, "INTERPRETED", False)  # the compiled path's BATCH and block size
     in_turn = _dmn_solve("triton", s, spec, psi)
     assert len(calls) - n_batched > n_batched  # the searches did backtrack, by more than one halving somewhere
     for field in ("t", "lambdas", "objective", "iters"):
@@ -244,7 +244,7 @@ def test_dmn_line_search_in_turn_accepts_the_same_steps(monkeypatch):
 
 # The compiled launch configuration: on a GPU the host wrappers launch other block sizes than under the interpreter
 # (many programs, the last one partly masked) and the DM-NonUniform lower level searches its line in turn
-# (BATCH=False). Those are the only branches on _INTERPRETED: here the interpreter runs them, at N = 1 and with a
+# (BATCH=False). Those are the only branches on common.INTERPRETED: here the interpreter runs them, at N = 1 and with a
 # partial last program, against the C++ kernel (DM-NonUniform lower level) or the reference.
 @pytest.mark.parametrize("what, n, b", [("mep", 1, 130), ("mep", 17, 130), ("dmn", 1, 130), ("dmn", 17, 20),
                                         ("mep_lower", 1, 17), ("mep_lower", 17, 9),
@@ -252,11 +252,11 @@ def test_dmn_line_search_in_turn_accepts_the_same_steps(monkeypatch):
 def test_compiled_launch_configuration(monkeypatch, what, n, b):
     import triton
 
-    monkeypatch.setattr(triton_backend, "_INTERPRETED", False)  # block sizes and BATCH as compiled
+    monkeypatch.setattr(common, "INTERPRETED", False)  # block sizes and BATCH as compiled
     np_ = triton.next_power_of_2(n + 1)
-    block = {"mep": lambda: triton_backend._mep_block(b), "dmn": lambda: triton_backend._dmn_block(b, np_),
-             "mep_lower": lambda: triton_backend._lower_block(b, np_),
-             "dmn_lower": lambda: triton_backend._lower_block(b, np_, dense=True)}[what]()
+    block = {"mep": lambda: launch.mep_block(b), "dmn": lambda: launch.dmn_block(b, np_),
+             "mep_lower": lambda: launch.lower_block(b, np_),
+             "dmn_lower": lambda: launch.lower_block(b, np_, dense=True)}[what]()
     assert b > block and b % block  # several programs, the last one partly masked
     rng = np.random.default_rng([n, b])
     if what == "mep":
@@ -302,8 +302,8 @@ def test_dmn_jacobi_and_cholesky_helpers():
         inner = (R3 >= 1) & (R3 < N) & (K3 >= 1) & (K3 < N)
         b = tl.arange(0, BLOCK_B)
         A = tl.load(a_ptr + b[:, None, None] * NP * NP + R3 * NP + K3, mask=inner, other=0.0)
-        ev_min, ev_max = triton_backend._jacobi_extreme(A, b >= 0, N, C, R3, K3, (C >= 1) & (C < N), inner)
-        _l, ok = triton_backend._cholesky(A, N, C, R3, K3, BLOCK_B)
+        ev_min, ev_max = lower_bfgs.jacobi_extreme(A, b >= 0, N, C, R3, K3, (C >= 1) & (C < N), inner)
+        _l, ok = lower_bfgs.cholesky(A, N, C, R3, K3, BLOCK_B)
         keep = b < BLOCK_B
         tl.store(out_ptr + 3 * b, ev_min, mask=keep)
         tl.store(out_ptr + 3 * b + 1, ev_max, mask=keep)
@@ -318,7 +318,7 @@ def test_dmn_jacobi_and_cholesky_helpers():
             ev = rng.uniform(-1, 1, n) * 10.0 ** rng.uniform(-9, 3, n) if i % 2 else 10.0 ** rng.uniform(-9, 3, n)
             a[i, 1:n_int, 1:n_int] = (q * ev) @ q.T
             a[i] = 0.5 * (a[i] + a[i].T)
-        dev = triton_backend._device()
+        dev = launch.device()
         out = torch.zeros(3 * b, dtype=torch.float64, device=dev)
         probe[(1,)](torch.from_numpy(a).to(dev), out, n_int, BLOCK_B=b, NP=np_)
         got = out.cpu().numpy().reshape(b, 3)
@@ -353,7 +353,7 @@ def test_dmn_whole_search_is_the_same():
 # - in each kernel's TTIR nothing is float32 (the kernels are float64 throughout: a Python float literal can become
 #   a float32 constant, e.g. both branches of a tl.where, and silently cost precision), no associative scan runs
 #   over a 3-D tile and none at all in the DM-NonUniform lower level (with those it diverged from the C++ kernel on
-#   an H200: see triton_backend._colsum). Two planted kernels show that both checks catch what they look for.
+#   an H200: see hso.fast.triton.dmn_row.colsum). Two planted kernels show that both checks catch what they look for.
 _COMPILE = r"""
 import json, os, re, sys, time
 os.environ["TRITON_INTERPRET"] = "0"
@@ -366,11 +366,12 @@ from triton.compiler import ASTSource
 
 import hso
 from hso import fast
-from hso.fast import triton_backend as tb
+from hso.fast.triton import common
+from hso.fast.triton import launch as tb
 
-assert not tb._INTERPRETED
+assert not common.INTERPRETED
 TARGET = GPUTarget("cuda", 90, 32)
-KERNELS = ("_mep_fwd_kernel", "_dmn_fwd_kernel", "_lower_solve_kernel", "_lower_dmn_kernel")
+KERNELS = ("mep_fwd_kernel", "dmn_fwd_kernel", "lower_solve_kernel", "lower_dmn_kernel")
 F32 = re.compile(r"(?:(?<![\w.])|(?<=\dx))f32\b")  # f32, tensor<4x8xf32>; not tf32
 SCAN = re.compile(r'"tt\.scan".*?\}\) : \(tensor<([0-9x]+)x\w+', re.S)
 
@@ -527,15 +528,15 @@ def test_every_kernel_compiles_for_a_gpu(tmp_path):
     assert res["planted"]["f32"] and res["planted"]["scans_3d"], res["planted"]  # the checks see what they look for
     if tuple(int(x) for x in res["triton"].split(".")[:2]) >= (3, 9):  # (older launchers differ in form)
         assert res["checked"] > 0 and not res["mismatches"], res["mismatches"]  # the emulation is the launcher's
-    names = ["_mep_fwd_kernel", "_dmn_fwd_kernel", "_lower_solve_kernel", "_lower_dmn_kernel"]
+    names = ["mep_fwd_kernel", "dmn_fwd_kernel", "lower_solve_kernel", "lower_dmn_kernel"]
     assert {name: res["cases"].get(name) for name in names} == {name: ["1", "16", "32", "generic"] for name in names}
     # no scan at all in the DM-NonUniform lower level (its tiles repeat across warps and lanes), none over a 3-D tile
     failed = [row for row in res["report"] if "error" in row or not row["cubin"] or row["f32"]
               or any(shape.count("x") >= 2 for shape in row["scans"])
-              or (row["kernel"] == "_lower_dmn_kernel" and row["scans"])]
+              or (row["kernel"] == "lower_dmn_kernel" and row["scans"])]
     assert not failed, json.dumps(failed, indent=1)[-6000:]
     assert {row["kernel"] for row in res["report"]} == set(names)
-    nps = {row["constexprs"]["NP"] for row in res["report"] if row["kernel"] == "_lower_dmn_kernel"}
+    nps = {row["constexprs"]["NP"] for row in res["report"] if row["kernel"] == "lower_dmn_kernel"}
     assert nps == {2, 32}  # N = 1 and N = 16, as the host wrapper launches them
 
 

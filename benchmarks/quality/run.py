@@ -515,7 +515,9 @@ def rule_data(results: list[tuple[str, Evaluation]]) -> dict:
             "command": "python -m benchmarks.quality.run --readme-only",
             "derived_from": [result_file(name) for name, ev in results if ev.meta["testbed"] in RULE_BEDS],
             "metric": "rmse", "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
-            "rules": rules, "diffusers": derive_diffusers_convention(rule_evaluations(results), rules)}
+            "rules": rules, "diffusers": derive_diffusers_convention(rule_evaluations(results), rules),
+            "search_rule": [{"solver": k[0], "convention": k[1], "space": k[2], "setting": v}
+                            for k, v in sorted(derive_auto_rule(rule_evaluations(results))[0].items())]}
 
 
 def write_rule(results: list[tuple[str, Evaluation]]) -> bool:

@@ -20,12 +20,14 @@ import scipy
 from ..schedules import NoiseSchedule
 from ..version import __version__
 from . import reference_dmn
+from .reference import spacing_penalty_and_grad
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
 from .registry import BACKENDS, Backend, available_backends, backend_status, get_backend
 from .search_de import PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search
 
 __all__ = ["ObjectiveSpec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
+           "spacing_penalty_and_grad",
            "search_many", "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
 
 OBJECTIVES = ("mep", "dmn")

@@ -190,17 +190,17 @@ def _probe_triton() -> str | None:
 
 
 def _triton_mep() -> Callable[..., tuple]:
-    from .triton_backend import mep_and_grad  # deferred: it imports triton (optional)
+    from .triton import mep_and_grad  # deferred: it imports triton (optional)
     return mep_and_grad
 
 
 def _triton_dmn() -> Callable[..., tuple]:
-    from .triton_backend import dmn_and_grad  # deferred: it imports triton (optional)
+    from .triton import dmn_and_grad  # deferred: it imports triton (optional)
     return dmn_and_grad
 
 
 def _triton_lower() -> Callable[..., Any]:
-    from .triton_backend import lower_solve  # deferred: it imports triton (optional)
+    from .triton import lower_solve  # deferred: it imports triton (optional)
     return lower_solve
 
 

@@ -1,0 +1,158 @@
+"""Host wrappers: numpy in, numpy out; block sizes per launch. The launch configuration reads
+`common.INTERPRETED` at call time (the compiled path's block sizes and line search are tested under the
+interpreter by setting it False)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import triton
+
+from ...schedules import NoiseSchedule
+from ..codes import INIT_CODES, schedule_code
+from ..reference_dmn import resolve_trunc_num
+from ..reference_lower import LowerResult, LowerSpec
+from . import common
+from .common import KINDS
+from .dmn_row import dmn_fwd_kernel
+from .lower_bfgs import lower_dmn_kernel
+from .lower_row import lower_solve_kernel
+from .mep_row import mep_fwd_kernel
+
+__all__ = ["device", "dmn_and_grad", "dmn_block", "lower_block", "lower_solve", "mep_and_grad", "mep_block"]
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def mep_block(b: int) -> int:
+    # The interpreter costs tens of microseconds per operation whatever the tile, so it wants one or two huge
+    # programs; on a GPU one lane per thread of a 4-warp program.
+    if common.INTERPRETED:
+        return min(4096, max(16, triton.next_power_of_2(max(b, 1))))
+    return 128
+
+
+def lower_block(b: int, np_: int, dense: bool = False) -> int:
+    if common.INTERPRETED:
+        cap = 262144 // (np_ * np_) if dense else 16384 // np_
+        return min(max(16, triton.next_power_of_2(max(b, 1))), max(64, cap))
+    # some thirty [BLOCK_B, NP] float64 tiles are live in the Newton loop. Compiled for sm_90 (ptxas -v, 4 warps),
+    # 2 elements of each per thread fit in registers (16 x 16: 235 registers, no spills) and 4 spill: keep
+    # BLOCK_B * NP <= 256. Not timed on hardware.
+    # The DM-NonUniform kernel (dense) also holds a handful of [BLOCK_B, NP, NP] tiles: the same budget per
+    # element, one candidate per program from NP = 16 on. Compiled for sm_90 (Triton's ptxas, 4 warps, line
+    # search in turn): 162-247 registers and at most 88 bytes of stack for NP = 4 ... 32, 1 KiB of spills at
+    # NP = 64 (N > 31). Not timed on hardware.
+    if dense:
+        return max(1, min(16, 256 // (np_ * np_)))
+    return max(1, min(16, 256 // np_))
+
+
+def dmn_block(b: int, np_: int) -> int:
+    # rows are [BLOCK_B, NP] tiles, as in the lower level
+    if common.INTERPRETED:
+        return min(mep_block(b), max(16, 262144 // np_))
+    return max(1, min(128, 256 // np_))
+
+
+def mep_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, hessian: bool = False):
+    """MEP value, gradient (and tridiagonal Hessian) for ``lambdas  # [B, N+1]``; the contract of
+    `hso.fast.reference.mep_and_grad`, float64 numpy in and out.
+
+    Raises:
+        ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
+    """
+    lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])  # torch wants writable memory
+    if lam.ndim != 2:
+        raise ValueError(f"lambdas must be 2-D [B, N+1], got shape {lam.shape}")
+    if lam.shape[1] < 2:
+        raise ValueError(f"lambdas need at least 2 points per row, got {lam.shape[1]}")
+    if int(kind) not in KINDS:
+        raise ValueError(f"unknown lambda-space kind {kind}")
+    bsz, n1 = lam.shape
+    dev = device()
+    x = torch.from_numpy(lam).to(dev)
+    value = torch.empty(bsz, dtype=torch.float64, device=dev)
+    grad = torch.empty_like(x)
+    diag = torch.empty_like(x) if hessian else grad
+    off = torch.empty((bsz, n1 - 1), dtype=torch.float64, device=dev) if hessian else grad
+    if bsz > 0:
+        prm = torch.tensor([float(p)], dtype=torch.float64, device=dev)
+        block = mep_block(bsz)
+        mep_fwd_kernel[(triton.cdiv(bsz, block),)](x, prm, value, grad, diag, off, bsz, n1, KIND=int(kind),
+                                                     HESSIAN=bool(hessian), BLOCK_B=block, num_warps=4)
+    if not hessian:
+        return value.cpu().numpy(), grad.cpu().numpy()
+    return value.cpu().numpy(), grad.cpu().numpy(), diag.cpu().numpy(), off.cpu().numpy()
+
+
+def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int | None = None):
+    """DM-NonUniform value and gradient for ``lambdas  # [B, N+1]``; the contract of
+    `hso.fast.reference_dmn.dmn_and_grad`, float64 numpy in and out.
+
+    Raises:
+        ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
+    """
+
+    lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])
+    if lam.ndim != 2 or lam.shape[1] < 2:
+        raise ValueError(f"lambdas must have shape [B, N+1] with N >= 1, got {lam.shape}")
+    if int(kind) not in KINDS:
+        raise ValueError(f"unknown lambda-space kind {kind}")
+    bsz, n1 = lam.shape
+    tau = resolve_trunc_num(n1 - 1, trunc_num)
+    dev = device()
+    x = torch.from_numpy(lam).to(dev)
+    value = torch.empty(bsz, dtype=torch.float64, device=dev)
+    grad = torch.empty_like(x)
+    if bsz > 0:
+        prm = torch.tensor([float(p)], dtype=torch.float64, device=dev)
+        np_ = triton.next_power_of_2(n1)
+        block = dmn_block(bsz, np_)
+        dmn_fwd_kernel[(triton.cdiv(bsz, block),)](x, prm, value, grad, bsz, n1, tau, KIND=int(kind), BLOCK_B=block,
+                                                     NP=np_, num_warps=4)
+    return value.cpu().numpy(), grad.cpu().numpy()
+
+
+def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
+    """The fused lower level (MEP or DM-NonUniform) for ``psi  # [B, 3]``; the contract of
+    `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`)."""
+
+    if spec.init not in INIT_CODES:
+        raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")
+    if spec.objective not in ("mep", "dmn"):
+        raise ValueError(f"unknown objective {spec.objective!r}; the Triton lower level takes 'mep' and 'dmn'")
+    fam, fa, fb, table = schedule_code(schedule)
+    if fam == 0:  # the discrete table's end values, which interpolation clamps to
+        fa, fb = float(table[0]), float(table[-1])
+    n_int = int(spec.n_intervals)
+    p = np.require(psi, dtype=np.float64, requirements=["C", "W"])
+    bsz = p.shape[0]
+    dev = device()
+    tab = np.array(table, dtype=np.float64) if fam == 0 else np.zeros(1)  # a writable copy for torch
+    prm = np.array([fa, fb, spec.gap, spec.d_min, spec.gamma, spec.p, spec.xtol], dtype=np.float64)
+    t = torch.empty((bsz, n_int + 1), dtype=torch.float64, device=dev)
+    lam = torch.empty_like(t)
+    obj = torch.empty(bsz, dtype=torch.float64, device=dev)
+    pen = torch.empty_like(obj)
+    iters = torch.empty(bsz, dtype=torch.int64, device=dev)
+    feas = torch.empty(bsz, dtype=torch.int8, device=dev)
+    if bsz > 0:
+        np_ = triton.next_power_of_2(n_int + 1)
+        dense = spec.objective == "dmn"
+        block = lower_block(bsz, np_, dense)
+        args = (torch.from_numpy(p).to(dev), torch.from_numpy(prm).to(dev), torch.from_numpy(tab).to(dev),
+                t, lam, obj, pen, iters, feas, bsz, n_int, tab.size, int(tab.size).bit_length(), int(spec.maxiter))
+        meta = dict(FAMILY=int(fam), KIND=int(schedule.kind), INIT=INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
+                    num_warps=4)
+        grid = (triton.cdiv(bsz, block),)
+        if dense:
+            # the batched line search saves the interpreter most of its calls; compiled, its 32 trial rows per
+            # candidate would spill to local memory, and halving in turn accepts the same step
+            lower_dmn_kernel[grid](*args, resolve_trunc_num(n_int, spec.trunc_num), BATCH=common.INTERPRETED, **meta)
+        else:
+            lower_solve_kernel[grid](*args, **meta)
+    obj_np, pen_np = obj.cpu().numpy(), pen.cpu().numpy()
+    return LowerResult(t=t.cpu().numpy(), lambdas=lam.cpu().numpy(), objective=obj_np, penalty=pen_np,
+                       fitness=obj_np + pen_np, iters=iters.cpu().numpy(), feasible=feas.cpu().numpy() != 0)
