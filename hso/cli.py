@@ -19,15 +19,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import library
+from . import evaluation, library
 from .baselines import MethodNotApplicable
 from .check import check
 from .diffusers import SUPPORTED, options_from_config
-from .evaluation import DEFAULT_METHODS, QUICK, evaluate
+from .evaluation import DEFAULT_METHODS, QUICK
 from .fast import show_config
 from .measured import PORTED
 from .methods import SCHEDULE_METHODS
-from .optimize import MAX_NFE, MAX_P, METHODS, SPACINGS, method_schedule, optimize, optimize_many
+from .optimize import (
+    MAX_NFE,
+    MAX_P,
+    METHODS,
+    SPACINGS,
+    method_schedule,
+    optimize,
+    optimize_many,
+)
 from .schedules import PRESETS, NoiseSchedule, diffusers_config
 from .solvers import CONVENTIONS, SOLVERS, get_solver, sampler_label
 
@@ -262,7 +270,6 @@ def _check_out_dir(path: str | None) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-
     kw: dict[str, Any] = dict(QUICK) if args.quick else {"nfes": (4, 5, 6, 8, 10), "methods": DEFAULT_METHODS,
                                                          "n_samples": 512}
     if args.nfe is not None:
@@ -275,7 +282,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     solvers = _given_names(args.solvers, "--solvers", "solver")
     convs = _conventions(args.conventions, "--conventions")
     _check_out_dir(args.out)
-    ev = evaluate(args.testbed, args.preset, solvers=solvers, conventions=None if convs == [None] else tuple(convs),
+    ev = evaluation.evaluate(args.testbed, args.preset, solvers=solvers, conventions=None if convs == [None] else tuple(convs),
                   seed=args.seed, progress=True, **kw)
     if args.out:
         for path in ev.save(args.out):
@@ -384,8 +391,12 @@ def _plot(args: argparse.Namespace) -> int:
         import matplotlib  # noqa: F401 - only to fail early, before any search
     except ImportError:
         raise ValueError("hso plot needs matplotlib: pip install 'hso[eval]'") from None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib is optional (the eval extra)
-    from matplotlib.figure import Figure  # deferred: matplotlib is optional (the eval extra)
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,  # deferred: matplotlib is optional (the eval extra)
+    )
+    from matplotlib.figure import (
+        Figure,  # deferred: matplotlib is optional (the eval extra)
+    )
 
     ext = os.path.splitext(args.out)[1][1:].lower()
     if ext and ext not in FigureCanvasAgg.get_supported_filetypes():

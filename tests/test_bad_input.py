@@ -400,7 +400,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys):
 def test_a_non_finite_schedule_is_never_printed(monkeypatch, capsys):
     import importlib
 
-    opt = importlib.import_module("hso.optimize")  # the module (hso.optimize is also the function)
+    opt = importlib.import_module("hso.cli")  # where the command line finds optimize
     real = opt.optimize
 
     def inf_result(*args, **kw):

@@ -137,7 +137,7 @@ def test_samplers_denoise_and_cache(monkeypatch):
     assert tail == node.schedule_sigmas(ms, 8, "euler")[-5:]
     assert node.schedule_sigmas(ms, 4, "euler", 0.0) == []
     # a repeated request is served from the cache: no search
-    monkeypatch.setattr(hso, "optimize", lambda *a, **k: (_ for _ in ()).throw(AssertionError("searched")))
+    monkeypatch.setattr(node, "optimize", lambda *a, **k: (_ for _ in ()).throw(AssertionError("searched")))
     assert node.schedule_sigmas(ms, 4, "uni_pc") == node.schedule_sigmas(ms, 4, "uni_pc")
 
 

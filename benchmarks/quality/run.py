@@ -37,8 +37,9 @@ RULE_PATH = HERE.parent.parent / "hso" / RULE_FILE
 CONFIGS = [("gmm", "sd21"), ("gmm", "edm"), ("gmm", "flow"), ("net", "sd21"), ("net", "edm"), ("net", "flow"),
            ("patches", "sd21"), ("patches", "edm"), ("patches", "flow"),
            # DDPM's linear betas (alpha at the last step 0.0064, against SD's 0.068), and the plain epsilon network
-           # on its own betas and on SD's (a VP-only bed)
-           ("gmm", "ddpm"), ("net", "ddpm"), ("patches", "ddpm"), ("epsnet", "ddpm"), ("epsnet", "sd21")]
+           # on its own betas and on SD's (a VP-only bed); the v network on SD's betas (its training range)
+           ("gmm", "ddpm"), ("net", "ddpm"), ("patches", "ddpm"), ("epsnet", "ddpm"), ("epsnet", "sd21"),
+           ("vnet", "sd21")]
 # the test beds the defaults are derived from (a bed not listed would be held out: scored, never used to choose)
 RULE_BEDS = ("gmm", "net", "patches", "epsnet")
 # converged reference solutions kept between runs (re-running one method reuses its configuration's solve)
@@ -258,7 +259,7 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         "Test beds: `gmm` (exact denoiser of a Gaussian mixture fitted to the digits), `net` (a trained "
         "EDM-preconditioned digits network), `patches` (exact denoiser of a mixture fitted to 8x8 patches of natural "
         "photographs), `epsnet` (a plain epsilon-prediction network trained on DDPM's linear betas, no "
-        "preconditioning: VP only). Noise schedules: `sd21` (SD's scaled-linear betas, v-prediction), `ddpm` "
+        "preconditioning: VP only), `vnet` (the same network predicting v, trained on SD's betas: SD noise only). Noise schedules: `sd21` (SD's scaled-linear betas, v-prediction), `ddpm` "
         "(DDPM's linear betas, epsilon), `edm` (EDM, sigma 0.002-80), `flow` (flow matching, shift 3).", "",
         "Sampler variants: every configuration's schedules are also re-sampled (no new search: hso's searches do "
         "not depend on the variant; `python -m benchmarks.quality.run --variants` writes "
@@ -477,13 +478,21 @@ def readme_summary(all_results: list[tuple[str, Evaluation]]) -> str:
         f"The full report, generated from the committed results: [benchmarks/quality/README.md]"
         f"(benchmarks/quality/README.md) (every configuration's table, the default's picks per cell, what "
         f"`optimize_pipeline` installs, the cross-validation, `hso.calibrate`). Measured on {len(results)} "
-        "configurations: four test beds (exact denoisers of digits and of photograph patches, a trained "
-        "EDM-preconditioned network, a plain epsilon network) under SD's and DDPM's betas, EDM and shift-3 flow "
-        "noise; NFE 4-10 in both conventions and 12-50 in \"jump\"; each also re-sampled with the sampler "
-        "variants " + ", ".join(f"`{sampler_label(s, o)}`" for s, o in SAMPLER_VARIANTS) + ". "
-        + _pick_counts(rules), "",
+        "configurations: four test beds the default is derived from (exact denoisers of digits and of photograph "
+        "patches, a trained EDM-preconditioned network, a plain epsilon network) under SD's and DDPM's betas, EDM "
+        "and shift-3 flow noise" + _held_out(all_results) + "; NFE 4-10 in both conventions and 12-50 in "
+        "\"jump\"; each also re-sampled with the sampler variants "
+        + ", ".join(f"`{sampler_label(s, o)}`" for s, o in SAMPLER_VARIANTS) + ". " + _pick_counts(rules), "",
         _acceptance_by_sampler(all_results, rules), "",
         _acceptance_table(results, rules)])
+
+
+def _held_out(results: list[tuple[str, Evaluation]]) -> str:
+    """The held-out configurations (test beds outside `RULE_BEDS`: scored, never used to choose), as a clause."""
+    held = sorted({name for name, ev in base_results(results) if ev.meta["testbed"] not in RULE_BEDS})
+    if not held:
+        return ""
+    return (", and held out (scored, never used to choose the default): " + ", ".join(f"`{n}`" for n in held))
 
 
 def _pick_counts(rules: list[dict]) -> str:

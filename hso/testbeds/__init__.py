@@ -9,6 +9,8 @@
 * ``"epsnet"``: a plain epsilon-prediction network on DDPM's linear betas, no preconditioning (`epsnet.py`), the
   most common kind of model in the wild; weights shipped in ``weights/``. VP noise schedules only (its training
   range of noise levels).
+* ``"vnet"``: the same network trained to predict v on SD's scaled-linear betas (`epsnet.py`, `DigitsVNet`), as SD
+  2.x-v models are; noise schedules within SD's range of noise levels only.
 
 All are EDM-form denoisers ``D(y, s)`` (``y = x0 + s z``). `as_model` turns one into the model callable of any
 noise family and prediction type, ``model(x, t) -> prediction``, which is what the samplers (`hso.solvers.sample`),
@@ -23,17 +25,17 @@ import numpy as np
 from ..schedules import NoiseSchedule
 from ..solvers import prediction_for
 from .data import DIM, IMAGE_SHAPE, load_digits
-from .epsnet import DigitsEpsNet
+from .epsnet import DigitsEpsNet, DigitsVNet
 from .gmm import GaussianMixtureDenoiser
 from .network import DigitsNet
 
 __all__ = ["TESTBEDS", "load", "as_model", "load_digits", "DIM", "IMAGE_SHAPE"]
 
-TESTBEDS = ("gmm", "net", "patches", "epsnet")
+TESTBEDS = ("gmm", "net", "patches", "epsnet", "vnet")
 
 
 def load(name: str) -> Any:
-    """A test bed's denoiser by name (``"gmm"``, ``"net"``, ``"patches"`` or ``"epsnet"``).
+    """A test bed's denoiser by name (``"gmm"``, ``"net"``, ``"patches"``, ``"epsnet"`` or ``"vnet"``).
 
     Raises:
         ValueError: unknown name.
@@ -46,6 +48,8 @@ def load(name: str) -> Any:
         return GaussianMixtureDenoiser.load(data="patches")
     if name == "epsnet":
         return DigitsEpsNet.load()
+    if name == "vnet":
+        return DigitsVNet.load()
     raise ValueError(f"unknown test bed {name!r}; known: {', '.join(TESTBEDS)}")
 
 

@@ -15,6 +15,12 @@ Like every test bed it is called in EDM form, ``D(y, s)`` with ``y = x0 + s z``:
 ``t`` with the same noise-to-signal ratio on its own (DDPM) schedule, ``x = alpha_t y``, and ``D = y - s eps(x, t)``.
 So it serves any VP noise schedule whose ratios lie in its training range (SD 2.1's do): the network is the same,
 the sampler's schedule differs. A ratio outside that range is an error, never an extrapolation.
+
+`DigitsVNet` is the same network trained to predict ``v = alpha_t eps - sigma_t x0`` on SD's scaled-linear betas
+(0.00085 .. 0.012, T = 1000), as SD 2.x-v models are (``python -m hso.testbeds.train --only vnet``,
+``weights/digits_vnet.npz``): its data prediction ``x0 = alpha_t x_t - sigma_t v`` carries the network's error
+times ``sigma_t`` (at most 1), where the epsilon network's carries it times ``sigma_t / alpha_t``. Its training
+range of noise-to-signal ratios ends at SD's 14.6, so DDPM's betas (156) are outside it.
 """
 from __future__ import annotations
 
@@ -28,15 +34,24 @@ from ..schedules import NoiseSchedule
 from .data import DIM, read_npz
 from .network import float64_params, read_mlp, silu
 
-__all__ = ["DigitsEpsNet", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "time_features"]
+__all__ = ["DigitsEpsNet", "DigitsVNet", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "V_TRAIN_SCHEDULE", "time_features",
+           "train_schedule"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_epsnet.npz"
 # the schedule the network is trained on: diffusers' DDPMScheduler defaults
 TRAIN_SCHEDULE = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "num_train_timesteps": 1000}
+# the v network's: SD 2.x's scaled-linear betas (diffusers' DDPMScheduler config of stable-diffusion-2-1)
+V_TRAIN_SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+                    "num_train_timesteps": 1000}
 
 
-def train_schedule() -> NoiseSchedule:
-    """The network's own noise schedule (`TRAIN_SCHEDULE`)."""
+def train_schedule(prediction: str = "epsilon") -> NoiseSchedule:
+    """A network's own noise schedule: `TRAIN_SCHEDULE` for the epsilon network, `V_TRAIN_SCHEDULE` for the v
+    network (``prediction="v_prediction"``)."""
+    if prediction == "v_prediction":
+        return NoiseSchedule.vp_discrete(**V_TRAIN_SCHEDULE, name="sd21", prediction_type="v_prediction")
+    if prediction != "epsilon":
+        raise ValueError(f"no digits network predicts {prediction!r}; known: 'epsilon', 'v_prediction'")
     return NoiseSchedule.vp_discrete(**TRAIN_SCHEDULE, name="ddpm", prediction_type="epsilon")
 
 
@@ -57,6 +72,11 @@ class DigitsEpsNet:
 
     dim: int = DIM
     name: str = "digits_epsnet"
+    # what the network predicts, on which betas, from which weights file and training command
+    prediction: str = "epsilon"
+    trained_on: dict[str, Any] = TRAIN_SCHEDULE
+    weights: Path = DEFAULT_WEIGHTS
+    train_option: str = "epsnet"
 
     def __init__(self, params: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Build from a parameter dict (as stored in the npz) and its metadata.
@@ -77,17 +97,18 @@ class DigitsEpsNet:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "DigitsEpsNet":
-        """Load from an npz file (None: the shipped ``weights/digits_epsnet.npz``).
+        """Load from an npz file (None: the shipped weights, ``weights/digits_epsnet.npz`` or
+        ``weights/digits_vnet.npz``).
 
         Raises:
             FileNotFoundError: no such file (the message names the command that makes it).
         """
-        return cls(*read_npz(path, DEFAULT_WEIGHTS.name, "python -m hso.testbeds.train --only epsnet"))
+        return cls(*read_npz(path, cls.weights.name, f"python -m hso.testbeds.train --only {cls.train_option}"))
 
     @cached_property
     def schedule(self) -> NoiseSchedule:
         """The noise schedule the network was trained on."""
-        return train_schedule()
+        return train_schedule(self.prediction)
 
     @cached_property
     def ratio_range(self) -> tuple[float, float]:
@@ -104,14 +125,15 @@ class DigitsEpsNet:
     def describe(self) -> dict[str, Any]:
         """Architecture, parameter count and training settings (JSON-serialisable)."""
         return {"name": self.name, "dim": self.dim,
-                "architecture": {"type": "epsilon-prediction residual MLP, SiLU, no preconditioning",
+                "architecture": {"type": f"{self.prediction}-prediction residual MLP, SiLU, no preconditioning",
                                  "time_features": int(2 * self.freq.size),
                                  "time_embedding": int(self.emb_w.shape[1]), "width": int(self.in_w.shape[1]),
                                  "hidden_layers": 1 + len(self.res)},
-                "trained_on": dict(TRAIN_SCHEDULE), "n_params": self.n_params, "training": dict(self.meta)}
+                "trained_on": dict(self.trained_on), "n_params": self.n_params, "training": dict(self.meta)}
 
     def eps(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """The network: predicted noise for states ``x  # [B, 64]`` at model times ``t  # [B]`` (no checks)."""
+        """The network: its prediction (the noise; v for `DigitsVNet`) for states ``x  # [B, 64]`` at model times
+        ``t  # [B]`` (no checks)."""
         emb = silu(time_features(t, self.freq) @ self.emb_w + self.emb_b)
         h = silu(np.concatenate([x, emb], axis=1) @ self.in_w + self.in_b)
         for w, b in self.res:
@@ -140,8 +162,24 @@ class DigitsEpsNet:
         # a relative margin of 1e-9 for the round trip t -> sigma/alpha -> t at the ends of the range
         if not np.all(np.isfinite(s)) or np.any(s < lo * (1 - 1e-9)) or np.any(s > hi * (1 + 1e-9)):
             raise ValueError(f"{self.name} was trained on noise-to-signal ratios in [{lo:.4g}, {hi:.4g}] "
-                             f"(DDPM linear betas, T = 1000); got sigma outside it")
+                             f"({self.trained_on['beta_schedule']} betas, T = 1000); got sigma outside it")
         t = self.schedule.t_of_lambda(-np.log(np.clip(s, lo, hi)))
         alpha = self.schedule.alpha(t)
-        out = y2 - s[:, None] * self.eps(alpha[:, None] * y2, t)
+        x = alpha[:, None] * y2
+        pred = self.eps(x, t)
+        if self.prediction == "v_prediction":  # x0 = alpha x - sigma v, sigma = s alpha
+            out = alpha[:, None] * x - (s * alpha)[:, None] * pred
+        else:
+            out = y2 - s[:, None] * pred
         return out[0] if single else out
+
+
+class DigitsVNet(DigitsEpsNet):
+    """The same MLP predicting v on SD's scaled-linear betas (see the module docstring), called as
+    ``D(y, sigma) -> x0_hat``."""
+
+    name: str = "digits_vnet"
+    prediction: str = "v_prediction"
+    trained_on: dict[str, Any] = V_TRAIN_SCHEDULE
+    weights: Path = DEFAULT_WEIGHTS.with_name("digits_vnet.npz")
+    train_option: str = "vnet"

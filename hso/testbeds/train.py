@@ -43,7 +43,7 @@ from hso.solvers import sample  # noqa: E402
 from hso.testbeds import as_model  # noqa: E402
 from hso.testbeds.classifier import DigitsClassifier  # noqa: E402
 from hso.testbeds.data import DIM, IMAGE_SHAPE, load_digits  # noqa: E402
-from hso.testbeds.epsnet import DigitsEpsNet, train_schedule  # noqa: E402
+from hso.testbeds.epsnet import DigitsEpsNet, DigitsVNet, train_schedule  # noqa: E402
 from hso.testbeds.network import DigitsNet  # noqa: E402
 
 __all__ = [
@@ -272,8 +272,9 @@ def epsnet_time_frequencies(n_freq: int = 16) -> np.ndarray:
 
 def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int = 3, emb_dim: int = 128,
                  n_freq: int = 16, lr: float = 2e-3, warmup: int = 100, ema: float = 0.998,
-                 log_every: int = 250) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train the epsilon network on all 1797 digits with the DDPM loss (see the module docstring).
+                 log_every: int = 250, prediction: str = "epsilon") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Train the epsilon network on all 1797 digits with the DDPM loss (see the module docstring); with
+    ``prediction="v_prediction"`` the v network (`DigitsVNet`: target ``alpha_t z - sigma_t x0`` on SD's betas).
 
     Returns:
         ``(params, info)``: npz-ready parameters (EMA weights) and training information.
@@ -281,7 +282,7 @@ def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    sched = train_schedule()
+    sched = train_schedule(prediction)
     x = torch.tensor(np.asarray(load_digits(), dtype=np.float64), dtype=torch.float32)
     n = x.shape[0]
     freq = epsnet_time_frequencies(n_freq)
@@ -297,7 +298,8 @@ def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int
         s = torch.tensor(sched.sigma(t_np), dtype=torch.float32)
         z = torch.randn(n, DIM, generator=gen)
         pred = mod(a[:, None] * x + s[:, None] * z, torch.tensor(t_np, dtype=torch.float32))
-        return ((pred - z) ** 2).mean()
+        target = a[:, None] * z - s[:, None] * x if prediction == "v_prediction" else z
+        return ((pred - target) ** 2).mean()
 
     losses, seconds = _fit(mod, ema_mod, step_loss, epochs, lr, warmup, ema, log_every)
     info = {"train_loss_last100": float(np.mean(losses[-100:])), "train_seconds": seconds,
@@ -321,11 +323,13 @@ def evaluate_epsnet(net: DigitsEpsNet, seed: int = 1234) -> dict[str, Any]:
         a, s = float(sched.alpha(t[0])), float(sched.sigma(t[0]))
         z = rng.standard_normal(x.shape)
         xt = a * x + s * z
-        eps = net.eps(xt, t)
         r = s / a
         lin = mu + (xt / a - mu) @ np.linalg.solve(cov + r * r * np.eye(DIM), cov)
+        x0 = net(xt / a, r)
+        # the noise the data prediction implies (the epsilon network's own output)
+        eps = (xt - a * x0) / s
         out[str(k)] = {"eps_mse": float(np.mean((eps - z) ** 2)),
-                       "x0_mse": float(np.mean(((xt - s * eps) / a - x) ** 2)),
+                       "x0_mse": float(np.mean((x0 - x) ** 2)),
                        "x0_mse_linear": float(np.mean((lin - x) ** 2))}
     return out
 
@@ -482,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (results are reproducible per count)")
     ap.add_argument("--png", type=str, default=str(DEFAULT_PNG), help="sample grid output ('' to skip)")
-    ap.add_argument("--only", choices=("both", "denoiser", "classifier", "epsnet"), default="both",
-                    help="both: the denoiser and the classifier; epsnet: the epsilon network")
+    ap.add_argument("--only", choices=("both", "denoiser", "classifier", "epsnet", "vnet"), default="both",
+                    help="both: the denoiser and the classifier; epsnet: the epsilon network; vnet: the v network")
     args = ap.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
 
@@ -529,19 +533,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.png:
             sample_grid_png(args.png, net=DigitsNet.load(path))
             print(f"samples: {args.png}")
-    if args.only == "epsnet":
-        print(f"epsilon network: {args.epochs} steps, width {args.width}, {args.res_layers} residual layers",
+    if args.only in ("epsnet", "vnet"):
+        cls = DigitsVNet if args.only == "vnet" else DigitsEpsNet
+        what = "v" if args.only == "vnet" else "epsilon"
+        print(f"{what} network: {args.epochs} steps, width {args.width}, {args.res_layers} residual layers",
               flush=True)
         params, info = train_epsnet(epochs=args.epochs, seed=args.seed, width=args.width, n_res=args.res_layers,
-                                    lr=args.lr)
-        net = DigitsEpsNet(params, {})
+                                    lr=args.lr, prediction=cls.prediction)
+        net = cls(params, {})
         ev = evaluate_epsnet(net)
+        betas = ", ".join(f"{k} {v}" for k, v in cls.trained_on.items())
+        target = "alpha_t z - sigma_t x" if args.only == "vnet" else "z"
         meta = {"command": command, "seed": args.seed, "epochs": args.epochs,
-                "loss": "DDPM: mean over rows and pixels of (eps_hat(alpha_t x + sigma_t z, t) - z)^2, timestep "
-                        "uniform (stratified, continuous) over [0, 999], linear betas 1e-4 .. 0.02",
+                "loss": f"DDPM: mean over rows and pixels of (net(alpha_t x + sigma_t z, t) - {target})^2, timestep "
+                        + ("uniform (stratified, continuous) over [0, 999], linear betas 1e-4 .. 0.02"
+                           if args.only == "epsnet" else f"uniform (stratified, continuous) over [0, 999], {betas}"),
                 "torch_version": torch.__version__, "n_params": net.n_params, "eval": ev, **info}
-        _save_npz(args.out / "digits_epsnet.npz", params, meta)
-        print(f"epsilon network: train loss (last 100 steps) {info['train_loss_last100']:.4f}, "
+        _save_npz(args.out / cls.weights.name, params, meta)
+        print(f"{what} network: train loss (last 100 steps) {info['train_loss_last100']:.4f}, "
               f"{info['train_seconds']:.0f}s", flush=True)
         for k, row in ev.items():
             print(f"  timestep {k:>4}: eps MSE {row['eps_mse']:.4f}  x0 MSE {row['x0_mse']:.4f} "
