@@ -62,7 +62,8 @@ if [ "$tests_s" -gt 0 ]; then
   stage tests "$tests_s"
   xdist=$($py -c 'import xdist' 2>/dev/null && echo "-n 8")
   timeout -s INT -k 20 "$tests_s" $py -m pytest -q -p no:cacheprovider -o addopts= -rfEs $xdist \
-    tests/test_triton.py tests/test_backends.py tests/test_dmn_backends.py tests/test_cpp_kernel.py \
+    tests/test_triton.py tests/test_agreement.py tests/test_backends.py tests/test_dmn_backends.py \
+    tests/test_cpp_kernel.py \
     >"$out/gpu_tests.log" 2>&1
   echo "tests exit status $? (${SECONDS}s since start)" >>"$out/gpu_tests.log"
   grep -E "^(FAILED|ERROR) " "$out/gpu_tests.log" | head -40

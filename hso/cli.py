@@ -27,15 +27,7 @@ from .evaluation import DEFAULT_METHODS, QUICK
 from .fast import show_config
 from .measured import PORTED
 from .methods import SCHEDULE_METHODS
-from .optimize import (
-    MAX_NFE,
-    MAX_P,
-    METHODS,
-    SPACINGS,
-    method_schedule,
-    optimize,
-    optimize_many,
-)
+from .optimize import MAX_NFE, MAX_P, METHODS, SPACINGS, method_schedule, optimize, optimize_many
 from .schedules import PRESETS, NoiseSchedule, diffusers_config
 from .solvers import CONVENTIONS, SOLVERS, get_solver, sampler_label
 
@@ -391,12 +383,8 @@ def _plot(args: argparse.Namespace) -> int:
         import matplotlib  # noqa: F401 - only to fail early, before any search
     except ImportError:
         raise ValueError("hso plot needs matplotlib: pip install 'hso[eval]'") from None
-    from matplotlib.backends.backend_agg import (
-        FigureCanvasAgg,  # deferred: matplotlib is optional (the eval extra)
-    )
-    from matplotlib.figure import (
-        Figure,  # deferred: matplotlib is optional (the eval extra)
-    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: matplotlib is optional (eval extra)
+    from matplotlib.figure import Figure  # deferred: matplotlib is optional (the eval extra)
 
     ext = os.path.splitext(args.out)[1][1:].lower()
     if ext and ext not in FigureCanvasAgg.get_supported_filetypes():

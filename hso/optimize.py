@@ -390,7 +390,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                     "search_convention": search_conv}
         if passed_over:  # only then: results that pass nothing over keep the settings they always had
             settings["passed_over"] = list(passed_over)
-        return Plan(sched, lower, fast.ObjectiveSpec(objective, sched.kind, float(p), trunc_num), de, engine.name,
+        return Plan(sched, lower, fast.objective_spec(lower, sched.kind), de, engine.name,
                     spec_solver.name, conv, nfe, spacing, settings, source=source, baseline=baseline,
                     solver_options=options)
 

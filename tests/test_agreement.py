@@ -59,3 +59,16 @@ def test_lower_level(backend, objective, preset):
     want = fast.lower_solve(psi, s, spec, obj, backend="reference")
     got = fast.lower_solve(psi, s, spec, obj, backend=backend)
     assert_lower_agree(want, got)
+
+
+def test_the_objective_spec_is_the_lower_specs_own():
+    """The two specs share objective, p and trunc_num: a mismatch (trunc_num included, which a fused kernel would
+    take from the lower spec and the numpy driver from the objective spec) is refused, never silently resolved."""
+    s = hso.NoiseSchedule.preset("sd21")
+    spec = fast.LowerSpec(n_intervals=6, gap=s.time_resolution, d_min=hso.d_min(6), objective="dmn", trunc_num=2)
+    psi = random_psi(s, 2, 3)
+    assert fast.objective_spec(spec, s.kind) == fast.ObjectiveSpec("dmn", s.kind, 2.0, 2)
+    for wrong in (fast.ObjectiveSpec("dmn", s.kind, 2.0, 3), fast.ObjectiveSpec("dmn", s.kind, 1.0, 2),
+                  fast.ObjectiveSpec("mep", s.kind, 2.0), fast.ObjectiveSpec("dmn", 1, 2.0, 2)):
+        with pytest.raises(ValueError, match="must match"):
+            fast.lower_solve(psi, s, spec, wrong, backend="reference")

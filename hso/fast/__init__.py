@@ -26,7 +26,7 @@ from .reference_lower import lower_solve as _reference_lower_solve
 from .registry import BACKENDS, Backend, available_backends, backend_status, get_backend
 from .search_de import PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search
 
-__all__ = ["ObjectiveSpec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
+__all__ = ["ObjectiveSpec", "objective_spec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
            "spacing_penalty_and_grad",
            "search_many", "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
 
@@ -50,6 +50,12 @@ class ObjectiveSpec:
             raise ValueError(f"p must be finite, got {self.p}")
         if self.kind not in (0, 1, 2):
             raise ValueError(f"unknown lambda-space kind {self.kind}; known: 0 (VP), 1 (VE), 2 (flow)")
+
+
+def objective_spec(lower: LowerSpec, kind: int) -> ObjectiveSpec:
+    """The objective a lower-level spec minimises, for a noise schedule's lambda-space ``kind``: the one place the
+    two specs' shared fields (objective, p, trunc_num) are tied together."""
+    return ObjectiveSpec(lower.objective, int(kind), float(lower.p), lower.trunc_num)
 
 
 def _checked_lambdas(lambdas: Any) -> np.ndarray:
@@ -111,9 +117,12 @@ def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpe
               backend: Backend) -> Callable[[np.ndarray], LowerResult]:
     """Bind the lower level: the backend's fused kernel when it has one for this objective, else the numpy driver
     on the backend's objective."""
-    if objective.kind != schedule.kind or objective.p != lower.p or objective.name != lower.objective:
-        raise ValueError(f"the objective spec ({objective.name}, kind {objective.kind}, p {objective.p}) must match "
-                         f"the schedule (kind {schedule.kind}) and the lower spec ({lower.objective}, p {lower.p})")
+    want = objective_spec(lower, schedule.kind)
+    if objective != want:
+        raise ValueError(f"the objective spec ({objective.name}, kind {objective.kind}, p {objective.p}, trunc_num "
+                         f"{objective.trunc_num}) must match the schedule (kind {schedule.kind}) and the lower spec "
+                         f"({lower.objective}, p {lower.p}, trunc_num {lower.trunc_num}); "
+                         "hso.fast.objective_spec(lower, kind) makes the one that does")
     if backend.lower is not None and objective.name in backend.lower_objectives:
         fused = backend.lower()
         return lambda psi: fused(psi, schedule, lower)
