@@ -274,8 +274,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     solvers = _given_names(args.solvers, "--solvers", "solver")
     convs = _conventions(args.conventions, "--conventions")
     _check_out_dir(args.out)
-    ev = evaluation.evaluate(args.testbed, args.preset, solvers=solvers, conventions=None if convs == [None] else tuple(convs),
-                  seed=args.seed, progress=True, **kw)
+    ev = evaluation.evaluate(args.testbed, args.preset, solvers=solvers,
+                             conventions=None if convs == [None] else tuple(convs), seed=args.seed,
+                             progress=True, **kw)
     if args.out:
         for path in ev.save(args.out):
             print(f"hso evaluate: wrote {path}", file=sys.stderr)

@@ -3,15 +3,16 @@ NFE), which schedule sampled best in the committed quality results. A request ta
 of its lambda space nearest to its own (`nearest_noise`: VP models by alpha at the noisy end, SD-like or
 DDPM-like).
 
-The candidates are the rows of `hso.methods` (`CANDIDATE_ORDER`): hso's search under each setting
-(`VARIANTS`: the paper's, spacing "constrain", MEP p = 1, the DM-NonUniform objective), for convention "jump" also
-`PORTED` (the "stop" search with its last point dropped), and the baselines of `hso.baselines`. For each measured cell (per noise family the test beds of
-`benchmarks/quality/run.py`: exact denoisers of digits and of photograph patches, a trained EDM-preconditioned
-network, and for VP a plain epsilon network, under SD's and DDPM's betas; RMSE against the converged sample) every
-candidate's *worst* RMSE ratio to the cell's best schedule over the test beds is recorded, and candidates are
-ranked by it (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run`` writes
-``measured_rule.json`` and a test re-derives it from the committed results). A later candidate in `CANDIDATE_ORDER`
-(hso's settings first, the baselines last) must be more than `TOLERANCE` better to rank above an earlier one.
+The candidates are the rows of `hso.methods` (`CANDIDATE_ORDER`): hso's search under each setting (`VARIANTS`: the
+paper's, spacing "constrain", MEP p = 1, the DM-NonUniform objective), for convention "jump" also `PORTED` (the
+"stop" search with its last point dropped), and the baselines of `hso.baselines`. For each measured cell (per noise
+family the test beds of `benchmarks/quality/run.py`: exact denoisers of digits and of photograph patches, a trained
+EDM-preconditioned network, and for VP a plain epsilon network, under SD's and DDPM's betas; RMSE against the
+converged sample) every candidate's *worst* RMSE ratio to the cell's best schedule over the test beds is recorded,
+and candidates are ranked by it (`hso.evaluation.report.derive_measured_rule`; ``python -m benchmarks.quality.run``
+writes ``measured_rule.json`` and a test re-derives it from the committed results). A later candidate in
+`CANDIDATE_ORDER` (hso's settings first, the baselines last) must be more than `TOLERANCE` better to rank above an
+earlier one.
 
 A cell is *supported* when its pick's worst ratio is at most `SUPPORT_RATIO`: the claim the README makes for it.
 NFEs between or beyond the measured ones take the nearest measured NFE's ranking (not supported: not measured).

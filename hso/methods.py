@@ -24,7 +24,8 @@ from typing import Any, Mapping
 from .baselines import BASELINES
 from .solvers import get_solver
 
-__all__ = ["Method", "SCHEDULE_METHODS", "SEARCH_SETTINGS", "PORTED", "CANDIDATE_ORDER", "DEFAULT_METHODS", "CALIBRATE_CANDIDATES", "KINDS",
+__all__ = ["Method", "SCHEDULE_METHODS", "SEARCH_SETTINGS", "PORTED", "CANDIDATE_ORDER", "DEFAULT_METHODS",
+           "CALIBRATE_CANDIDATES", "KINDS",
            "ported_applies"]
 
 KINDS = ("default", "search", "ported", "baseline")

@@ -259,7 +259,8 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         "Test beds: `gmm` (exact denoiser of a Gaussian mixture fitted to the digits), `net` (a trained "
         "EDM-preconditioned digits network), `patches` (exact denoiser of a mixture fitted to 8x8 patches of natural "
         "photographs), `epsnet` (a plain epsilon-prediction network trained on DDPM's linear betas, no "
-        "preconditioning: VP only), `vnet` (the same network predicting v, trained on SD's betas: SD noise only). Noise schedules: `sd21` (SD's scaled-linear betas, v-prediction), `ddpm` "
+        "preconditioning: VP only), `vnet` (the same network predicting v, trained on SD's betas: SD noise only). "
+        "Noise schedules: `sd21` (SD's scaled-linear betas, v-prediction), `ddpm` "
         "(DDPM's linear betas, epsilon), `edm` (EDM, sigma 0.002-80), `flow` (flow matching, shift 3).", "",
         "Sampler variants: every configuration's schedules are also re-sampled (no new search: hso's searches do "
         "not depend on the variant; `python -m benchmarks.quality.run --variants` writes "
