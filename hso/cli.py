@@ -605,6 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _BadInput as e:
         print(f"hso: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader stopped reading (``hso optimize | head``): its choice, not an error; the rest of the output
+        # goes nowhere, so that the interpreter's final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, RuntimeError, OSError) as e:
         print(f"hso: error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
 """CLI (scriptable output, exit codes) and the backend registry."""
 import dataclasses
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -86,3 +88,19 @@ def test_backends_agree_through_the_dispatcher():
     b = fast.objective_and_grad(lam, spec, hessian=True, backend="cpp")
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """``hso optimize ... | head``: the closed pipe ends the output quietly (exit 0, nothing on stderr), never with
+    "hso: error: Broken pipe" (as it did) or a traceback at the interpreter's final flush."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("hso") or os.path.join(os.path.dirname(sys.executable), "hso")
+    # 74 KB of JSON, more than a pipe holds (64 KiB): the writer is still writing when the reader goes, one byte in
+    proc = subprocess.Popen([exe, "optimize", "--preset", "edm", "--solver", "ddim", "--nfe", "1000", "--format",
+                             "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert os.read(proc.stdout.fileno(), 1) == b"{"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == ""
