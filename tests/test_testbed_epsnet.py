@@ -12,7 +12,7 @@ pytest.importorskip("sklearn")  # the digits data ship with scikit-learn
 from hso.schedules import NoiseSchedule  # noqa: E402
 from hso.testbeds import as_model, load  # noqa: E402
 from hso.testbeds.data import DIM, load_digits  # noqa: E402
-from hso.testbeds.epsnet import DEFAULT_WEIGHTS, TRAIN_SCHEDULE, DigitsEpsNet  # noqa: E402
+from hso.testbeds.epsnet import DEFAULT_WEIGHTS, TRAIN_SCHEDULE, DigitsEpsNet, DigitsVNet  # noqa: E402
 
 MAX_BYTES = 3 * 1024 * 1024
 
@@ -57,11 +57,14 @@ def test_numpy_forward_matches_torch(net: DigitsEpsNet) -> None:
     assert np.max(np.abs(net.eps(x, t) - ref)) <= 1e-10 * np.max(np.abs(ref))
 
 
-def test_on_its_own_schedule_the_model_is_the_network(net: DigitsEpsNet) -> None:
-    """Called through the EDM form and `as_model` on DDPM's schedule, the epsilon model is the network's own output
-    (the ratio -> timestep map is the schedule's exact inverse)."""
-    sched = NoiseSchedule.preset("ddpm")
-    model = as_model(net, sched, "epsilon")
+@pytest.mark.parametrize("cls, preset", [(DigitsEpsNet, "ddpm"), (DigitsVNet, "sd21")])
+def test_on_its_own_schedule_the_model_is_the_network(cls, preset) -> None:
+    """Called through the EDM form and `as_model` on its own betas, in its own prediction type, the model is the
+    network's own output (the ratio -> timestep map is the schedule's exact inverse; for the v network
+    x0 = alpha x - sigma v, and back)."""
+    net = cls.load()
+    sched = NoiseSchedule.preset(preset)
+    model = as_model(net, sched, cls.prediction)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, DIM))
     for t in (0.001, 0.0371, 0.5, 0.9995, 1.0):

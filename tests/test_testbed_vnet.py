@@ -30,17 +30,6 @@ def test_shipped_weights_load_and_describe(net: DigitsVNet) -> None:
     assert 14 < hi < 15
 
 
-def test_on_its_own_schedule_the_v_model_is_the_network(net: DigitsVNet) -> None:
-    """Through the EDM form and `as_model` with prediction "v_prediction" on SD's schedule, the model is the
-    network's own output: x0 = alpha x - sigma v, and back."""
-    sched = NoiseSchedule.preset("sd21")
-    model = as_model(net, sched, "v_prediction")
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((8, DIM))
-    for t in (0.001, 0.0371, 0.5, 0.9995, 1.0):
-        np.testing.assert_allclose(model(x, t), net.eps(x, np.full(8, t)), rtol=1e-9, atol=1e-9)
-
-
 def test_v_learned_and_data_error_bounded_at_high_noise(net: DigitsVNet) -> None:
     """A v predictor's data prediction carries its error times sigma_t <= 1, not sigma_t / alpha_t: at the last
     training step its data error stays near the best linear denoiser's, where the epsilon network's is 3x worse."""
