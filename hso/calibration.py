@@ -46,6 +46,7 @@ from .fast.registry import get_backend
 from .measured import measured_pick
 from .methods import CALIBRATE_CANDIDATES, PORTED, SCHEDULE_METHODS
 from .optimize import method_schedule, plan
+from .result import sampler_sigmas
 from .schedules import NoiseSchedule, as_schedule
 from .solvers import SAMPLER_DEFAULTS, final_data, get_solver, initial_state, prediction_for, sample, sampler_options
 
@@ -319,10 +320,7 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
                 t_best, method = t_new, f"{method}+refined"
                 rmse_best = rmse_best * rmse_new / base  # on the selection noises' scale
     timesteps = sched.timesteps_of_t(t_best) if sched.is_discrete else None
-    sig = np.exp(-sched.lambda_(t_best))
-    if conv == "jump":
-        sig = np.append(sig, 0.0)
-    return CalibrationResult(t=t_best, timesteps=timesteps, sigmas=sig, method=method, rmse=rmse_best,
+    return CalibrationResult(t=t_best, timesteps=timesteps, sigmas=sampler_sigmas(sched.lambda_(t_best), conv), method=method, rmse=rmse_best,
                              candidates=report, nfe_spent=counter.spent, budget=int(budget), n_noise=n_noise,
                              teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
                              convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,

@@ -18,7 +18,7 @@ from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
 from .measured import SearchRule, measured_pick
 from .methods import PORTED, SCHEDULE_METHODS, ported_applies
-from .result import ScheduleResult
+from .result import ScheduleResult, sampler_sigmas
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver, sampler_options
 
@@ -496,9 +496,7 @@ def _make_result(job: Plan, t: np.ndarray, lam: np.ndarray, wall_time: float, **
     """The public result for points ``t`` (lambdas ``lam``): sigmas for the convention, integer timesteps for
     discrete models (checked: never returned silently wrong), and the job's labels; ``fields`` are the rest."""
     sched = job.schedule
-    sig = np.exp(-lam)
-    if job.convention == "jump":
-        sig = np.append(sig, 0.0)
+    sig = sampler_sigmas(lam, job.convention)
     timesteps = None
     if sched.is_discrete:
         timesteps = sched.timesteps_of_t(t)

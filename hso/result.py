@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ScheduleResult"]
+__all__ = ["ScheduleResult", "sampler_sigmas"]
+
+
+def sampler_sigmas(lambdas: np.ndarray, convention: str) -> np.ndarray:
+    """The sigmas a sampler walks for a schedule with half log-SNRs ``lambdas``: ``e^-lambda`` (sigma / alpha) at
+    each point, and a final 0 for convention "jump" (evaluate at every point, then step to sigma 0). The one place
+    `ScheduleResult.sigmas` and `hso.calibrate`'s result are made."""
+    sig = np.exp(-np.asarray(lambdas, dtype=np.float64))
+    return np.append(sig, 0.0) if convention == "jump" else sig
 
 
 @dataclass(frozen=True)
