@@ -185,7 +185,6 @@ def check(schedule: Any, noise_schedule_or_scheduler: Any, solver: str, *, nfe: 
         ValueError / TypeError: not a 1-D list of at least 2 numbers, unknown solver / convention / kind / preset,
             nfe not an integer >= 1, fractional timesteps.
     """
-
     spec = get_solver(solver)
     ns = _noise_schedule(noise_schedule_or_scheduler)
     if convention is not None and convention not in CONVENTIONS:

@@ -82,7 +82,6 @@ def _float_option(positive: bool = False, hi: float | None = None) -> Any:
 
 def _check_finite(results: Sequence[Any]) -> None:
     """Refuse to print a schedule whose objective or points are not finite (never a NaN / inf result)."""
-
     for r in results:
         values = (r.fitness, r.mep, r.penalty, *np.asarray(r.t).tolist(), *np.asarray(r.sigmas).tolist())
         if not all(math.isfinite(v) for v in values):
@@ -93,7 +92,6 @@ def _check_finite(results: Sequence[Any]) -> None:
 
 def _search_options(parser: argparse.ArgumentParser) -> None:
     """--method / --objective / --spacing, shared by optimize, sweep and plot."""
-
     parser.add_argument("--method", default="auto", choices=METHODS,
                         help="auto (default: the measured best of hso's settings and the baselines), hso (the "
                              "measured best of hso's settings) or paper")
@@ -104,7 +102,6 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
 
 def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
     """A grid of searches (preset, solvers, NFEs, conventions) and the search options, for sweep and plot."""
-
     parser.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
     parser.add_argument("--solver", default="unipc", help="comma-separated sampler names")
     parser.add_argument("--nfe", default=nfe_default,
@@ -114,7 +111,6 @@ def _grid_options(parser: argparse.ArgumentParser, nfe_default: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-
     ap = _Parser(prog="hso", description="Hierarchical Schedule Optimization for diffusion samplers")
     sub = ap.add_subparsers(dest="command")
     op = sub.add_parser("optimize", help="optimise a schedule (default: SD 2.1, UniPC, NFE 5)")
@@ -240,7 +236,6 @@ def _given_names(text: str | None, option: str, what: str) -> tuple[str, ...] | 
 
 def _conventions(text: str | None, option: str) -> list[str | None]:
     """The conventions of a list option; [None] (each solver's own) when not given."""
-
     convs = _given_names(text, option, "convention")
     for c in convs or ():
         if c not in CONVENTIONS:
@@ -294,7 +289,6 @@ def _grid(preset: str, solvers: str, nfe: str, conventions: str | None) -> tuple
         ValueError / TypeError: unknown preset, solver or convention; an empty list; a bad or empty NFE list, an
             NFE outside [1, MAX_NFE].
     """
-
     sched = NoiseSchedule.preset(preset)
     names = list(dict.fromkeys(get_solver(n).name for n in _given_names(solvers, "--solver", "solver") or ()))
     nfes = _nfe_list(nfe)
@@ -345,7 +339,6 @@ def _emit(text: str, out: str | None, what: str) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-
     sched, configs = _grid(args.preset, args.solver, args.nfe, args.convention)
     _check_out(args.out)
     results = optimize_many(configs, schedule=sched, method=args.method, objective=args.objective,
@@ -362,7 +355,6 @@ def _sweep(args: argparse.Namespace) -> int:
 def _result_label(r: Any) -> str:
     """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", or
     the baseline ``method="auto"`` returned where one measured better than every HSO setting."""
-
     cell = f"{r.solver}, NFE {r.nfe}, {r.convention}"
     if r.source == "hso":
         return f"HSO search ({cell})"
@@ -444,11 +436,9 @@ def _from_diffusers_config(args: argparse.Namespace) -> tuple:
     """(noise schedule, solver, convention, sampler options) for ``hso optimize --from-diffusers-config``: the
     solver and its options (``solver_order``, ``solver_type``) from the scheduler class and config unless given
     (``--order`` / ``--variant`` win over the config's, option by option)."""
-
     schedule = NoiseSchedule.from_diffusers(args.from_diffusers_config, mu=args.mu)
     solver, options = args.solver, None
     if solver is None:
-
         config, cls_name = diffusers_config(args.from_diffusers_config)
         if cls_name not in SUPPORTED:
             raise ValueError(f"scheduler class {cls_name or '(none)'!r} has no matching hso solver; pass --solver")
@@ -467,7 +457,6 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _optimize(args: argparse.Namespace) -> int:
     """``hso optimize``: every input checked (schedule, solver, convention against the format) before the search."""
-
     note = ""
     if args.solver is not None and not args.solver.strip():
         raise ValueError("--solver '' names no solver")
@@ -527,8 +516,6 @@ def _optimize(args: argparse.Namespace) -> int:
 def _describe(res: Any) -> str:
     """The '#' header lines of the table output: what made the schedule and, for a search, its objective and its
     spacing penalty (explained: a large penalty is not a failure)."""
-
-
     m = res.settings.get("measured")
     want = sampler_label(res.solver, res.solver_options)
     lines = []
@@ -566,7 +553,6 @@ def _describe(res: Any) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     """``hso check``: the report on stdout; exit 0 without errors, 1 with errors (2: bad input, from main)."""
-
     kind, text = next((k, v) for k, v in (("timesteps", args.timesteps), ("sigmas", args.sigmas), ("t", args.t))
                       if v is not None)
     try:

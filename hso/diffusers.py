@@ -100,7 +100,6 @@ def options_from_config(solver: str, config: Any, override: Any = None) -> dict[
         ValueError / TypeError: a bad ``override`` (`hso.solvers.sampler_options`'s error), or a config value hso's
             sampler does not have (naming the config field, e.g. ``solver_order=4``).
     """
-
     if override is not None:
         sampler_options(solver, override)  # a bad explicit option: its own error, not the config's
     if solver not in SAMPLER_DEFAULTS:
@@ -413,7 +412,6 @@ def optimize_pipeline(pipe: Any, nfe: int = 5, *, mu: float | None = None, **opt
     Returns:
         The `ScheduleResult` that was installed.
     """
-
     sched = _scheduler_of(pipe)
     dynamic = _dynamic_shifting(sched)
     if dynamic and mu is None:  # the result returned is the one at the base resolution's shift
@@ -490,7 +488,6 @@ def calibrate_pipeline(pipe: Any, nfe: int = 5, *, budget: int | None = None, sa
     Returns:
         The `CalibrationResult`.
     """
-
     sched = _scheduler_of(pipe)
     noise = NoiseSchedule.from_diffusers(sched)
     net = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)

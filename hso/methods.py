@@ -38,8 +38,8 @@ class Method:
     Attributes:
         name: the name the measured rule, the evaluation and the results use.
         kind: one of `KINDS`.
-        options: for "default" and "search": the `hso.optimize` arguments that make it (a search's relative to the
-            paper's, ``method="paper"``); empty otherwise.
+        options: the `hso.optimize` arguments of its search (a "search" row's relative to the paper's,
+            ``method="paper"``; the "ported" row's is run with convention "stop"); empty for a baseline.
         not_on_ve: why the method does not apply to VE/EDM noise schedules ("" where it does).
         calibrate: the method's place among `hso.calibrate`'s candidates (None: not one). Where two candidates give
             the same points, calibrate keeps the earlier name (on EDM, logSNR before time_uniform).
@@ -87,7 +87,7 @@ _ROWS = [
     Method("hso_constrain", "search", {"method": "paper", "spacing": "constrain"}, calibrate=0),
     Method("hso_p1", "search", {"method": "paper", "p": 1.0},
            not_on_ve="MEP with p = 1 is already hso's default for VE/EDM schedules", calibrate=1),
-    Method("hso_stop_ported", "ported", calibrate=10),
+    Method("hso_stop_ported", "ported", {"method": "hso"}, calibrate=10),
 ] + [Method(name, "baseline", calibrate=3 + ("logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing",
                                              "leading", "ays").index(name))
      for name in BASELINES]

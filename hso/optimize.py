@@ -416,13 +416,13 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                 if v.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
                     raise _Infeasible(f"a DM-NonUniform search at N = {n_int} intervals (beyond {DMN_RULE_MAX}) takes "
                                       "minutes and was not measured there")
-                return build(conv, *resolve_method("paper", spec_solver.name, conv, v.get("objective"),
+                return build(conv, *resolve_method(row.options["method"], spec_solver.name, conv, v.get("objective"),
                                                    v.get("spacing"), v.get("p"), sched.kind_name),
                              measured=measured, passed_over=passed_over)
             if row.kind == "ported":  # method "hso"'s "stop" search for this NFE; the result drops its last point
                 if not ported_applies(spec_solver.name, conv):
                     raise _Infeasible("it needs one network evaluation per step")
-                return build("stop", *resolve_method("hso", spec_solver.name, "stop", None, None, None,
+                return build("stop", *resolve_method(row.options["method"], spec_solver.name, "stop", None, None, None,
                                                      sched.kind_name, n_int + 1), source=PORTED, measured=measured,
                              passed_over=passed_over)
             points = _baseline_points(name, sched, n_int)
@@ -473,15 +473,15 @@ def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: 
         raise MethodNotApplicable(reason)
     if row.kind == "baseline":
         return baseline_schedule(name, sched, spec.n_intervals(nfe, conv))
-    if row.kind == "ported":
-        return method_schedule("hso_search", sched, spec.name, nfe, "stop")[:-1]
-    job = plan(sched, nfe, spec.name, convention=conv, **row.options)
+    ported = row.kind == "ported"  # the "stop" search for this NFE, its last point dropped
+    job = plan(sched, nfe, spec.name, convention="stop" if ported else conv, **row.options)
     key = (job.source, job.lower, job.objective, job.search, sched.content_key())
     if key not in _SEARCHED:
         _SEARCHED[key] = job.run().t
         if len(_SEARCHED) > _SEARCHED_MAX:
             _SEARCHED.popitem(last=False)
-    return _SEARCHED[key].copy()
+    t = _SEARCHED[key]
+    return (t[:-1] if ported else t).copy()
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -493,7 +493,7 @@ def _held_out(results: list[tuple[str, Evaluation]]) -> str:
     held = sorted({name for name, ev in base_results(results) if ev.meta["testbed"] not in RULE_BEDS})
     if not held:
         return ""
-    return (", and held out (scored, never used to choose the default): " + ", ".join(f"`{n}`" for n in held))
+    return ", and held out (scored, never used to choose the default): " + ", ".join(f"`{n}`" for n in held)
 
 
 def _pick_counts(rules: list[dict]) -> str:
@@ -520,14 +520,15 @@ def update_readme(results: list[tuple[str, Evaluation]]) -> bool:
 
 def rule_data(results: list[tuple[str, Evaluation]]) -> dict:
     """The content of ``hso/measured_rule.json``, derived from the results (see `hso.measured`)."""
-    rules = derive_measured_rule(rule_evaluations(results))
+    evs = rule_evaluations(results)
+    rules = derive_measured_rule(evs)
     return {"format": "hso-measured-rule", "format_version": 2,
             "command": "python -m benchmarks.quality.run --readme-only",
             "derived_from": [result_file(name) for name, ev in results if ev.meta["testbed"] in RULE_BEDS],
             "metric": "rmse", "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
-            "rules": rules, "diffusers": derive_diffusers_convention(rule_evaluations(results), rules),
+            "rules": rules, "diffusers": derive_diffusers_convention(evs, rules),
             "search_rule": [{"solver": k[0], "convention": k[1], "space": k[2], "setting": v}
-                            for k, v in sorted(derive_auto_rule(rule_evaluations(results))[0].items())]}
+                            for k, v in sorted(derive_auto_rule(evs)[0].items())]}
 
 
 def write_rule(results: list[tuple[str, Evaluation]]) -> bool:

@@ -14,8 +14,8 @@ from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
 from ..schedules import PRESETS, NoiseSchedule, kind_name_of_family
 from ..solvers import sampler_label, sampler_options
 
-__all__ = ["Evaluation", "markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown", "derive_auto_rule",
-           "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
+__all__ = ["Evaluation", "markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown",
+           "derive_auto_rule", "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
            "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
@@ -158,7 +158,6 @@ def plot_schedules(ev: Evaluation, path: Path, nfe: int | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # deferred: matplotlib is optional (the eval extra)
 
-
     nfe = nfe or sorted({r["nfe"] for r in ev.rows})[len({r["nfe"] for r in ev.rows}) // 2]
     sched = _schedule_of(ev.meta["schedule"])
     groups = list(dict.fromkeys((r["solver"], r["convention"]) for r in ev.rows))
@@ -187,7 +186,6 @@ def plot_schedules(ev: Evaluation, path: Path, nfe: int | None = None) -> Path:
 
 def _schedule_of(desc: dict):
     """Rebuild a preset's noise schedule from its description (None when it is not a preset)."""
-
     name = desc.get("name")
     if name in PRESETS:
         s = NoiseSchedule.preset(name)

@@ -68,7 +68,6 @@ def _phi(h: Any) -> tuple[Any, Any, Any]:
 def dmn_value(lam: Any, kind: int, p: float, trunc_num: int | None = None) -> Any:
     """The DM-NonUniform bound per row of ``lam  # [B, N+1]`` (a torch tensor); the formulas and the step plan of
     `hso.fast.reference_dmn`, written as one forward expression."""
-
     torch = _torch()
     n = lam.shape[1] - 1
     order, mode = step_plan(n, trunc_num)

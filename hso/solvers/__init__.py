@@ -12,19 +12,8 @@ Heun-type solvers spend two evaluations per interval (one on the final jump to 0
 """
 from __future__ import annotations
 
-from .samplers import (
-                       PREDICTIONS,
-                       SAMPLER_DEFAULTS,
-                       SampleOutput,
-                       canonical_prediction,
-                       final_data,
-                       initial_state,
-                       prediction_for,
-                       sample,
-                       sampler_label,
-                       sampler_options,
-                       to_data_prediction,
-)
+from .samplers import (PREDICTIONS, SAMPLER_DEFAULTS, SampleOutput, canonical_prediction, final_data, initial_state,
+                       prediction_for, sample, sampler_label, sampler_options, to_data_prediction)
 from .spec import CONVENTIONS, SOLVERS, SolverSpec, get_solver
 
 __all__ = ["SolverSpec", "SOLVERS", "get_solver", "CONVENTIONS", "sample", "SampleOutput", "PREDICTIONS",

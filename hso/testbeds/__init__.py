@@ -64,7 +64,6 @@ def as_model(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseS
     Raises:
         ValueError: unknown prediction type or one the family does not define.
     """
-
     pred = prediction_for(prediction, schedule)
 
     def model(x: np.ndarray, t: float) -> np.ndarray:

@@ -34,8 +34,8 @@ from ..schedules import NoiseSchedule
 from .data import DIM, read_npz
 from .network import float64_params, read_mlp, silu
 
-__all__ = ["DigitsEpsNet", "DigitsVNet", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "V_TRAIN_SCHEDULE", "time_features",
-           "train_schedule"]
+__all__ = ["DigitsEpsNet", "DigitsVNet", "NETWORKS", "DEFAULT_WEIGHTS", "TRAIN_SCHEDULE", "V_TRAIN_SCHEDULE",
+           "time_features"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "digits_epsnet.npz"
 # the schedule the network is trained on: diffusers' DDPMScheduler defaults
@@ -43,16 +43,6 @@ TRAIN_SCHEDULE = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.0
 # the v network's: SD 2.x's scaled-linear betas (diffusers' DDPMScheduler config of stable-diffusion-2-1)
 V_TRAIN_SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
                     "num_train_timesteps": 1000}
-
-
-def train_schedule(prediction: str = "epsilon") -> NoiseSchedule:
-    """A network's own noise schedule: `TRAIN_SCHEDULE` for the epsilon network, `V_TRAIN_SCHEDULE` for the v
-    network (``prediction="v_prediction"``)."""
-    if prediction == "v_prediction":
-        return NoiseSchedule.vp_discrete(**V_TRAIN_SCHEDULE, name="sd21", prediction_type="v_prediction")
-    if prediction != "epsilon":
-        raise ValueError(f"no digits network predicts {prediction!r}; known: 'epsilon', 'v_prediction'")
-    return NoiseSchedule.vp_discrete(**TRAIN_SCHEDULE, name="ddpm", prediction_type="epsilon")
 
 
 def time_features(t: np.ndarray, freq: np.ndarray) -> np.ndarray:
@@ -72,9 +62,11 @@ class DigitsEpsNet:
 
     dim: int = DIM
     name: str = "digits_epsnet"
-    # what the network predicts, on which betas, from which weights file and training command
+    # what the network predicts, on which betas (the library preset they are), from which weights file and training
+    # command
     prediction: str = "epsilon"
     trained_on: dict[str, Any] = TRAIN_SCHEDULE
+    preset: str = "ddpm"
     weights: Path = DEFAULT_WEIGHTS
     train_option: str = "epsnet"
 
@@ -105,10 +97,15 @@ class DigitsEpsNet:
         """
         return cls(*read_npz(path, cls.weights.name, f"python -m hso.testbeds.train --only {cls.train_option}"))
 
+    @classmethod
+    def train_schedule(cls) -> NoiseSchedule:
+        """The noise schedule the network is trained on (`trained_on`, in its prediction type)."""
+        return NoiseSchedule.vp_discrete(**cls.trained_on, name=cls.preset, prediction_type=cls.prediction)
+
     @cached_property
     def schedule(self) -> NoiseSchedule:
         """The noise schedule the network was trained on."""
-        return train_schedule(self.prediction)
+        return self.train_schedule()
 
     @cached_property
     def ratio_range(self) -> tuple[float, float]:
@@ -181,5 +178,10 @@ class DigitsVNet(DigitsEpsNet):
     name: str = "digits_vnet"
     prediction: str = "v_prediction"
     trained_on: dict[str, Any] = V_TRAIN_SCHEDULE
+    preset: str = "sd21"
     weights: Path = DEFAULT_WEIGHTS.with_name("digits_vnet.npz")
     train_option: str = "vnet"
+
+
+# the plain digits networks by what they predict (`hso.testbeds.train` trains either)
+NETWORKS: dict[str, type[DigitsEpsNet]] = {cls.prediction: cls for cls in (DigitsEpsNet, DigitsVNet)}

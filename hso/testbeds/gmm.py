@@ -161,7 +161,6 @@ def fit_digits_gmm(**overrides: Any) -> GaussianMixtureDenoiser:
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - regeneration command
-
     import sklearn  # deferred: scikit-learn is optional (the eval extra)
 
     names = (argv if argv is not None else sys.argv[1:]) or ["digits"]

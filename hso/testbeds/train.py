@@ -43,7 +43,7 @@ from hso.solvers import sample  # noqa: E402
 from hso.testbeds import as_model  # noqa: E402
 from hso.testbeds.classifier import DigitsClassifier  # noqa: E402
 from hso.testbeds.data import DIM, IMAGE_SHAPE, load_digits  # noqa: E402
-from hso.testbeds.epsnet import DigitsEpsNet, DigitsVNet, train_schedule  # noqa: E402
+from hso.testbeds.epsnet import NETWORKS, DigitsEpsNet  # noqa: E402
 from hso.testbeds.network import DigitsNet  # noqa: E402
 
 __all__ = [
@@ -282,7 +282,7 @@ def train_epsnet(epochs: int = 3000, seed: int = 0, width: int = 384, n_res: int
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    sched = train_schedule(prediction)
+    sched = NETWORKS[prediction].train_schedule()
     x = torch.tensor(np.asarray(load_digits(), dtype=np.float64), dtype=torch.float32)
     n = x.shape[0]
     freq = epsnet_time_frequencies(n_freq)
@@ -533,9 +533,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.png:
             sample_grid_png(args.png, net=DigitsNet.load(path))
             print(f"samples: {args.png}")
-    if args.only in ("epsnet", "vnet"):
-        cls = DigitsVNet if args.only == "vnet" else DigitsEpsNet
-        what = "v" if args.only == "vnet" else "epsilon"
+    nets = {c.train_option: c for c in NETWORKS.values()}
+    if args.only in nets:
+        cls = nets[args.only]
+        what = cls.prediction
         print(f"{what} network: {args.epochs} steps, width {args.width}, {args.res_layers} residual layers",
               flush=True)
         params, info = train_epsnet(epochs=args.epochs, seed=args.seed, width=args.width, n_res=args.res_layers,
@@ -543,11 +544,10 @@ def main(argv: list[str] | None = None) -> int:
         net = cls(params, {})
         ev = evaluate_epsnet(net)
         betas = ", ".join(f"{k} {v}" for k, v in cls.trained_on.items())
-        target = "alpha_t z - sigma_t x" if args.only == "vnet" else "z"
+        target = "alpha_t z - sigma_t x" if cls.prediction == "v_prediction" else "z"
         meta = {"command": command, "seed": args.seed, "epochs": args.epochs,
                 "loss": f"DDPM: mean over rows and pixels of (net(alpha_t x + sigma_t z, t) - {target})^2, timestep "
-                        + ("uniform (stratified, continuous) over [0, 999], linear betas 1e-4 .. 0.02"
-                           if args.only == "epsnet" else f"uniform (stratified, continuous) over [0, 999], {betas}"),
+                        f"uniform (stratified, continuous) over [0, 999], {betas}",
                 "torch_version": torch.__version__, "n_params": net.n_params, "eval": ev, **info}
         _save_npz(args.out / cls.weights.name, params, meta)
         print(f"{what} network: train loss (last 100 steps) {info['train_loss_last100']:.4f}, "

@@ -94,7 +94,6 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
     Raises:
         ValueError: not 2-D, fewer than 2 points, or an unknown lambda-space kind.
     """
-
     lam = np.require(lambdas, dtype=np.float64, requirements=["C", "W"])
     if lam.ndim != 2 or lam.shape[1] < 2:
         raise ValueError(f"lambdas must have shape [B, N+1] with N >= 1, got {lam.shape}")
@@ -118,7 +117,6 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
 def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
     """The fused lower level (MEP or DM-NonUniform) for ``psi  # [B, 3]``; the contract of
     `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`)."""
-
     if spec.init not in INIT_CODES:
         raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")
     if spec.objective not in ("mep", "dmn"):
