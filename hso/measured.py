@@ -33,7 +33,7 @@ from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_label, sampler_option
 
 __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
            "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention",
-           "nearest_noise", "nearest_sampler", "SearchRule"]
+           "nearest_noise", "nearest_sampler", "SearchRule", "blend_pair"]
 
 SUPPORT_RATIO = 1.1
 TOLERANCE = 1.02
@@ -157,6 +157,24 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
     row = _nearest_nfe(rows, nfe)
     return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]),
                 exact and row["nfe"] == nfe, str(row["noise"]), str(row["sampler"]))
+
+
+def blend_pair(solver: str, convention: str, schedule: Any, nfe: int) -> tuple[tuple[str, str], int, str] | None:
+    """The two candidates `hso.methods.BLEND` mixes for a solver (any variant: the pair is chosen over all of the
+    solver's measured variants together, so one blend schedule serves them all), convention, noise schedule (the
+    measured one nearest to it, `nearest_noise`) and NFE (the nearest measured one): ``((first, second), measured
+    NFE, measured noise)``, or None where nothing was measured for that solver and convention in its lambda space.
+    The pair is derived from the committed results by `hso.evaluation.report.derive_blend_pairs`."""
+    sched = as_schedule(schedule)
+    solver = get_solver(solver).name
+    solver = SAME_AS.get(solver, solver)
+    rows = nearest_noise([r for r in rule_table().get("blend_pairs", [])
+                          if (r["solver"], r["convention"]) == (solver, convention)], sched)
+    if not rows:
+        return None
+    row = _nearest_nfe(rows, nfe)
+    first, second = row["pair"]
+    return (str(first), str(second)), int(row["nfe"]), str(row["noise"])
 
 
 def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = None) -> tuple[str, bool]:

@@ -9,7 +9,10 @@ Every schedule the measured default ranks, the evaluation scores and `hso.calibr
   DM-NonUniform objective);
 * ``"ported"``: ``hso_stop_ported``, method "hso"'s "stop" search for the same NFE with its last point dropped, for
   convention "jump" (evaluate at the stop schedule's first NFE points, then jump to sigma 0);
-* ``"baseline"``: the usual schedules of `hso.baselines`.
+* ``"baseline"``: the usual schedules of `hso.baselines`;
+* ``"blend"``: the midpoint in lambda (half log-SNR) of two other candidates' points, the pair the committed results
+  chose per cell (`hso.measured.blend_pair`): where the test beds disagree on which schedule is best, a schedule
+  between the two that cover them.
 
 `hso.optimize.method_schedule` makes a row's points; `hso.optimize.plan` reads the rows when it walks the measured
 ranking; `hso.measured` ranks `CANDIDATE_ORDER`; the evaluation scores `DEFAULT_METHODS`. This module is data: it
@@ -24,11 +27,12 @@ from typing import Any, Mapping
 from .baselines import BASELINES
 from .solvers import get_solver
 
-__all__ = ["Method", "SCHEDULE_METHODS", "SEARCH_SETTINGS", "PORTED", "CANDIDATE_ORDER", "DEFAULT_METHODS",
+__all__ = ["Method", "SCHEDULE_METHODS", "SEARCH_SETTINGS", "PORTED", "BLEND", "BLEND_PARTNERS", "CANDIDATE_ORDER",
+           "DEFAULT_METHODS",
            "CALIBRATE_CANDIDATES", "KINDS",
            "ported_applies"]
 
-KINDS = ("default", "search", "ported", "baseline")
+KINDS = ("default", "search", "ported", "baseline", "blend")
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ _ROWS = [
     Method("hso_stop_ported", "ported", {"method": "hso"}, calibrate=10),
 ] + [Method(name, "baseline", calibrate=3 + ("logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing",
                                              "leading", "ays").index(name))
-     for name in BASELINES]
+     for name in BASELINES] + [Method("blend", "blend")]
 SCHEDULE_METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ROWS})
 
 PORTED = "hso_stop_ported"
@@ -98,8 +102,12 @@ PORTED = "hso_stop_ported"
 # (a later one must be more than the rule's tolerance better to rank above an earlier one)
 SEARCH_SETTINGS: Mapping[str, dict[str, Any]] = MappingProxyType(
     {name: SCHEDULE_METHODS[name].setting for name in ("hso_paper", "hso_constrain", "hso_p1", "hso_dmn")})
-# every candidate of the measured rule, in its order of preference: hso's settings, the ported search, the baselines
-CANDIDATE_ORDER = tuple(SEARCH_SETTINGS) + (PORTED,) + tuple(m.name for m in _ROWS if m.kind == "baseline")
+BLEND = "blend"
+# every candidate of the measured rule, in its order of preference: hso's settings, the ported search, the baselines,
+# the blend of two of them (last: it must measure better than each of the others)
+CANDIDATE_ORDER = tuple(SEARCH_SETTINGS) + (PORTED,) + tuple(m.name for m in _ROWS if m.kind == "baseline") + (BLEND,)
+# what a blend may mix: every other candidate
+BLEND_PARTNERS = CANDIDATE_ORDER[:-1]
 # what the evaluation scores by default: every row
 DEFAULT_METHODS = tuple(SCHEDULE_METHODS)
 # `hso.calibrate`'s candidates besides its incumbent (the default), in its order

@@ -16,14 +16,14 @@ from .baselines import MethodNotApplicable, baseline_schedule
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import SearchRule, measured_pick
+from .measured import SearchRule, blend_pair, measured_pick
 from .methods import PORTED, SCHEDULE_METHODS, ported_applies
 from .result import ScheduleResult, sampler_sigmas
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver, sampler_options
 
 __all__ = ["optimize", "optimize_many", "plan", "Plan", "d_min", "max_nfe", "MAX_NFE", "MAX_P", "MAX_GAMMA", "SPACINGS", "METHODS", "AUTO_RULE", "SEARCH_ARGS", "resolve_method",
-           "method_schedule"]
+           "method_schedule", "blend_points"]
 
 SPACINGS = ("rank", "constrain")
 # the most network evaluations `optimize` plans for (no sampler in use spends more; continuous models would
@@ -228,8 +228,9 @@ class Plan:
         lower, objective, search: the engine's specs (`hso.fast.LowerSpec`, `ObjectiveSpec`, `SearchSpec`).
         settings: what the result records in ``settings`` (``settings["measured"]``: the measured pick, and the
             candidates passed over because they are not valid here, with the reason).
-        source: "hso" (a search), "hso_stop_ported" (the "stop" search, last point dropped) or a baseline's name.
-        baseline: that baseline's points ``t  # [N+1]``; None for a search.
+        source: "hso" (a search), "hso_stop_ported" (the "stop" search, last point dropped), a baseline's name or
+            "blend" (the measured pair's midpoint in lambda; its searches, if any, ran while planning).
+        baseline: the baseline's (or blend's) points ``t  # [N+1]``; None for a search.
         solver_options: the sampler's options, its defaults filled in (`hso.solvers.sampler_options`).
     """
 
@@ -269,8 +270,7 @@ class _Infeasible(ValueError):
 
 
 def _baseline_points(name: str, sched: NoiseSchedule, n_int: int) -> np.ndarray:
-    """A baseline's points for N intervals, checked as every returned schedule is: finite, strictly decreasing,
-    inside the time domain and, for a discrete model, unique strictly decreasing integer timesteps.
+    """A baseline's points for N intervals, checked (`_checked_points`).
 
     Raises:
         _Infeasible: the baseline does not apply, or its points are not a valid schedule for this model and N.
@@ -279,6 +279,16 @@ def _baseline_points(name: str, sched: NoiseSchedule, n_int: int) -> np.ndarray:
         t = np.asarray(baseline_schedule(name, sched, n_int), dtype=np.float64)
     except MethodNotApplicable as e:
         raise _Infeasible(str(e)) from None
+    return _checked_points(t, sched, n_int)
+
+
+def _checked_points(t: np.ndarray, sched: NoiseSchedule, n_int: int) -> np.ndarray:
+    """Points checked as every returned schedule is: finite, strictly decreasing, inside the time domain and, for a
+    discrete model, unique strictly decreasing integer timesteps.
+
+    Raises:
+        _Infeasible: they are not a valid schedule for this model and N.
+    """
     if t.shape != (n_int + 1,) or not np.all(np.isfinite(t)) or np.any(np.diff(t) >= 0):
         raise _Infeasible(f"its {n_int + 1} points are not strictly decreasing")
     if t[-1] < sched.t_min or t[0] > sched.t_max:
@@ -286,6 +296,47 @@ def _baseline_points(name: str, sched: NoiseSchedule, n_int: int) -> np.ndarray:
     if sched.is_discrete and np.any(np.diff(sched.timesteps_of_t(t)) >= 0):
         raise _Infeasible(f"its integer timesteps collide at N = {n_int} intervals")
     return t
+
+
+def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any) -> np.ndarray:
+    """The blend of two schedules of the same length (`hso.methods.BLEND`): each point at the midpoint of the two
+    in lambda (half log-SNR), ``t_i = t(0.5 (lambda(t_a_i) + lambda(t_b_i)))``; a point the two share is kept
+    exactly. Strictly decreasing inputs give a strictly decreasing result (lambda is monotone in t).
+
+    Raises:
+        ValueError: the two differ in length or are not finite points of the time domain.
+    """
+    sched = as_schedule(schedule)
+    a, b = np.asarray(t_a, dtype=np.float64), np.asarray(t_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a blend needs two schedules of the same length, got shapes {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("a blend needs finite points")
+    with np.errstate(invalid="ignore"):
+        lam = 0.5 * (sched.lambda_(a) + sched.lambda_(b))
+        mid = sched.t_of_lambda(lam)
+    return np.clip(np.where(a == b, a, mid), sched.t_min, sched.t_max)
+
+
+def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[np.ndarray, tuple[str, str]]:
+    """The blend's points for a request (`hso.measured.blend_pair`, then each partner's points by
+    `method_schedule`, searches included) and its pair.
+
+    Raises:
+        MethodNotApplicable: no pair was measured for this solver and convention in this lambda space, or a partner
+            does not apply here (among them a DM-NonUniform search beyond `DMN_RULE_MAX` intervals).
+    """
+    found = blend_pair(solver, conv, sched, nfe)
+    if found is None:
+        raise MethodNotApplicable(f"no blend was measured for {solver} / {conv} in the {sched.kind_name} space")
+    pair = found[0]
+    n_int = get_solver(solver).n_intervals(nfe, conv)
+    for name in pair:
+        if SCHEDULE_METHODS[name].options.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
+            raise MethodNotApplicable(f"its partner {name} is a DM-NonUniform search at N = {n_int} intervals "
+                                      f"(beyond {DMN_RULE_MAX}: minutes, not measured there)")
+    ta, tb = (method_schedule(name, sched, solver, nfe, conv) for name in pair)
+    return blend_points(sched, ta, tb), pair
 
 
 def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "unipc", objective: str | None = None,
@@ -425,6 +476,16 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                 return build("stop", *resolve_method(row.options["method"], spec_solver.name, "stop", None, None, None,
                                                      sched.kind_name, n_int + 1), source=PORTED, measured=measured,
                              passed_over=passed_over)
+            if row.kind == "blend":
+                try:
+                    points, pair = _blend_of(sched, spec_solver.name, nfe, conv)
+                except MethodNotApplicable as e:
+                    raise _Infeasible(str(e)) from None
+                points = _checked_points(points, sched, n_int)
+                return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name,
+                                                   n_int),
+                             source=name, baseline=points, measured={**measured, "blend": list(pair)},
+                             passed_over=passed_over)
             points = _baseline_points(name, sched, n_int)
             # the baseline's objective value is reported with method "hso"'s objective and p
             return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name,
@@ -454,8 +515,8 @@ _SEARCHED_MAX = 512
 def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: int, convention: str | None = None
                     ) -> np.ndarray:
     """The points ``t  # [N+1]`` (descending) of a schedule method of `hso.methods` for a request: its search
-    (`plan` with the row's arguments, run once per distinct plan), the ported "stop" search, or the baseline's
-    points over the family's whole time domain (not checked for colliding integer timesteps: the evaluation reports
+    (`plan` with the row's arguments, run once per distinct plan), the ported "stop" search, the blend of its
+    measured pair (`blend_points`), or the baseline's points over the family's whole time domain (not checked for colliding integer timesteps: the evaluation reports
     those, `plan` passes them over).
 
     Raises:
@@ -473,6 +534,8 @@ def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: 
         raise MethodNotApplicable(reason)
     if row.kind == "baseline":
         return baseline_schedule(name, sched, spec.n_intervals(nfe, conv))
+    if row.kind == "blend":
+        return _blend_of(sched, spec.name, nfe, conv)[0]
     ported = row.kind == "ported"  # the "stop" search for this NFE, its last point dropped
     job = plan(sched, nfe, spec.name, convention="stop" if ported else conv, **row.options)
     key = (job.source, job.lower, job.objective, job.search, sched.content_key())
@@ -544,9 +607,12 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     penalty = float(fast.spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
     rank = "best of those valid here" if job.settings.get("passed_over") else "first"
-    msg = (f"measured default: baseline {job.source!r} ranked {rank} "
+    what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} (midpoint in lambda)" if "blend" in m
+            else f"baseline {job.source!r}")
+    msg = (f"measured default: {what} ranked {rank} "
            f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({m['noise']}-like) at NFE {m['nfe']} "
-           f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); no search ran"
+           f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); "
+           f"{'its partners searched while planning' if 'blend' in m else 'no search ran'}"
            f"{_passed_over_note(job.settings)}")
     return _make_result(job, t, lam, wall_time, psi=np.zeros(0), fitness=value + penalty, mep=value,
                         penalty=penalty, nit=0, nfev=0, success=True, message=msg)

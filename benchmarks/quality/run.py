@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
-from hso.evaluation.report import (RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_diffusers_convention,
+from hso.evaluation.report import (RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_blend_pairs,
+                                   derive_diffusers_convention,
                                    derive_measured_rule, sampler_of, summary_markdown, valid_row)
 from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE
 from hso.schedules import kind_name_of_family
@@ -111,24 +112,30 @@ def base_results(results: list[tuple[str, Evaluation]]) -> list[tuple[str, Evalu
     return [(name, ev) for name, ev in results if not is_variant(ev)]
 
 
-def run_variants(only: set[str] | None, samplers: set[str] | None = None) -> None:
+def run_variants(only: set[str] | None, samplers: set[str] | None = None, methods: tuple[str, ...] | None = None
+                 ) -> None:
     """Re-sample every configuration's committed schedules under each `SAMPLER_VARIANTS` member (or those whose
-    `sampler_label` is in ``samplers``)."""
+    `sampler_label` is in ``samplers``); with ``methods``, only those methods' rows, merged into the committed
+    variant results."""
     for name, bed, preset, grid in runs():
         path = config_dir(bed, preset, grid) / "results.json"
         if (only and name not in only) or not path.exists():
             continue
         base = Evaluation.from_json(path.read_text())
-        methods = tuple(m for m in base.meta["methods"] if m in CANDIDATE_ORDER)
+        todo = tuple(m for m in base.meta["methods"] if m in CANDIDATE_ORDER and (not methods or m in methods))
+        if not todo:
+            continue
         for solver, options in SAMPLER_VARIANTS:
             if samplers and sampler_label(solver, options) not in samplers:
                 continue
             print(f"== {name} {sampler_label(solver, options)}", file=sys.stderr, flush=True)
-            ev = evaluate(bed, preset, solvers=(solver,), nfes=base.meta["nfes"], methods=methods,
+            ev = evaluate(bed, preset, solvers=(solver,), nfes=base.meta["nfes"], methods=todo,
                           conventions=GRIDS[grid]["conventions"], n_samples=base.meta["n_samples"], seed=0,
                           progress=True, reference_cache=REFERENCE_CACHE, solver_options={solver: options},
                           replay=base)
             out = variant_path(bed, preset, grid, solver, options)
+            if methods and out.exists():
+                ev = merge(Evaluation.from_json(out.read_text()), ev)
             out.write_text(ev.to_json() + "\n")
             out.with_name(f"table_{sampler_label(solver, options)}.md").write_text(ev.markdown() + "\n")
 
@@ -527,6 +534,7 @@ def rule_data(results: list[tuple[str, Evaluation]]) -> dict:
             "derived_from": [result_file(name) for name, ev in results if ev.meta["testbed"] in RULE_BEDS],
             "metric": "rmse", "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
             "rules": rules, "diffusers": derive_diffusers_convention(evs, rules),
+            "blend_pairs": derive_blend_pairs(evs),
             "search_rule": [{"solver": k[0], "convention": k[1], "space": k[2], "setting": v}
                             for k, v in sorted(derive_auto_rule(evs)[0].items())]}
 
@@ -577,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
     if args.variants:
         only = set(args.only.split(",")) if args.only else None
-        run_variants(only, set(args.samplers.split(",")) if args.samplers else None)
+        run_variants(only, set(args.samplers.split(",")) if args.samplers else None,
+                     tuple(methods) if args.methods else None)
     elif not args.readme_only:
         # the default's rows use the rule derived from the committed results of the other methods
         if load_results():

@@ -11,11 +11,12 @@ import numpy as np
 
 from ..baselines import BASELINES
 from ..measured import CANDIDATE_ORDER, TOLERANCE, VARIANTS
+from ..methods import BLEND_PARTNERS
 from ..schedules import PRESETS, NoiseSchedule, kind_name_of_family
 from ..solvers import sampler_label, sampler_options
 
 __all__ = ["Evaluation", "markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown",
-           "derive_auto_rule", "derive_measured_rule", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
+           "derive_auto_rule", "derive_measured_rule", "derive_blend_pairs", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
            "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
@@ -310,6 +311,46 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
                     "convention": key[1], "space": key[2], "noise": key[3],
                     "lambda_top": round(tops[key[3]], 6), "nfe": int(key[4]),
                     "ranking": [[m, round(float(worst[m]), 6)] for m in ranking]})
+    return out
+
+
+def derive_blend_pairs(evs: list[Evaluation]) -> list[dict]:
+    """The pair `hso.methods.BLEND` mixes, derived from results: per (solver, convention, measured noise schedule,
+    NFE), over every evaluation of that cell (all of the solver's sampler variants together, so that one blend
+    schedule serves them all), the two `BLEND_PARTNERS` whose geometric mean of RMSE ratios to the cell's best
+    partner, sqrt(r_a r_b), has the lowest worst case. That is what a blend would measure if the log of the error
+    were linear between the two schedules: the pair is chosen so that where one of them fails, the other does not,
+    and neither fails badly where the other is best. The blend's own rows do not enter (no circularity: the pairs
+    come from the other candidates' results only).
+
+    Returns:
+        ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "pair": [first, second], "proxy": worst
+        sqrt(r_a r_b)}]``, sorted by key; the pair in `BLEND_PARTNERS` order.
+    """
+    cells: dict[tuple, list[dict[str, float]]] = {}
+    tops: dict[str, float] = {}
+    for ev in evs:
+        space = kind_name_of_family(ev.meta["schedule"]["family"])
+        noise, tops[noise] = noise_class(ev)
+        for solver, conv, nfe in ev.cells():
+            rows = {r["method"]: r["rmse"] for r in ev.rows
+                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
+            if not any(m in rows for m in BASELINE_NAMES):
+                continue
+            best = min(rows[m] for m in BLEND_PARTNERS if m in rows)
+            cells.setdefault((solver, conv, space, noise, nfe), []).append(
+                {m: rows[m] / best for m in BLEND_PARTNERS if m in rows})
+    out = []
+    for key in sorted(cells):
+        per_bed = cells[key]
+        common = [m for m in BLEND_PARTNERS if all(m in bed for bed in per_bed)]
+        if len(common) < 2:
+            continue
+        proxy, a, b = min(((max(float(np.sqrt(bed[a] * bed[b])) for bed in per_bed), a, b)
+                           for i, a in enumerate(common) for b in common[i + 1:]), key=lambda c: c[0])
+        out.append({"solver": key[0], "convention": key[1], "space": key[2], "noise": key[3],
+                    "lambda_top": round(tops[key[3]], 6), "nfe": int(key[4]), "pair": [a, b],
+                    "proxy": round(proxy, 6)})
     return out
 
 
