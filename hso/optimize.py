@@ -335,8 +335,13 @@ def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[n
         if SCHEDULE_METHODS[name].options.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
             raise MethodNotApplicable(f"its partner {name} is a DM-NonUniform search at N = {n_int} intervals "
                                       f"(beyond {DMN_RULE_MAX}: minutes, not measured there)")
-    ta, tb = (method_schedule(name, sched, solver, nfe, conv) for name in pair)
-    return blend_points(sched, ta, tb), pair
+    points = []
+    for name in pair:
+        try:
+            points.append(method_schedule(name, sched, solver, nfe, conv))
+        except MethodNotApplicable as e:
+            raise MethodNotApplicable(f"its partner {name} does not apply: {e}") from None
+    return blend_points(sched, *points), pair
 
 
 def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "unipc", objective: str | None = None,

@@ -26,9 +26,11 @@ def test_every_method_gives_a_valid_schedule(preset, solver, nfe, conv):
             continue  # seconds per search; covered by the quality results
         try:
             t = make_schedule(m, sched, solver, nfe, conv)
-        except MethodNotApplicable:
+        except MethodNotApplicable as e:
             assert (m in ("leading", "trailing", "ays") and (not sched.is_discrete or preset == "ddpm")
-                    or m == "hso_p1" and preset == "edm" or m == "hso_stop_ported" and conv == "stop")
+                    or m == "hso_p1" and preset == "edm" or m == "hso_stop_ported" and conv == "stop"
+                    # the blend of a pair measured on a discrete model, one of them an integer spacing
+                    or m == "blend" and not sched.is_discrete and "its partner" in str(e))
             continue
         assert t.shape == (n_points,)
         assert np.all(np.diff(t) < 0) and t[0] <= sched.t_max and t[-1] >= sched.t_min
