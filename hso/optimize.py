@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -229,9 +229,13 @@ class Plan:
         settings: what the result records in ``settings`` (``settings["measured"]``: the measured pick, and the
             candidates passed over because they are not valid here, with the reason).
         source: "hso" (a search), "hso_stop_ported" (the "stop" search, last point dropped), a baseline's name or
-            "blend" (the measured pair's midpoint in lambda; its searches, if any, ran while planning).
-        baseline: the baseline's (or blend's) points ``t  # [N+1]``; None for a search.
+            "blend".
+        baseline: the baseline's points ``t  # [N+1]``; None for a search or a blend.
         solver_options: the sampler's options, its defaults filled in (`hso.solvers.sampler_options`).
+        blend: for a blend, its measured pair (`hso.measured.blend_pair`): planning stays cheap, `run` makes the
+            points (a partner that is a search runs then) and, where they are not a valid schedule here (colliding
+            integer timesteps), runs ``fallback`` instead, the plan the ranking gives without the blend, with the
+            blend named among the candidates passed over.
     """
 
     schedule: NoiseSchedule
@@ -247,15 +251,27 @@ class Plan:
     source: str = "hso"
     baseline: np.ndarray | None = None
     solver_options: dict[str, Any] = field(default_factory=dict)
+    blend: tuple[str, ...] = ()
+    fallback: "Plan | None" = None
 
     @property
     def is_search(self) -> bool:
-        """True when running the plan searches (False: a measured baseline's points, no search)."""
-        return self.baseline is None
+        """True when running the plan runs its own search (False: a measured baseline's points or a blend)."""
+        return self.baseline is None and not self.blend
 
     def run(self, callback: Callable[..., Any] | None = None, *, t_start: float | None = None) -> ScheduleResult:
-        """Carry the plan out: the search (``callback`` as in `optimize`), or the baseline's result."""
+        """Carry the plan out: the search (``callback`` as in `optimize`), the baseline's result, or the blend's
+        (its partners made, searches included)."""
         t_start = time.perf_counter() if t_start is None else t_start
+        if self.blend:
+            try:
+                points = _checked_points(_blend_of(self.schedule, self.solver, self.nfe, self.convention)[0],
+                                         self.schedule, get_solver(self.solver).n_intervals(self.nfe, self.convention))
+            except (MethodNotApplicable, _Infeasible) as e:
+                fb = self.fallback
+                passed = [f"{self.source}: {e}"] + list(fb.settings.get("passed_over", []))
+                return replace(fb, settings={**fb.settings, "passed_over": passed}).run(callback, t_start=t_start)
+            return _baseline_result(replace(self, baseline=points), time.perf_counter() - t_start)
         if not self.is_search:
             return _baseline_result(self, time.perf_counter() - t_start)
         out = fast.search(self.schedule, self.lower, self.objective, self.search, backend=self.backend,
@@ -318,23 +334,51 @@ def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any) -> np.ndarra
     return np.clip(np.where(a == b, a, mid), sched.t_min, sched.t_max)
 
 
-def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[np.ndarray, tuple[str, str]]:
-    """The blend's points for a request (`hso.measured.blend_pair`, then each partner's points by
-    `method_schedule`, searches included) and its pair.
+def _blend_pair_here(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[str, str]:
+    """The blend's measured pair for a request, checked as far as planning can without a search: a measured pair
+    exists, a DM-NonUniform partner stays within `DMN_RULE_MAX` intervals, a ported partner applies, a baseline
+    partner applies to this model.
 
     Raises:
-        MethodNotApplicable: no pair was measured for this solver and convention in this lambda space, or a partner
-            does not apply here (among them a DM-NonUniform search beyond `DMN_RULE_MAX` intervals).
+        _Infeasible: one of those fails (the reason says which).
     """
+    try:
+        return _checked_pair(sched, solver, nfe, conv)
+    except MethodNotApplicable as e:
+        raise _Infeasible(str(e)) from None
+
+
+def _checked_pair(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[str, str]:
     found = blend_pair(solver, conv, sched, nfe)
     if found is None:
         raise MethodNotApplicable(f"no blend was measured for {solver} / {conv} in the {sched.kind_name} space")
     pair = found[0]
     n_int = get_solver(solver).n_intervals(nfe, conv)
     for name in pair:
-        if SCHEDULE_METHODS[name].options.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
-            raise MethodNotApplicable(f"its partner {name} is a DM-NonUniform search at N = {n_int} intervals "
-                                      f"(beyond {DMN_RULE_MAX}: minutes, not measured there)")
+        row = SCHEDULE_METHODS[name]
+        reason = row.not_applicable(sched.kind_name, solver, conv)
+        if not reason and row.options.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
+            reason = (f"a DM-NonUniform search at N = {n_int} intervals (beyond {DMN_RULE_MAX}: minutes, not "
+                      "measured there)")
+        if not reason and row.kind == "baseline":
+            try:
+                baseline_schedule(name, sched, n_int)
+            except MethodNotApplicable as e:
+                reason = str(e)
+        if reason:
+            raise MethodNotApplicable(f"its partner {name} does not apply: {reason}")
+    return pair
+
+
+def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[np.ndarray, tuple[str, str]]:
+    """The blend's points for a request (`hso.measured.blend_pair`, checked by `_checked_pair`, then each
+    partner's points by `method_schedule`, searches included) and its pair.
+
+    Raises:
+        MethodNotApplicable: no pair was measured for this solver and convention in this lambda space, or a partner
+            does not apply here (among them a DM-NonUniform search beyond `DMN_RULE_MAX` intervals).
+    """
+    pair = _checked_pair(sched, solver, nfe, conv)
     points = []
     for name in pair:
         try:
@@ -462,6 +506,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     # the measured ranking (method "auto"), then method "hso"'s search, then the paper's: the first valid here
     pick = measured_pick(spec_solver.name, conv, sched, nfe, options) if method == "auto" else None
     passed_over: list[str] = []
+    blend = None  # (name, measured, passed over before it): a blend ranked above the first valid candidate
+    chosen = None
     for name, ratio in pick.ranking if pick is not None else ():
         measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
                     "worst_ratio": ratio, "supported": pick.supported(name)}
@@ -472,43 +518,54 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                 if v.get("objective") == "dmn" and n_int > DMN_RULE_MAX:
                     raise _Infeasible(f"a DM-NonUniform search at N = {n_int} intervals (beyond {DMN_RULE_MAX}) takes "
                                       "minutes and was not measured there")
-                return build(conv, *resolve_method(row.options["method"], spec_solver.name, conv, v.get("objective"),
-                                                   v.get("spacing"), v.get("p"), sched.kind_name),
-                             measured=measured, passed_over=passed_over)
-            if row.kind == "ported":  # method "hso"'s "stop" search for this NFE; the result drops its last point
+                chosen = build(conv, *resolve_method(row.options["method"], spec_solver.name, conv, v.get("objective"),
+                                                     v.get("spacing"), v.get("p"), sched.kind_name),
+                               measured=measured, passed_over=passed_over)
+            elif row.kind == "ported":  # method "hso"'s "stop" search for this NFE; the result drops its last point
                 if not ported_applies(spec_solver.name, conv):
                     raise _Infeasible("it needs one network evaluation per step")
-                return build("stop", *resolve_method(row.options["method"], spec_solver.name, "stop", None, None, None,
-                                                     sched.kind_name, n_int + 1), source=PORTED, measured=measured,
-                             passed_over=passed_over)
-            if row.kind == "blend":
-                try:
-                    points, pair = _blend_of(sched, spec_solver.name, nfe, conv)
-                except MethodNotApplicable as e:
-                    raise _Infeasible(str(e)) from None
-                points = _checked_points(points, sched, n_int)
-                return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name,
-                                                   n_int),
-                             source=name, baseline=points, measured={**measured, "blend": list(pair)},
-                             passed_over=passed_over)
-            points = _baseline_points(name, sched, n_int)
-            # the baseline's objective value is reported with method "hso"'s objective and p
-            return build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None, sched.kind_name,
-                                               n_int),
-                         source=name, baseline=points, measured=measured, passed_over=passed_over)
+                chosen = build("stop", *resolve_method(row.options["method"], spec_solver.name, "stop", None, None,
+                                                       None, sched.kind_name, n_int + 1), source=PORTED,
+                               measured=measured, passed_over=passed_over)
+            elif row.kind == "blend":  # made when run, with the first valid candidate after it as the fallback
+                if blend is None:
+                    pair = _blend_pair_here(sched, spec_solver.name, nfe, conv)
+                    blend = (name, {**measured, "blend": list(pair)}, list(passed_over))
+            else:
+                points = _baseline_points(name, sched, n_int)
+                # the baseline's objective value is reported with method "hso"'s objective and p
+                chosen = build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None,
+                                                     sched.kind_name, n_int),
+                               source=name, baseline=points, measured=measured, passed_over=passed_over)
         except _Infeasible as e:
             passed_over.append(f"{name}: {e}")
-    for fallback in ("hso", "paper"):
+        if chosen is not None:
+            break
+    for fallback in ("hso", "paper") if chosen is None else ():
         measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "noise": pick.noise,
                                               "sampler": pick.sampler, "worst_ratio": None, "supported": False}
         try:
-            return build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name,
-                                               n_int),
-                         measured=measured, passed_over=passed_over)
+            chosen = build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name,
+                                                 n_int),
+                           measured=measured, passed_over=passed_over)
+            break
         except _Infeasible as e:
             passed_over.append(f"method {fallback!r}: {e}")
-    # not reached: the NFE check above admits only what the paper's search fits
-    raise ValueError(f"no schedule fits NFE={nfe} for this model: {'; '.join(passed_over)}")
+    if chosen is None:  # not reached: the NFE check above admits only what the paper's search fits
+        raise ValueError(f"no schedule fits NFE={nfe} for this model: {'; '.join(passed_over)}")
+    if blend is None:
+        return chosen
+    name, measured, before = blend
+    # the blend's objective value is reported with method "hso"'s objective and p (the paper's where its spacing
+    # does not fit: no search runs under these specs)
+    for how in ("auto", "paper"):
+        try:
+            job = build(conv, *resolve_method(how, spec_solver.name, conv, None, None, None, sched.kind_name, n_int),
+                        source=name, measured=measured, passed_over=before)
+            return replace(job, blend=tuple(measured["blend"]), fallback=chosen)
+        except _Infeasible:
+            continue
+    return chosen  # not reached: the paper's specs fit every NFE the check above admits
 
 
 # `method_schedule`'s searches, by plan: they are deterministic (seeded), and the methods of one request often
@@ -543,6 +600,9 @@ def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: 
         return _blend_of(sched, spec.name, nfe, conv)[0]
     ported = row.kind == "ported"  # the "stop" search for this NFE, its last point dropped
     job = plan(sched, nfe, spec.name, convention="stop" if ported else conv, **row.options)
+    if not job.is_search:  # the default's measured baseline or blend: points of this very request, not cached
+        return job.run().t.copy()
+    # a search's result depends on nothing else (not on the solver or NFE beyond the specs)
     key = (job.source, job.lower, job.objective, job.search, sched.content_key())
     if key not in _SEARCHED:
         _SEARCHED[key] = job.run().t
@@ -617,7 +677,7 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     msg = (f"measured default: {what} ranked {rank} "
            f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({m['noise']}-like) at NFE {m['nfe']} "
            f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); "
-           f"{'its partners searched while planning' if 'blend' in m else 'no search ran'}"
+           f"{'no search of its own' if 'blend' in m else 'no search ran'}"
            f"{_passed_over_note(job.settings)}")
     return _make_result(job, t, lam, wall_time, psi=np.zeros(0), fitness=value + penalty, mep=value,
                         penalty=penalty, nit=0, nfev=0, success=True, message=msg)
@@ -643,7 +703,8 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
         **defaults: `optimize` keyword arguments shared by every config (a config's own value wins).
 
     Returns:
-        One `ScheduleResult` per config, in order; each ``wall_time`` is the whole batch's.
+        One `ScheduleResult` per config, in order; a search's ``wall_time`` is the batched searches', a measured
+        baseline's or blend's the time from the start of the call to its result.
 
     Raises:
         ValueError / TypeError: as `optimize`, for the first bad config, before any search runs.
@@ -663,11 +724,12 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
     def report(done: int, total: int) -> None:
         print(f"\rhso: {done}/{total} searches", end="", file=sys.stderr, flush=True)
 
-    searches = [j for j in jobs if j.baseline is None]
+    searches = [j for j in jobs if j.is_search]
     outs = iter(fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in searches], backend=backend,
                                  progress=report if progress else None))
     wall = time.perf_counter() - t_start
     if progress:
         print(f"\rhso: {len(jobs)} schedules: {len(searches)} searches, {len(jobs) - len(searches)} measured "
-              "baselines (no search)", file=sys.stderr, flush=True)
-    return [_baseline_result(j, wall) if j.baseline is not None else _result(j, next(outs), wall) for j in jobs]
+              "baselines or blends", file=sys.stderr, flush=True)
+    # measured baselines and blends (whose partner searches run one by one) after the batched searches
+    return [_result(j, next(outs), wall) if j.is_search else j.run(t_start=t_start) for j in jobs]

@@ -129,23 +129,70 @@ def test_a_dm_nonuniform_partner_beyond_the_measured_range_is_not_applicable(mon
 
 
 def test_plan_makes_a_blend_pick_and_says_so(monkeypatch):
-    """Where the measured ranking puts the blend first, the default returns its points, names the pair, and
-    passes it over (with the reason) where it does not apply."""
+    """Where the measured ranking puts the blend first, planning runs nothing (the pair is looked up and checked,
+    the next valid candidate becomes the fallback); running returns the blend's points and names the pair."""
+    opt = importlib.import_module("hso.optimize")
+    from hso.measured import Pick
+
+    monkeypatch.setattr(opt, "measured_pick",
+                        lambda *a, **k: Pick((("blend", 1.1), ("logSNR", 1.3)), 6, True, "ddpm", "dpmsolver++"))
+    searched = []
+    real_search = opt.fast.search
+    monkeypatch.setattr(opt.fast, "search", lambda *a, **k: searched.append(1) or real_search(*a, **k))
+    job = plan("ddpm", 6, "dpmsolver++", convention="stop")
+    (first, second), _, _ = blend_pair("dpmsolver++", "stop", "ddpm", 6)
+    assert job.source == BLEND and job.blend == (first, second) and not job.is_search and job.baseline is None
+    assert job.fallback.source == "logSNR" and not searched
+    assert job.settings["measured"]["blend"] == [first, second]
+    res = job.run()
+    assert res.source == BLEND and f"the blend of {first!r} and {second!r}" in res.message
+    np.testing.assert_array_equal(res.t, method_schedule(BLEND, "ddpm", "dpmsolver++", 6, "stop"))
+    # where no pair applies, planning passes the blend over with the reason
+    monkeypatch.setattr(opt, "blend_pair", lambda *a: None)
+    job = plan("ddpm", 6, "dpmsolver++", convention="stop")
+    assert job.source == "logSNR" and not job.blend
+    assert any(s.startswith("blend: no blend was measured") for s in job.settings["passed_over"])
+
+
+def test_a_blend_whose_points_collide_runs_its_fallback(monkeypatch):
+    """Collisions of integer timesteps are known only once the points are made: `run` then returns the fallback,
+    with the blend named among the candidates passed over."""
     opt = importlib.import_module("hso.optimize")
     from hso.measured import Pick
 
     monkeypatch.setattr(opt, "measured_pick",
                         lambda *a, **k: Pick((("blend", 1.1), ("logSNR", 1.3)), 6, True, "ddpm", "dpmsolver++"))
     job = plan("ddpm", 6, "dpmsolver++", convention="stop")
-    (first, second), _, _ = blend_pair("dpmsolver++", "stop", "ddpm", 6)
-    assert job.source == BLEND and not job.is_search
-    assert job.settings["measured"]["blend"] == [first, second]
-    np.testing.assert_array_equal(job.baseline, method_schedule(BLEND, "ddpm", "dpmsolver++", 6, "stop"))
+    sched = hso.NoiseSchedule.preset("ddpm")
+    monkeypatch.setattr(opt, "_blend_of", lambda *a: (np.array([1.0, 0.9, 0.9001, 0.5, 0.3, 0.1, 0.001]), ("a", "b")))
     res = job.run()
-    assert res.source == BLEND and f"the blend of {first!r} and {second!r}" in res.message
-    np.testing.assert_array_equal(res.t, job.baseline)
-    # an unmeasured solver has no pair: the next candidate, with the reason
-    monkeypatch.setattr(opt, "blend_pair", lambda *a: None)
-    job = plan("ddpm", 6, "dpmsolver++", convention="stop")
-    assert job.source == "logSNR"
-    assert any(s.startswith("blend: no blend was measured") for s in job.settings["passed_over"])
+    assert res.source == "logSNR" and res.settings["passed_over"][0].startswith("blend: ")
+    assert "passed over (not valid here): blend" in res.message
+    assert np.all(np.diff(res.timesteps) < 0) and sched.is_discrete
+
+
+def test_optimize_many_makes_blends_like_optimize(monkeypatch):
+    opt = importlib.import_module("hso.optimize")
+    from hso.measured import Pick
+
+    monkeypatch.setattr(opt, "measured_pick",
+                        lambda *a, **k: Pick((("blend", 1.1), ("logSNR", 1.3)), 6, True, "ddpm", "dpmsolver++"))
+    configs = [{"schedule": "ddpm", "nfe": 6, "solver": "dpmsolver++", "convention": "stop"},
+               {"schedule": "ddpm", "nfe": 5, "solver": "unipc", "convention": "jump", "method": "hso"}]
+    many = hso.optimize_many(configs)
+    for cfg, res in zip(configs, many):
+        one = hso.optimize(**cfg)
+        assert res.source == one.source
+        np.testing.assert_array_equal(res.t, one.t)
+    assert many[0].source == BLEND
+
+
+@pytest.mark.parametrize("preset", ["sd21", "ddpm", "edm", "flow"])
+def test_the_defaults_points_are_the_requests_own_for_every_solver(preset):
+    """`method_schedule("hso", ...)` is the default's schedule for that very request: a blend depends on the solver,
+    convention and NFE (its pair), not only on the engine's specs, so two requests that share the specs (UniPC and
+    DPM-Solver++ at the same NFE) must not share a cached schedule."""
+    for nfe, conv in ((4, "jump"), (6, "stop"), (12, "jump")):
+        for solver in ("unipc", "dpmsolver++", "ddim"):
+            want = hso.optimize(preset, nfe, solver, convention=conv).t
+            np.testing.assert_array_equal(method_schedule("hso", preset, solver, nfe, conv), want)
