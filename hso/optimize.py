@@ -703,8 +703,7 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
         **defaults: `optimize` keyword arguments shared by every config (a config's own value wins).
 
     Returns:
-        One `ScheduleResult` per config, in order; a search's ``wall_time`` is the batched searches', a measured
-        baseline's or blend's the time from the start of the call to its result.
+        One `ScheduleResult` per config, in order; each ``wall_time`` is the whole batch's.
 
     Raises:
         ValueError / TypeError: as `optimize`, for the first bad config, before any search runs.
@@ -727,9 +726,10 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
     searches = [j for j in jobs if j.is_search]
     outs = iter(fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in searches], backend=backend,
                                  progress=report if progress else None))
+    # measured baselines and blends (whose partner searches run one by one) after the batched searches
+    made = {i: j.run() for i, j in enumerate(jobs) if not j.is_search}
     wall = time.perf_counter() - t_start
     if progress:
-        print(f"\rhso: {len(jobs)} schedules: {len(searches)} searches, {len(jobs) - len(searches)} measured "
-              "baselines or blends", file=sys.stderr, flush=True)
-    # measured baselines and blends (whose partner searches run one by one) after the batched searches
-    return [_result(j, next(outs), wall) if j.is_search else j.run(t_start=t_start) for j in jobs]
+        print(f"\rhso: {len(jobs)} schedules: {len(searches)} searches, {len(made)} measured baselines or blends",
+              file=sys.stderr, flush=True)
+    return [replace(made[i], wall_time=wall) if i in made else _result(j, next(outs), wall) for i, j in enumerate(jobs)]
