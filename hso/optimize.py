@@ -334,21 +334,14 @@ def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any) -> np.ndarra
     return np.clip(np.where(a == b, a, mid), sched.t_min, sched.t_max)
 
 
-def _blend_pair_here(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[str, str]:
+def _checked_pair(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[str, str]:
     """The blend's measured pair for a request, checked as far as planning can without a search: a measured pair
-    exists, a DM-NonUniform partner stays within `DMN_RULE_MAX` intervals, a ported partner applies, a baseline
-    partner applies to this model.
+    exists, each partner applies to this lambda space, solver and convention, a DM-NonUniform partner stays within
+    `DMN_RULE_MAX` intervals, a baseline partner applies to this model.
 
     Raises:
-        _Infeasible: one of those fails (the reason says which).
+        MethodNotApplicable: one of those fails (the reason says which).
     """
-    try:
-        return _checked_pair(sched, solver, nfe, conv)
-    except MethodNotApplicable as e:
-        raise _Infeasible(str(e)) from None
-
-
-def _checked_pair(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[str, str]:
     found = blend_pair(solver, conv, sched, nfe)
     if found is None:
         raise MethodNotApplicable(f"no blend was measured for {solver} / {conv} in the {sched.kind_name} space")
@@ -404,8 +397,10 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     takes the first candidate that is valid here, then method "hso"'s search, then the paper's (whose lower level
     needs only one training step per gap); ``method="hso"`` takes the last two. A candidate is not valid when its
     integer timesteps would collide or its spacing does not fit the box at this NFE; those passed over are named,
-    with the reason, in ``settings["passed_over"]`` and the result's message. Searches asked for explicitly
-    (``method="paper"`` or any search argument) run as asked, or raise.
+    with the reason, in ``settings["passed_over"]`` and the result's message. A blend ranked above that candidate
+    is planned with it as its ``fallback``: its points (and any partner search) are made by `Plan.run`, which falls
+    back where they are not valid. Searches asked for explicitly (``method="paper"`` or any search argument) run
+    as asked, or raise.
 
     Raises:
         ValueError, TypeError: as `optimize`, among them an NFE above `max_nfe` for this model.
@@ -529,7 +524,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                                measured=measured, passed_over=passed_over)
             elif row.kind == "blend":  # made when run, with the first valid candidate after it as the fallback
                 if blend is None:
-                    pair = _blend_pair_here(sched, spec_solver.name, nfe, conv)
+                    pair = _checked_pair(sched, spec_solver.name, nfe, conv)
                     blend = (name, {**measured, "blend": list(pair)}, list(passed_over))
             else:
                 points = _baseline_points(name, sched, n_int)
@@ -537,7 +532,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                 chosen = build(conv, *resolve_method("auto", spec_solver.name, conv, None, None, None,
                                                      sched.kind_name, n_int),
                                source=name, baseline=points, measured=measured, passed_over=passed_over)
-        except _Infeasible as e:
+        except (_Infeasible, MethodNotApplicable) as e:
             passed_over.append(f"{name}: {e}")
         if chosen is not None:
             break
@@ -578,8 +573,8 @@ def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: 
                     ) -> np.ndarray:
     """The points ``t  # [N+1]`` (descending) of a schedule method of `hso.methods` for a request: its search
     (`plan` with the row's arguments, run once per distinct plan), the ported "stop" search, the blend of its
-    measured pair (`blend_points`), or the baseline's points over the family's whole time domain (not checked for colliding integer timesteps: the evaluation reports
-    those, `plan` passes them over).
+    measured pair (`blend_points`), or the baseline's points over the family's whole time domain (not checked for
+    colliding integer timesteps: the evaluation reports those, `plan` passes them over).
 
     Raises:
         ValueError: an unknown method (listing the known ones), or a request `plan` refuses.

@@ -24,6 +24,7 @@ from hso.evaluation.report import (RULE_TOLERANCE, RULE_VARIANTS, derive_auto_ru
                                    derive_diffusers_convention,
                                    derive_measured_rule, sampler_of, summary_markdown, valid_row)
 from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE
+from hso.methods import BLEND
 from hso.schedules import kind_name_of_family
 from hso.solvers import sampler_label
 
@@ -504,10 +505,13 @@ def _held_out(results: list[tuple[str, Evaluation]]) -> str:
 
 
 def _pick_counts(rules: list[dict]) -> str:
-    """How often the default is an HSO search and how often a baseline, over the measured cells."""
-    searches = sum(r["ranking"][0][0] not in BASELINES for r in rules)
-    return (f"The default is an HSO search (a measured setting, or the ported \"stop\" search) in {searches} of "
-            f"the {len(rules)} measured cells (sampler x convention x noise schedule x NFE), a baseline in the rest.")
+    """How often the default is an HSO search, a baseline and the blend, over the measured cells."""
+    firsts = [r["ranking"][0][0] for r in rules]
+    blends = firsts.count(BLEND)
+    baselines = sum(m in BASELINES for m in firsts)
+    return (f"The default is an HSO search (a measured setting, or the ported \"stop\" search) in "
+            f"{len(firsts) - blends - baselines} of the {len(rules)} measured cells (sampler x convention x noise "
+            f"schedule x NFE), a baseline in {baselines} and the blend of two candidates in {blends}.")
 
 
 def update_readme(results: list[tuple[str, Evaluation]]) -> bool:

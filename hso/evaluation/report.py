@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -266,6 +266,27 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
     return rule, evidence
 
 
+def _cell_ratios(evs: list[Evaluation], names: tuple[str, ...], sampler: Callable[[Evaluation, str], str]
+                 ) -> tuple[dict[tuple, list[dict[str, float]]], dict[str, float]]:
+    """Per (``sampler(ev, solver)``, convention, lambda space, measured noise schedule, NFE), one dict per
+    evaluation of that cell: each of ``names`` measured there (valid rows only) -> its RMSE ratio to the best of
+    them; cells without a baseline row are left out. Also each measured noise schedule's lambda(t_max)."""
+    cells: dict[tuple, list[dict[str, float]]] = {}
+    tops: dict[str, float] = {}
+    for ev in evs:
+        space = kind_name_of_family(ev.meta["schedule"]["family"])
+        noise, tops[noise] = noise_class(ev)
+        for solver, conv, nfe in ev.cells():
+            rows = {r["method"]: r["rmse"] for r in ev.rows
+                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
+            if not any(m in rows for m in BASELINE_NAMES):
+                continue
+            best = min(rows[m] for m in names if m in rows)
+            cells.setdefault((sampler(ev, solver), conv, space, noise, nfe), []).append(
+                {m: rows[m] / best for m in names if m in rows})
+    return cells, tops
+
+
 def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
     """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, measured
     noise schedule (`noise_class`), NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of
@@ -279,22 +300,14 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
         ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "ranking": [[candidate, worst ratio],
         ...]}]``, sorted by key.
     """
-    cells: dict[tuple, list[dict[str, float]]] = {}
-    tops: dict[str, float] = {}
     samplers: dict[str, tuple[str, dict]] = {}
-    for ev in evs:
-        space = kind_name_of_family(ev.meta["schedule"]["family"])
-        noise, tops[noise] = noise_class(ev)
-        for solver, conv, nfe in ev.cells():
-            label, options = sampler_of(ev, solver)
-            samplers[label] = (solver, options)
-            rows = {r["method"]: r["rmse"] for r in ev.rows
-                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
-            if not any(m in rows for m in BASELINE_NAMES):
-                continue
-            best = min(rows[m] for m in CANDIDATE_ORDER if m in rows)
-            cells.setdefault((label, conv, space, noise, nfe), []).append(
-                {m: rows[m] / best for m in CANDIDATE_ORDER if m in rows})
+
+    def label(ev: Evaluation, solver: str) -> str:
+        name, options = sampler_of(ev, solver)
+        samplers[name] = (solver, options)
+        return name
+
+    cells, tops = _cell_ratios(evs, CANDIDATE_ORDER, label)
     out = []
     for key in sorted(cells):
         per_bed = cells[key]
@@ -327,19 +340,7 @@ def derive_blend_pairs(evs: list[Evaluation]) -> list[dict]:
         ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "pair": [first, second], "proxy": worst
         sqrt(r_a r_b)}]``, sorted by key; the pair in `BLEND_PARTNERS` order.
     """
-    cells: dict[tuple, list[dict[str, float]]] = {}
-    tops: dict[str, float] = {}
-    for ev in evs:
-        space = kind_name_of_family(ev.meta["schedule"]["family"])
-        noise, tops[noise] = noise_class(ev)
-        for solver, conv, nfe in ev.cells():
-            rows = {r["method"]: r["rmse"] for r in ev.rows
-                    if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
-            if not any(m in rows for m in BASELINE_NAMES):
-                continue
-            best = min(rows[m] for m in BLEND_PARTNERS if m in rows)
-            cells.setdefault((solver, conv, space, noise, nfe), []).append(
-                {m: rows[m] / best for m in BLEND_PARTNERS if m in rows})
+    cells, tops = _cell_ratios(evs, BLEND_PARTNERS, lambda ev, solver: solver)
     out = []
     for key in sorted(cells):
         per_bed = cells[key]
