@@ -226,12 +226,14 @@ def _cross_validation(results: list[tuple[str, Evaluation]]) -> list[str]:
     return lines
 
 
-def _measured_table(rules: list[dict]) -> list[str]:
+def _measured_table(rules: list[dict], pairs: list[dict]) -> list[str]:
     """The default's picks per (measured noise schedule, sampler variant, convention) x NFE, with their worst ratio
-    to the best schedule."""
+    to the best schedule (a blend with its pair)."""
+    pair = {(p["solver"], p["convention"], p["noise"], p["nfe"]): "+".join(p["pair"]) for p in pairs}
     nfes = sorted({r["nfe"] for r in rules})
     keys = sorted({(r["sampler"], r["convention"], r["noise"]) for r in rules}, key=lambda k: (k[2], k[0], k[1]))
     table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0] for r in rules}
+    solver = {r["sampler"]: r["solver"] for r in rules}
     n_sup = sum(ratio <= SUPPORT_RATIO for _, ratio in table.values())
     lines = ["| noise | solver | convention | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|---|---|---|" + "---|" * len(nfes)]
@@ -239,6 +241,8 @@ def _measured_table(rules: list[dict]) -> list[str]:
         cells = []
         for n in nfes:
             name, ratio = table.get(key + (n,), ("", float("nan")))
+            if name == BLEND:
+                name = f"{BLEND} ({pair[(solver[key[0]], key[1], key[2], n)]})"
             cells.append("" if not name else  # not measured (convention "stop" above NFE 10)
                          f"{name} {ratio:.2f}" + ("" if ratio <= SUPPORT_RATIO else " (not supported)"))
         lines.append(f"| {key[2]} | {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
@@ -260,7 +264,8 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         f"{', '.join(ev0.meta['solvers'])} (UniPC bh1 order 3, DPM-Solver++ 2M)). Metric: RMSE of the final samples "
         "against the converged reference solution (scipy DOP853) from the same noise; full tables with Frechet "
         "distances, plots of error vs NFE and of the schedules are in each folder. `hso` is `hso.optimize`'s default "
-        "(`method=\"auto\"`: the measured best of hso's settings and the baselines), `hso_search` is "
+        "(`method=\"auto\"`: the measured best of hso's settings, the baselines and the blend), `blend` the "
+        "midpoint in lambda of the measured pair (`hso.measured.blend_pair`), `hso_search` is "
         "`method=\"hso\"` (the measured best of hso's settings), `hso_paper` the paper's procedure; `calibrate` / "
         "`calibrate_1000` are `hso.calibrate` with budgets of 307 / 1000 network evaluations, scored on the "
         "evaluation's own noises (held out from calibration; low-NFE grid only).", "",
@@ -288,12 +293,14 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         "by lambda(t_max): SD-like or DDPM-like betas for VP), solver, convention and NFE, the candidate (hso's search "
         "under the paper's settings, spacing \"constrain\", MEP p = 1 or the DM-NonUniform objective; for "
         "\"jump\" also `hso_stop_ported`, the \"stop\" search for the same NFE with its last point dropped; or "
-        "one of the baselines) with the lowest *worst* RMSE ratio to the cell's best schedule over the test beds "
-        "and noise schedules (the largest regret); a later candidate (baselines come last) replaces an earlier one "
+        "one of the baselines; or the blend of the pair whose worst geometric-mean ratio sqrt(r_a r_b) over the beds "
+        "and sampler variants is lowest) with the lowest *worst* RMSE ratio to the cell's best schedule over the "
+        "test beds and noise schedules (the largest regret); a later candidate (baselines, then the blend, come "
+        "last) replaces an earlier one "
         f"only when lower by more than {TOLERANCE - 1:.0%}. The number is that worst ratio; a cell is *supported* "
         f"when it is at most {SUPPORT_RATIO}. Other NFEs take the nearest measured NFE's pick (not claimed as "
         "supported); other solvers search with `method=\"hso\"`'s settings.", ""]
-    lines += _measured_table(rules)
+    lines += _measured_table(rules, derive_blend_pairs(rule_evaluations(all_results)))
     lines += _diffusers_table(all_results, rules)
     rule, evidence = derive_auto_rule(rule_evaluations(results))
     lines += ["", "**`method=\"hso\"`** (the search only; also what `auto` searches with when search arguments are "
