@@ -82,6 +82,9 @@ def ported_applies(solver: str, convention: str) -> bool:
     return convention == "jump" and get_solver(solver).evals_per_step == 1
 
 
+PORTED = "hso_stop_ported"
+BLEND = "blend"
+
 # the order is the evaluation's (its tables list methods so)
 _ROWS = [
     Method("hso", "default", {"method": "auto"}),
@@ -91,18 +94,16 @@ _ROWS = [
     Method("hso_constrain", "search", {"method": "paper", "spacing": "constrain"}, calibrate=0),
     Method("hso_p1", "search", {"method": "paper", "p": 1.0},
            not_on_ve="MEP with p = 1 is already hso's default for VE/EDM schedules", calibrate=1),
-    Method("hso_stop_ported", "ported", {"method": "hso"}, calibrate=10),
+    Method(PORTED, "ported", {"method": "hso"}, calibrate=10),
 ] + [Method(name, "baseline", calibrate=3 + ("logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing",
                                              "leading", "ays").index(name))
-     for name in BASELINES] + [Method("blend", "blend")]
+     for name in BASELINES] + [Method(BLEND, "blend")]
 SCHEDULE_METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ROWS})
 
-PORTED = "hso_stop_ported"
 # hso's search settings the measured rule compares, relative to the paper's, in the rule's order of preference
 # (a later one must be more than the rule's tolerance better to rank above an earlier one)
 SEARCH_SETTINGS: Mapping[str, dict[str, Any]] = MappingProxyType(
     {name: SCHEDULE_METHODS[name].setting for name in ("hso_paper", "hso_constrain", "hso_p1", "hso_dmn")})
-BLEND = "blend"
 # every candidate of the measured rule, in its order of preference: hso's settings, the ported search, the baselines,
 # the blend of two of them (last: it must measure better than each of the others)
 CANDIDATE_ORDER = tuple(SEARCH_SETTINGS) + (PORTED,) + tuple(m.name for m in _ROWS if m.kind == "baseline") + (BLEND,)
