@@ -353,13 +353,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _result_label(r: Any) -> str:
-    """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", or
-    the baseline ``method="auto"`` returned where one measured better than every HSO setting."""
+    """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", the
+    blend (with its pair) or the baseline ``method="auto"`` returned where it measured better than every HSO
+    setting."""
     cell = f"{r.solver}, NFE {r.nfe}, {r.convention}"
     if r.source == "hso":
         return f"HSO search ({cell})"
     if r.source == PORTED:
         return f"HSO stop search, last point dropped ({cell})"
+    pair = ((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend")
+    if pair:
+        return f"blend of {pair[0]} and {pair[1]} ({cell}; measured default)"
     return f"{r.source} ({cell}; measured default)"
 
 
