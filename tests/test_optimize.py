@@ -215,9 +215,16 @@ def test_methods_hso_and_paper():
         hso.optimize("sd21", 5, "unipc", "l2")
 
 
-def _first_applicable(pick, sched):
+def _first_applicable(pick, sched, solver="unipc", nfe=5, convention="stop"):
     from hso.baselines import BASELINES, MethodNotApplicable, baseline_schedule
+    from hso.optimize import method_schedule
     for name, _ in pick.ranking:
+        if name == "blend":  # applies where its measured pair does
+            try:
+                method_schedule(name, sched, solver, nfe, convention)
+                return name
+            except MethodNotApplicable:
+                continue
         if name not in BASELINES:  # hso's settings and the ported "stop" search apply everywhere measured
             return name
         try:
@@ -241,7 +248,7 @@ def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
     sched = hso.NoiseSchedule.preset(preset)
     res = hso.optimize(preset, nfe, solver, convention=convention)
     pick = measured_pick(solver, convention, sched, nfe)
-    want = _first_applicable(pick, sched)
+    want = _first_applicable(pick, sched, solver, nfe, convention)
     m = res.settings["measured"]
     assert m["pick"] == want and m["nfe"] == nfe and m["worst_ratio"] == dict(pick.ranking)[want]
     assert m["supported"] == (m["worst_ratio"] <= 1.1)
@@ -252,6 +259,11 @@ def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
         np.testing.assert_array_equal(res.t, stop.t[:-1])
         np.testing.assert_array_equal(res.psi, stop.psi)
         assert res.sigmas[-1] == 0.0 and len(res.sigmas) == len(res.t) + 1
+    elif want == "blend":  # the midpoint in lambda of the measured pair's points
+        from hso.optimize import method_schedule
+        assert res.source == want and res.psi.size == 0 and res.nit == res.nfev == 0
+        np.testing.assert_array_equal(res.t, method_schedule("blend", sched, solver, nfe, convention))
+        assert "the blend of {!r} and {!r}".format(*m["blend"]) in res.message
     elif want in BASELINES:
         assert res.source == want and res.psi.size == 0 and res.nit == res.nfev == 0
         np.testing.assert_array_equal(res.t, baseline_schedule(want, sched, n))
