@@ -265,7 +265,8 @@ class Plan:
         t_start = time.perf_counter() if t_start is None else t_start
         if self.blend:
             try:
-                points = _checked_points(_blend_of(self.schedule, self.solver, self.nfe, self.convention)[0],
+                points = _checked_points(_blend_of(self.schedule, self.solver, self.nfe, self.convention,
+                                                   self.backend)[0],
                                          self.schedule, get_solver(self.solver).n_intervals(self.nfe, self.convention))
             except (MethodNotApplicable, _Infeasible) as e:
                 fb = self.fallback
@@ -363,9 +364,10 @@ def _checked_pair(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tup
     return pair
 
 
-def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[np.ndarray, tuple[str, str]]:
+def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: str = "auto"
+              ) -> tuple[np.ndarray, tuple[str, str]]:
     """The blend's points for a request (`hso.measured.blend_pair`, checked by `_checked_pair`, then each
-    partner's points by `method_schedule`, searches included) and its pair.
+    partner's points by `method_schedule`, searches included, on ``backend``) and its pair.
 
     Raises:
         MethodNotApplicable: no pair was measured for this solver and convention in this lambda space, or a partner
@@ -375,7 +377,7 @@ def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tuple[n
     points = []
     for name in pair:
         try:
-            points.append(method_schedule(name, sched, solver, nfe, conv))
+            points.append(method_schedule(name, sched, solver, nfe, conv, backend=backend))
         except MethodNotApplicable as e:
             raise MethodNotApplicable(f"its partner {name} does not apply: {e}") from None
     return blend_points(sched, *points), pair
@@ -569,12 +571,13 @@ _SEARCHED: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _SEARCHED_MAX = 512
 
 
-def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: int, convention: str | None = None
-                    ) -> np.ndarray:
+def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: int, convention: str | None = None,
+                    *, backend: str = "auto") -> np.ndarray:
     """The points ``t  # [N+1]`` (descending) of a schedule method of `hso.methods` for a request: its search
     (`plan` with the row's arguments, run once per distinct plan), the ported "stop" search, the blend of its
     measured pair (`blend_points`), or the baseline's points over the family's whole time domain (not checked for
-    colliding integer timesteps: the evaluation reports those, `plan` passes them over).
+    colliding integer timesteps: the evaluation reports those, `plan` passes them over). Searches run on
+    ``backend`` (a blend's partners too).
 
     Raises:
         ValueError: an unknown method (listing the known ones), or a request `plan` refuses.
@@ -592,13 +595,13 @@ def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: 
     if row.kind == "baseline":
         return baseline_schedule(name, sched, spec.n_intervals(nfe, conv))
     if row.kind == "blend":
-        return _blend_of(sched, spec.name, nfe, conv)[0]
+        return _blend_of(sched, spec.name, nfe, conv, backend)[0]
     ported = row.kind == "ported"  # the "stop" search for this NFE, its last point dropped
-    job = plan(sched, nfe, spec.name, convention="stop" if ported else conv, **row.options)
+    job = plan(sched, nfe, spec.name, convention="stop" if ported else conv, backend=backend, **row.options)
     if not job.is_search:  # the default's measured baseline or blend: points of this very request, not cached
         return job.run().t.copy()
     # a search's result depends on nothing else (not on the solver or NFE beyond the specs)
-    key = (job.source, job.lower, job.objective, job.search, sched.content_key())
+    key = (job.source, job.lower, job.objective, job.search, job.backend, sched.content_key())
     if key not in _SEARCHED:
         _SEARCHED[key] = job.run().t
         if len(_SEARCHED) > _SEARCHED_MAX:

@@ -196,3 +196,24 @@ def test_the_defaults_points_are_the_requests_own_for_every_solver(preset):
         for solver in ("unipc", "dpmsolver++", "ddim"):
             want = hso.optimize(preset, nfe, solver, convention=conv).t
             np.testing.assert_array_equal(method_schedule("hso", preset, solver, nfe, conv), want)
+
+
+def test_a_blends_partner_searches_run_on_the_requested_backend(monkeypatch):
+    """`optimize(..., backend=...)` runs a blend's partner searches on that backend, not on "auto"."""
+    opt = importlib.import_module("hso.optimize")
+    from hso.measured import Pick
+
+    monkeypatch.setattr(opt, "measured_pick",
+                        lambda *a, **k: Pick((("blend", 1.1), ("logSNR", 1.3)), 6, True, "edm", "unipc"))
+    monkeypatch.setattr(opt, "blend_pair", lambda *a: (("hso_paper", "logSNR"), 6, "edm"))
+    monkeypatch.setattr(opt, "_SEARCHED", type(opt._SEARCHED)())  # no search cached by an earlier test
+    used = []
+    real_search = opt.fast.search
+    monkeypatch.setattr(opt.fast, "search", lambda *a, backend="auto", **k: used.append(backend)
+                        or real_search(*a, backend=backend, **k))
+    res = hso.optimize("edm", 6, "unipc", convention="stop", backend="reference")
+    assert res.source == BLEND and res.backend == "reference" and used == ["reference"]
+    want = blend_points("edm", hso.optimize("edm", 6, "unipc", convention="stop", method="paper",
+                                            backend="reference").t,
+                        method_schedule("logSNR", "edm", "unipc", 6, "stop"))
+    np.testing.assert_array_equal(res.t, want)
