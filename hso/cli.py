@@ -541,9 +541,11 @@ def _describe(res: Any) -> str:
         else:
             lines.append(f"# spacing penalty 0: every gap is at least d_min {res.d_min:g}")
     else:
+        pair = (res.settings.get("measured") or {}).get("blend")
+        what = (f"the blend of {pair[0]} and {pair[1]} (midpoint in lambda; no search of its own"
+                if pair else f"the {res.source} baseline (no search ran")
         lines.append(f"# schedule: {res.schedule['name']}, {want}, NFE {res.nfe}, convention "
-                     f"{res.convention}: the {res.source} baseline (no search ran; its {res.objective} "
-                     f"{res.mep:.4f})")
+                     f"{res.convention}: {what}; its {res.objective} {res.mep:.4f})")
     if m is not None:
         where = [f"NFE {m['nfe']}"] + ([f"{m['noise']}-like noise"] if m.get("noise") else [])
         if m.get("sampler") and m["sampler"] != want:

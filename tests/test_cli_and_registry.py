@@ -18,14 +18,20 @@ def test_cli_default_prints_the_sd21_schedule(capsys):
     assert "sd21" in out and "timesteps: [" in out
 
 
-@pytest.mark.parametrize("convention", ["stop", "jump"])
-def test_cli_says_what_the_measured_default_picked(convention, capsys):
-    """The text output names the pick: a baseline ("no search ran") or an HSO search (with psi)."""
-    res = hso.optimize("sd21", 5, "unipc", convention=convention)
-    assert cli.main(["optimize", "--convention", convention]) == 0
+@pytest.mark.parametrize("preset,solver,nfe,convention", [("sd21", "unipc", 5, "stop"), ("sd21", "unipc", 5, "jump"),
+                                                           ("ddpm", "dpmsolver++", 6, "stop")])
+def test_cli_says_what_the_measured_default_picked(preset, solver, nfe, convention, capsys):
+    """The text output names the pick: a baseline ("no search ran"), a blend (with its pair) or an HSO search
+    (with psi)."""
+    res = hso.optimize(preset, nfe, solver, convention=convention)
+    assert cli.main(["optimize", "--preset", preset, "--solver", solver, "--nfe", str(nfe),
+                     "--convention", convention]) == 0
     out = capsys.readouterr().out
-    assert f"measured pick {res.settings['measured']['pick']} (NFE 5" in out
-    if res.source == "hso":
+    assert f"measured pick {res.settings['measured']['pick']} (NFE {nfe}" in out
+    if res.source == "blend":
+        first, second = res.settings["measured"]["blend"]
+        assert f"the blend of {first} and {second} (midpoint in lambda" in out and "psi*" not in out
+    elif res.source == "hso":
         assert "# HSO schedule" in out and "psi* = (rho" in out
     elif res.source == "hso_stop_ported":
         assert "# HSO schedule" in out and "the 'stop' search's schedule without its last point" in out
