@@ -3,8 +3,9 @@ from 1 to the largest the model allows. Each request gives a valid schedule or a
 never an internal error.
 
 Planning is exhaustive for one preset per noise family (every NFE) and sampled for the rest; every baseline plan
-is carried out (no search: cheap); searches and blends (whose partners may be searches) are run on a seeded sample (their integer-timestep guarantee comes
-from the lower level's one-step gap, tested in test_properties)."""
+is carried out (no search: cheap); searches and blends (whose partners may be searches) are run on a seeded sample
+(a search's integer-timestep guarantee comes from the lower level's one-step gap, tested in test_properties; a
+blend whose points collide falls back, tested in test_blend)."""
 from __future__ import annotations
 
 import numpy as np
