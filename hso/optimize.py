@@ -264,20 +264,43 @@ class Plan:
         (its partners made, searches included)."""
         t_start = time.perf_counter() if t_start is None else t_start
         if self.blend:
-            try:
-                points = _checked_points(_blend_of(self.schedule, self.solver, self.nfe, self.convention,
-                                                   self.backend)[0],
-                                         self.schedule, get_solver(self.solver).n_intervals(self.nfe, self.convention))
-            except (MethodNotApplicable, _Infeasible) as e:
-                fb = self.fallback
-                passed = [f"{self.source}: {e}"] + list(fb.settings.get("passed_over", []))
-                return replace(fb, settings={**fb.settings, "passed_over": passed}).run(callback, t_start=t_start)
-            return _baseline_result(replace(self, baseline=points), time.perf_counter() - t_start)
+            return self.run_blend({}, callback, t_start=t_start)
         if not self.is_search:
             return _baseline_result(self, time.perf_counter() - t_start)
         out = fast.search(self.schedule, self.lower, self.objective, self.search, backend=self.backend,
                           callback=callback)
         return _result(self, out, time.perf_counter() - t_start)
+
+    def run_blend(self, made: Mapping[str, np.ndarray], callback: Callable[..., Any] | None = None, *,
+                  t_start: float) -> ScheduleResult:
+        """A blend plan's result, with partners' points already ``made`` (name -> points; the others made here);
+        where the points are not a valid schedule here, the fallback's result."""
+        try:
+            points = _checked_points(_blend_of(self.schedule, self.solver, self.nfe, self.convention, self.backend,
+                                               made)[0],
+                                     self.schedule, get_solver(self.solver).n_intervals(self.nfe, self.convention))
+        except (MethodNotApplicable, _Infeasible) as e:
+            fb = self.fallback
+            passed = [f"{self.source}: {e}"] + list(fb.settings.get("passed_over", []))
+            return replace(fb, settings={**fb.settings, "passed_over": passed}).run(callback, t_start=t_start)
+        return _baseline_result(replace(self, baseline=points), time.perf_counter() - t_start)
+
+    def partner_searches(self) -> dict[str, "Plan"]:
+        """A blend plan's partners that are searches: name -> the search's plan (`method_schedule` runs the same
+        plan); a partner whose search cannot be planned here is left out (the blend's run reports it)."""
+        out = {}
+        for name in self.blend:
+            row = SCHEDULE_METHODS[name]
+            if row.kind not in ("search", "ported"):
+                continue
+            try:
+                job = plan(self.schedule, self.nfe, self.solver, convention="stop" if row.kind == "ported"
+                           else self.convention, backend=self.backend, **row.options)
+            except ValueError:
+                continue
+            if job.is_search:
+                out[name] = job
+        return out
 
 
 class _Infeasible(ValueError):
@@ -364,10 +387,11 @@ def _checked_pair(sched: NoiseSchedule, solver: str, nfe: int, conv: str) -> tup
     return pair
 
 
-def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: str = "auto"
-              ) -> tuple[np.ndarray, tuple[str, str]]:
+def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: str = "auto",
+              made: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, tuple[str, str]]:
     """The blend's points for a request (`hso.measured.blend_pair`, checked by `_checked_pair`, then each
-    partner's points by `method_schedule`, searches included, on ``backend``) and its pair.
+    partner's points: from ``made`` where given, else by `method_schedule`, searches included, on ``backend``) and
+    its pair.
 
     Raises:
         MethodNotApplicable: no pair was measured for this solver and convention in this lambda space, or a partner
@@ -376,6 +400,9 @@ def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: s
     pair = _checked_pair(sched, solver, nfe, conv)
     points = []
     for name in pair:
+        if made and name in made:
+            points.append(made[name])
+            continue
         try:
             points.append(method_schedule(name, sched, solver, nfe, conv, backend=backend))
         except MethodNotApplicable as e:
@@ -722,12 +749,28 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
         print(f"\rhso: {done}/{total} searches", end="", file=sys.stderr, flush=True)
 
     searches = [j for j in jobs if j.is_search]
-    outs = iter(fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in searches], backend=backend,
-                                 progress=report if progress else None))
-    # measured baselines and blends (whose partner searches run one by one) after the batched searches
-    made = {i: j.run() for i, j in enumerate(jobs) if not j.is_search}
+    # blends' partner searches join the batch (each distinct one once; the same plans `method_schedule` runs)
+    partners: dict[tuple, Plan] = {}
+    wants: list[tuple[int, str, tuple]] = []
+    for i, j in enumerate(jobs):
+        for name, pj in j.partner_searches().items():
+            key = (pj.lower, pj.objective, pj.search, pj.backend, pj.schedule.content_key())
+            partners.setdefault(key, pj)
+            wants.append((i, name, key))
+    batch = searches + list(partners.values())
+    outs = fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in batch], backend=backend,
+                            progress=report if progress else None)
+    found = {key: out.lower.t[0] for key, out in zip(partners, outs[len(searches):])}
+    made: dict[int, dict[str, np.ndarray]] = {}
+    for i, name, key in wants:
+        made.setdefault(i, {})[name] = found[key][:-1] if SCHEDULE_METHODS[name].kind == "ported" else found[key]
+    # measured baselines and blends (their partner searches done above) after the batched searches
+    others = {i: j.run_blend(made.get(i, {}), t_start=t_start) if j.blend else j.run()
+              for i, j in enumerate(jobs) if not j.is_search}
     wall = time.perf_counter() - t_start
     if progress:
-        print(f"\rhso: {len(jobs)} schedules: {len(searches)} searches, {len(made)} measured baselines or blends",
-              file=sys.stderr, flush=True)
-    return [replace(made[i], wall_time=wall) if i in made else _result(j, next(outs), wall) for i, j in enumerate(jobs)]
+        print(f"\rhso: {len(jobs)} schedules: {len(searches)} searches (and {len(partners)} for blends), "
+              f"{len(others)} measured baselines or blends", file=sys.stderr, flush=True)
+    own = iter(outs[:len(searches)])
+    return [replace(others[i], wall_time=wall) if i in others else _result(j, next(own), wall)
+            for i, j in enumerate(jobs)]

@@ -217,3 +217,20 @@ def test_a_blends_partner_searches_run_on_the_requested_backend(monkeypatch):
                                             backend="reference").t,
                         method_schedule("logSNR", "edm", "unipc", 6, "stop"))
     np.testing.assert_array_equal(res.t, want)
+
+
+@pytest.mark.parametrize("preset", ["sd21", "flow"])
+def test_optimize_many_batches_blend_partners_and_equals_optimize(preset):
+    """`optimize_many` runs blends' partner searches in its batch; every result equals `optimize`'s byte for byte,
+    blends with search partners included."""
+    cfgs = [dict(nfe=n, solver=s, convention=c) for s in ("unipc", "dpmsolver++") for n in (4, 6, 10)
+            for c in ("stop", "jump")]
+    many = hso.optimize_many(cfgs, schedule=preset)
+    with_search_partner = 0
+    for cfg, res in zip(cfgs, many):
+        one = hso.optimize(preset, **cfg)
+        assert res.source == one.source and res.settings == one.settings and res.t.tobytes() == one.t.tobytes()
+        if res.source == BLEND:
+            with_search_partner += any(SCHEDULE_METHODS[m].kind in ("search", "ported")
+                                       for m in res.settings["measured"]["blend"])
+    assert with_search_partner >= 2
