@@ -103,6 +103,12 @@ def _search_rule() -> dict[tuple[str, str, str], dict[str, Any]]:
     return rows
 
 
+def _measured_solver(solver: str) -> str:
+    """The solver whose measurements a request takes: its own, or the one it is the same step as (`SAME_AS`)."""
+    name = get_solver(solver).name
+    return SAME_AS.get(name, name)
+
+
 def nearest_noise(rows: list[dict[str, Any]], schedule: Any) -> list[dict[str, Any]]:
     """The rows of the measured noise schedule nearest to ``schedule`` among those of its lambda space: the one
     whose half log-SNR at the top of the time domain, lambda(t_max), is closest (SD's betas -2.68, DDPM's -5.05;
@@ -147,8 +153,7 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
     `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its lambda space.
     An unmeasured variant takes the nearest measured one's ranking (`nearest_sampler`; not ``measured``)."""
     sched = as_schedule(schedule)
-    solver = get_solver(solver).name
-    solver = SAME_AS.get(solver, solver)
+    solver = _measured_solver(solver)
     rows, exact = nearest_sampler([r for r in rule_table()["rules"] if r["convention"] == convention], solver,
                                   options)
     rows = nearest_noise(rows, sched)
@@ -166,8 +171,7 @@ def blend_pair(solver: str, convention: str, schedule: Any, nfe: int) -> tuple[t
     NFE, measured noise)``, or None where nothing was measured for that solver and convention in its lambda space.
     The pair is derived from the committed results by `hso.evaluation.report.derive_blend_pairs`."""
     sched = as_schedule(schedule)
-    solver = get_solver(solver).name
-    solver = SAME_AS.get(solver, solver)
+    solver = _measured_solver(solver)
     rows = nearest_noise([r for r in rule_table().get("blend_pairs", [])
                           if (r["solver"], r["convention"]) == (solver, convention)], sched)
     if not rows:
@@ -186,8 +190,7 @@ def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = No
     (`hso.evaluation.report.derive_diffusers_convention`); other NFEs and variants take the nearest measured one's
     choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
     sched = as_schedule(schedule)
-    solver = get_solver(solver).name
-    solver = SAME_AS.get(solver, solver)
+    solver = _measured_solver(solver)
     rows, exact = nearest_sampler(rule_table().get("diffusers", []), solver, options)
     rows = nearest_noise(rows, sched)
     if not rows:

@@ -259,6 +259,12 @@ class Plan:
         """True when running the plan runs its own search (False: a measured baseline's points or a blend)."""
         return self.baseline is None and not self.blend
 
+    @property
+    def search_key(self) -> tuple:
+        """What a search's result depends on (equal keys, equal bytes): the engine's specs, the backend and the noise
+        schedule, not the solver or NFE beyond them; and the source (the ported search's result drops a point)."""
+        return (self.source, self.lower, self.objective, self.search, self.backend, self.schedule.content_key())
+
     def run(self, callback: Callable[..., Any] | None = None, *, t_start: float | None = None) -> ScheduleResult:
         """Carry the plan out: the search (``callback`` as in `optimize`), the baseline's result, or the blend's
         (its partners made, searches included)."""
@@ -290,12 +296,10 @@ class Plan:
         plan); a partner whose search cannot be planned here is left out (the blend's run reports it)."""
         out = {}
         for name in self.blend:
-            row = SCHEDULE_METHODS[name]
-            if row.kind not in ("search", "ported"):
+            if SCHEDULE_METHODS[name].kind not in ("search", "ported"):
                 continue
             try:
-                job = plan(self.schedule, self.nfe, self.solver, convention="stop" if row.kind == "ported"
-                           else self.convention, backend=self.backend, **row.options)
+                job = _row_plan(name, self.schedule, self.solver, self.nfe, self.convention, self.backend)
             except ValueError:
                 continue
             if job.is_search:
@@ -397,16 +401,9 @@ def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: s
         MethodNotApplicable: no pair was measured for this solver and convention in this lambda space, or a partner
             does not apply here (among them a DM-NonUniform search beyond `DMN_RULE_MAX` intervals).
     """
-    pair = _checked_pair(sched, solver, nfe, conv)
-    points = []
-    for name in pair:
-        if made and name in made:
-            points.append(made[name])
-            continue
-        try:
-            points.append(method_schedule(name, sched, solver, nfe, conv, backend=backend))
-        except MethodNotApplicable as e:
-            raise MethodNotApplicable(f"its partner {name} does not apply: {e}") from None
+    pair = _checked_pair(sched, solver, nfe, conv)  # every partner applies here, so method_schedule makes it
+    points = [made[name] if made and name in made else method_schedule(name, sched, solver, nfe, conv, backend=backend)
+              for name in pair]
     return blend_points(sched, *points), pair
 
 
@@ -554,7 +551,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
             elif row.kind == "blend":  # made when run, with the first valid candidate after it as the fallback
                 if blend is None:
                     pair = _checked_pair(sched, spec_solver.name, nfe, conv)
-                    blend = (name, {**measured, "blend": list(pair)}, list(passed_over))
+                    blend = (name, pair, {**measured, "blend": list(pair)}, list(passed_over))
             else:
                 points = _baseline_points(name, sched, n_int)
                 # the baseline's objective value is reported with method "hso"'s objective and p
@@ -579,14 +576,14 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         raise ValueError(f"no schedule fits NFE={nfe} for this model: {'; '.join(passed_over)}")
     if blend is None:
         return chosen
-    name, measured, before = blend
+    name, pair, measured, before = blend
     # the blend's objective value is reported with method "hso"'s objective and p (the paper's where its spacing
     # does not fit: no search runs under these specs)
     for how in ("auto", "paper"):
         try:
             job = build(conv, *resolve_method(how, spec_solver.name, conv, None, None, None, sched.kind_name, n_int),
                         source=name, measured=measured, passed_over=before)
-            return replace(job, blend=tuple(measured["blend"]), fallback=chosen)
+            return replace(job, blend=pair, fallback=chosen)
         except _Infeasible:
             continue
     return chosen  # not reached: the paper's specs fit every NFE the check above admits
@@ -623,18 +620,28 @@ def method_schedule(name: str, schedule: NoiseSchedule | str, solver: str, nfe: 
         return baseline_schedule(name, sched, spec.n_intervals(nfe, conv))
     if row.kind == "blend":
         return _blend_of(sched, spec.name, nfe, conv, backend)[0]
-    ported = row.kind == "ported"  # the "stop" search for this NFE, its last point dropped
-    job = plan(sched, nfe, spec.name, convention="stop" if ported else conv, backend=backend, **row.options)
+    job = _row_plan(name, sched, spec.name, nfe, conv, backend)
     if not job.is_search:  # the default's measured baseline or blend: points of this very request, not cached
         return job.run().t.copy()
-    # a search's result depends on nothing else (not on the solver or NFE beyond the specs)
-    key = (job.source, job.lower, job.objective, job.search, job.backend, sched.content_key())
+    key = job.search_key
     if key not in _SEARCHED:
         _SEARCHED[key] = job.run().t
         if len(_SEARCHED) > _SEARCHED_MAX:
             _SEARCHED.popitem(last=False)
-    t = _SEARCHED[key]
-    return (t[:-1] if ported else t).copy()
+    return _row_points(name, _SEARCHED[key]).copy()
+
+
+def _row_plan(name: str, sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: str) -> Plan:
+    """The plan `method_schedule` runs for a row that is not a baseline or the blend: `plan` with the row's
+    arguments, for the ported row the "stop" search of the same NFE (`_row_points` then drops its last point)."""
+    row = SCHEDULE_METHODS[name]
+    return plan(sched, nfe, solver, convention="stop" if row.kind == "ported" else conv, backend=backend,
+                **row.options)
+
+
+def _row_points(name: str, t: np.ndarray) -> np.ndarray:
+    """A row's points from its plan's result: the ported row's "stop" search without its last point."""
+    return t[:-1] if SCHEDULE_METHODS[name].kind == "ported" else t
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -754,16 +761,15 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
     wants: list[tuple[int, str, tuple]] = []
     for i, j in enumerate(jobs):
         for name, pj in j.partner_searches().items():
-            key = (pj.lower, pj.objective, pj.search, pj.backend, pj.schedule.content_key())
-            partners.setdefault(key, pj)
-            wants.append((i, name, key))
+            partners.setdefault(pj.search_key, pj)
+            wants.append((i, name, pj.search_key))
     batch = searches + list(partners.values())
     outs = fast.search_many([(j.schedule, j.lower, j.objective, j.search) for j in batch], backend=backend,
                             progress=report if progress else None)
     found = {key: out.lower.t[0] for key, out in zip(partners, outs[len(searches):])}
     made: dict[int, dict[str, np.ndarray]] = {}
     for i, name, key in wants:
-        made.setdefault(i, {})[name] = found[key][:-1] if SCHEDULE_METHODS[name].kind == "ported" else found[key]
+        made.setdefault(i, {})[name] = _row_points(name, found[key])
     # measured baselines and blends (their partner searches done above) after the batched searches
     others = {i: j.run_blend(made.get(i, {}), t_start=t_start) if j.blend else j.run()
               for i, j in enumerate(jobs) if not j.is_search}
