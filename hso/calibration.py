@@ -320,7 +320,8 @@ def calibrate(model: Callable[[Any, float], Any], noise_schedule: NoiseSchedule 
                 t_best, method = t_new, f"{method}+refined"
                 rmse_best = rmse_best * rmse_new / base  # on the selection noises' scale
     timesteps = sched.timesteps_of_t(t_best) if sched.is_discrete else None
-    return CalibrationResult(t=t_best, timesteps=timesteps, sigmas=sampler_sigmas(sched.lambda_(t_best), conv), method=method, rmse=rmse_best,
+    return CalibrationResult(t=t_best, timesteps=timesteps, sigmas=sampler_sigmas(sched.lambda_(t_best), conv),
+                             method=method, rmse=rmse_best,
                              candidates=report, nfe_spent=counter.spent, budget=int(budget), n_noise=n_noise,
                              teacher_steps=teacher_steps, solver=spec.name, solver_options=opts, nfe=nfe,
                              convention=conv, prediction=pred, seed=seed, wall_time=time.perf_counter() - t_start,

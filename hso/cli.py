@@ -352,6 +352,11 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blend_pair(r: Any) -> list[str] | None:
+    """The pair a blend result mixes (`hso.optimize.blend_points`); None for any other result."""
+    return ((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend")
+
+
 def _result_label(r: Any) -> str:
     """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", the
     blend (with its pair) or the baseline ``method="auto"`` returned where it measured better than every HSO
@@ -361,7 +366,7 @@ def _result_label(r: Any) -> str:
         return f"HSO search ({cell})"
     if r.source == PORTED:
         return f"HSO stop search, last point dropped ({cell})"
-    pair = ((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend")
+    pair = _blend_pair(r)
     if pair:
         return f"blend of {pair[0]} and {pair[1]} ({cell}; measured default)"
     return f"{r.source} ({cell}; measured default)"
@@ -541,7 +546,7 @@ def _describe(res: Any) -> str:
         else:
             lines.append(f"# spacing penalty 0: every gap is at least d_min {res.d_min:g}")
     else:
-        pair = (res.settings.get("measured") or {}).get("blend")
+        pair = _blend_pair(res)
         what = (f"the blend of {pair[0]} and {pair[1]} (midpoint in lambda; no search of its own"
                 if pair else f"the {res.source} baseline (no search ran")
         lines.append(f"# schedule: {res.schedule['name']}, {want}, NFE {res.nfe}, convention "
