@@ -253,7 +253,8 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
     results = base_results(all_results)
     if not results:
         return "No committed quality results yet: run `python -m benchmarks.quality.run`."
-    rules = derive_measured_rule(rule_evaluations(all_results))
+    rule_evs = rule_evaluations(all_results)
+    rules = derive_measured_rule(rule_evs)
     evs = [ev for _, ev in results]
     ev0 = evs[0]
     grids = "; ".join(f"NFE {', '.join(map(str, g['nfes']))} in {' and '.join(g['conventions'])} with "
@@ -300,7 +301,7 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         f"only when lower by more than {TOLERANCE - 1:.0%}. The number is that worst ratio; a cell is *supported* "
         f"when it is at most {SUPPORT_RATIO}. Other NFEs take the nearest measured NFE's pick (not claimed as "
         "supported); other solvers search with `method=\"hso\"`'s settings.", ""]
-    lines += _measured_table(rules, derive_blend_pairs(rule_evaluations(all_results)))
+    lines += _measured_table(rules, derive_blend_pairs(rule_evs))
     lines += _diffusers_table(all_results, rules)
     rule, evidence = derive_auto_rule(rule_evaluations(results))
     lines += ["", "**`method=\"hso\"`** (the search only; also what `auto` searches with when search arguments are "
