@@ -557,8 +557,11 @@ def _describe(res: Any) -> str:
             where.append(f"measured with {m['sampler']}, the nearest measured variant of {want}")
         ratio = ("" if m.get("worst_ratio") is None
                  else f": worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}")
-        lines.append(f"# method auto: measured pick {m['pick']} ({', '.join(where)}{ratio}"
-                     + ("" if m["supported"] else "; not a supported cell, consider hso.calibrate") + ")")
+        auto = res.settings.get("method", "auto") == "auto"  # else method "hso": its own setting's measured place
+        lines.append((f"# method auto: measured pick {m['pick']}" if auto else f"# method hso: setting {m['pick']}, "
+                      "measured") + f" ({', '.join(where)}{ratio}"
+                     + ("" if m["supported"] else
+                        f"; not a supported cell, consider {'' if auto else 'method auto or '}hso.calibrate") + ")")
     return "\n".join(lines)
 
 

@@ -147,21 +147,33 @@ def nearest_sampler(rows: list[dict[str, Any]], solver: str, options: Any = None
     return [r for r in rows if r["sampler"] == near], False
 
 
+def _nearest_cell(rows: list[dict[str, Any]], solver: str, options: Any, schedule: Any, nfe: int
+                  ) -> tuple[dict[str, Any] | None, bool]:
+    """The measured row nearest to a request, and whether it is the request's own cell: the solver's rows on the
+    nearest measured noise schedule (`nearest_noise`), then the nearest NFE measured with any of its variants, then
+    the nearest variant measured at that NFE (`nearest_sampler`). The NFE comes first: a schedule's regime changes
+    more with the NFE than with the variant (a variant measured at NFE 4-10 only takes the default variant's ranking
+    at NFE 20, not its own NFE-10 one)."""
+    rows = nearest_noise([r for r in rows if r["solver"] == solver], as_schedule(schedule))
+    if not rows:
+        return None, False
+    at = _nearest_nfe(rows, nfe)["nfe"]
+    rows, exact = nearest_sampler([r for r in rows if r["nfe"] == at], solver, options)
+    return rows[0], exact and at == nfe
+
+
 def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options: Any = None) -> Pick | None:
     """The ranking for a solver (with its sampler ``options``, `hso.solvers.sampler_options`; default: the
     solver's), convention, noise schedule (a `NoiseSchedule` or a preset name; the measured one nearest to it,
     `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its lambda space.
-    An unmeasured variant takes the nearest measured one's ranking (`nearest_sampler`; not ``measured``)."""
-    sched = as_schedule(schedule)
+    An unmeasured cell takes the nearest measured one's ranking (`_nearest_cell`; not ``measured``)."""
     solver = _measured_solver(solver)
-    rows, exact = nearest_sampler([r for r in rule_table()["rules"] if r["convention"] == convention], solver,
-                                  options)
-    rows = nearest_noise(rows, sched)
-    if not rows:
+    row, exact = _nearest_cell([r for r in rule_table()["rules"] if r["convention"] == convention], solver, options,
+                               schedule, nfe)
+    if row is None:
         return None
-    row = _nearest_nfe(rows, nfe)
-    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]),
-                exact and row["nfe"] == nfe, str(row["noise"]), str(row["sampler"]))
+    return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), exact,
+                str(row["noise"]), str(row["sampler"]))
 
 
 def blend_pair(solver: str, convention: str, schedule: Any, nfe: int) -> tuple[tuple[str, str], int, str] | None:
@@ -189,11 +201,7 @@ def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = No
     better than "jump" on every test bed of the nearest measured noise schedule
     (`hso.evaluation.report.derive_diffusers_convention`); other NFEs and variants take the nearest measured one's
     choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
-    sched = as_schedule(schedule)
-    solver = _measured_solver(solver)
-    rows, exact = nearest_sampler(rule_table().get("diffusers", []), solver, options)
-    rows = nearest_noise(rows, sched)
-    if not rows:
+    row, exact = _nearest_cell(rule_table().get("diffusers", []), _measured_solver(solver), options, schedule, nfe)
+    if row is None:
         return "jump", False
-    row = _nearest_nfe(rows, nfe)
-    return str(row["convention"]), exact and row["nfe"] == nfe
+    return str(row["convention"]), exact

@@ -17,7 +17,7 @@ from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
 from .measured import SearchRule, blend_pair, measured_pick
-from .methods import PORTED, SCHEDULE_METHODS, ported_applies
+from .methods import PORTED, SCHEDULE_METHODS, SEARCH_SETTINGS, ported_applies
 from .result import ScheduleResult, sampler_sigmas
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
 from .solvers import get_solver, sampler_options
@@ -77,6 +77,19 @@ def resolve_method(method: str, solver: str, convention: str, objective: str | N
         rule = {k: v for k, v in rule.items() if k != "objective"}
     objective = objective or rule.get("objective", "mep")
     return objective, spacing or rule.get("spacing", "rank"), p if p is not None else rule.get("p")
+
+
+def _setting_evidence(pick: Any, method: str, setting: tuple[str, str, float | None], space: str
+                      ) -> dict[str, Any]:
+    """What the measured ranking says of the search ``method`` runs with ``setting`` (objective, spacing, p): the
+    row of `SEARCH_SETTINGS` it is, with that row's worst ratio to the best schedule over the test beds (None where
+    the cell did not rank it)."""
+    name = next((n for n, v in SEARCH_SETTINGS.items()
+                 if resolve_method("paper", "", "", v.get("objective"), v.get("spacing"), v.get("p"), space)
+                 == setting), None)
+    ratio = dict(pick.ranking).get(name) if name else None
+    return {"pick": name or f"method {method!r}", "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
+            "worst_ratio": ratio, "supported": ratio is not None and pick.supported(name)}
 
 
 def max_nfe(schedule: NoiseSchedule | str, solver: str = "unipc", convention: str | None = None) -> int:
@@ -525,11 +538,12 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                                            n_int))
 
     # the measured ranking (method "auto"), then method "hso"'s search, then the paper's: the first valid here
-    pick = measured_pick(spec_solver.name, conv, sched, nfe, options) if method == "auto" else None
+    # method "auto" walks the ranking; method "hso" reports its own setting's place in it
+    pick = measured_pick(spec_solver.name, conv, sched, nfe, options) if method in ("auto", "hso") else None
     passed_over: list[str] = []
     blend = None  # (name, measured, passed over before it): a blend ranked above the first valid candidate
     chosen = None
-    for name, ratio in pick.ranking if pick is not None else ():
+    for name, ratio in pick.ranking if pick is not None and method == "auto" else ():
         measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
                     "worst_ratio": ratio, "supported": pick.supported(name)}
         try:
@@ -563,12 +577,10 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
         if chosen is not None:
             break
     for fallback in ("hso", "paper") if chosen is None else ():
-        measured = None if pick is None else {"pick": f"method {fallback!r}", "nfe": pick.nfe, "noise": pick.noise,
-                                              "sampler": pick.sampler, "worst_ratio": None, "supported": False}
+        setting = resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name, n_int)
+        measured = None if pick is None else _setting_evidence(pick, fallback, setting, sched.kind_name)
         try:
-            chosen = build(conv, *resolve_method(fallback, spec_solver.name, conv, None, None, None, sched.kind_name,
-                                                 n_int),
-                           measured=measured, passed_over=passed_over)
+            chosen = build(conv, *setting, measured=measured, passed_over=passed_over)
             break
         except _Infeasible as e:
             passed_over.append(f"method {fallback!r}: {e}")

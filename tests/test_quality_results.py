@@ -1,6 +1,8 @@
 """The committed quality results: the README's section is generated from them, and they say what they claim."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -150,6 +152,22 @@ def test_merge_replaces_only_the_rerun_methods(results):
         {"methods": list(redo), "wall_time_s": 1.5}
     with pytest.raises(ValueError, match="different settings"):
         run.merge(ev, Evaluation(new_rows, {**new.meta, "n_samples": 7}, []))
+
+
+def test_merge_replaces_only_the_rerun_conventions(results):
+    """A run of some conventions (``--conventions stop``) replaces those rows only; the other convention's rows of
+    the same methods stay, and the run is recorded with its conventions."""
+    from hso.evaluation import Evaluation
+
+    _, ev = results[0]
+    assert {r["convention"] for r in ev.rows} == {"stop", "jump"}
+    new_rows = [{**r, "rmse": -1.0} for r in ev.rows if r["convention"] == "stop"]
+    new = Evaluation(new_rows, {**ev.meta, "wall_time_s": 2.5}, [])
+    merged = run.merge(ev, new)
+    assert sorted(map(json.dumps, merged.rows)) == sorted(
+        map(json.dumps, [r for r in ev.rows if r["convention"] == "jump"] + new_rows))
+    assert merged.meta["runs"][:-1] == ev.meta["runs"]  # the jump rows keep their runs' record
+    assert merged.meta["runs"][-1] == {"methods": ev.meta["methods"], "conventions": ["stop"], "wall_time_s": 2.5}
 
 
 def test_selection_report_is_generated_from_committed_replays():

@@ -80,6 +80,46 @@ def test_an_unmeasured_variant_takes_the_nearest_measured_one_unclaimed():
     assert pick is not None and not pick.measured and not pick.supported(pick.ranking[0][0])
 
 
+def test_the_nearest_cell_takes_the_nearest_nfe_before_the_variant(monkeypatch):
+    """A variant measured at NFE 4-10 only takes, at NFE 30, the default variant's NFE-30 ranking (not measured, not
+    supported), not its own NFE-10 one; where the variant was measured at that NFE, its own."""
+    import hso.measured as hm
+
+    def row(sampler, options, nfe, first):
+        return {"solver": "unipc", "sampler": sampler, "options": options, "convention": "stop", "noise": "sd21",
+                "lambda_top": -4.0, "space": "vp", "nfe": nfe, "ranking": [[first, 1.0], ["logSNR", 1.5]]}
+    bh2 = {"order": 2, "variant": "bh2"}
+    rules = [row("unipc", SAMPLER_DEFAULTS["unipc"], n, f"base{n}") for n in (10, 30)]
+    rules += [row("unipc-bh2-o2", bh2, 10, "bh2_10")]
+    monkeypatch.setattr(hm, "rule_table", lambda: {"rules": rules})
+    at30 = hm.measured_pick("unipc", "stop", "sd21", 30, bh2)
+    assert (at30.ranking[0][0], at30.nfe, at30.sampler, at30.measured) == ("base30", 30, "unipc", False)
+    assert not at30.supported("base30")
+    at10 = hm.measured_pick("unipc", "stop", "sd21", 10, bh2)
+    assert (at10.ranking[0][0], at10.sampler, at10.measured) == ("bh2_10", "unipc-bh2-o2", True)
+    at12 = hm.measured_pick("unipc", "stop", "sd21", 12, bh2)  # NFE 10 is nearer: the variant's own, unclaimed
+    assert (at12.ranking[0][0], at12.measured) == ("bh2_10", False)
+
+
+def test_method_hso_reports_its_own_setting_as_measured():
+    """method="hso" runs its rule's setting; the result says where that setting stands in the measured ranking of
+    the cell (its worst ratio over the test beds), so a poor cell is never returned silently."""
+    from hso.methods import SEARCH_SETTINGS
+
+    for nfe, conv in ((6, "stop"), (30, "jump")):
+        res = hso.optimize("ddpm", nfe, "unipc", method="hso", convention=conv)
+        m = res.settings["measured"]
+        pick = measured_pick("unipc", conv, "ddpm", nfe)
+        assert m["pick"] in SEARCH_SETTINGS and m["worst_ratio"] == dict(pick.ranking)[m["pick"]]
+        assert m["supported"] == (pick.measured and m["worst_ratio"] <= hso.measured.SUPPORT_RATIO)
+        same = hso.optimize("ddpm", nfe, "unipc", method="paper", convention=conv,
+                            **{k: v for k, v in SEARCH_SETTINGS[m["pick"]].items()})
+        assert np.array_equal(same.t, res.t)  # the setting named is the search that ran
+        text = cli._describe(res)
+        assert f"# method hso: setting {m['pick']}, measured (NFE {nfe}" in text
+    assert hso.optimize("ddpm", 6, "unipc", method="paper").settings["measured"] is None
+
+
 def _ev(options: dict | None, rmse: dict[str, float]) -> Evaluation:
     rows = [{"method": m, "solver": "unipc", "solver_options": options, "convention": c, "nfe": 6, "rmse": v}
             for (c, m), v in rmse.items()]
