@@ -15,7 +15,8 @@ writes ``measured_rule.json`` and a test re-derives it from the committed result
 earlier one.
 
 A cell is *supported* when its pick's worst ratio is at most `SUPPORT_RATIO`: the claim the README makes for it.
-NFEs between or beyond the measured ones take the nearest measured NFE's ranking (not supported: not measured).
+NFEs between or beyond the measured ones take the nearest measured NFE's ranking, and a sampler variant not measured
+at that NFE the nearest variant measured there (`_nearest_cell`; not supported: not measured).
 """
 from __future__ import annotations
 

@@ -40,8 +40,10 @@ class ScheduleResult:
         convention: "stop" (the sampler stops at t_eps) or "jump" (evaluates at every point, then jumps to 0).
         settings: the resolved search settings; ``settings["measured"]`` says what ``method="auto"``'s measured
             table picked (``pick``, the measured ``nfe`` it used, the pick's ``worst_ratio`` of RMSE to the best
-            baseline over the test beds, and whether the cell is ``supported``: measured at this NFE within 1.1x),
-            or None where the table was not consulted.
+            schedule over the test beds, and whether the cell is ``supported``: measured at this NFE within 1.1x);
+            for ``method="hso"``, where its own setting (``pick``: the `hso.methods` row it is, such as
+            ``hso_p1``) stands in that table (``worst_ratio`` None where the cell did not rank it); None where the
+            table was not consulted (``method="paper"``, explicit search arguments).
         source: "hso" (the HSO search's schedule), "hso_stop_ported" (for convention "jump": the "stop" search's
             schedule for this NFE with its last point dropped; ``fitness`` / ``mep`` / ``penalty`` / ``psi`` are that
             search's), or the name of the `hso.baselines` schedule that ``method="auto"`` measured better than

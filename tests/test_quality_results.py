@@ -80,6 +80,27 @@ def test_auto_rule_is_the_one_the_committed_results_give(results):
     assert all(k in measured or k[:2] == ("euler", "jump") for k in AUTO_RULE)
 
 
+def test_the_search_rule_ranks_settings_in_the_papers_nfe_range_only(results):
+    """Method "hso"'s setting is ranked on NFE <= SEARCH_RULE_MAX_NFE: the committed cells beyond it change nothing,
+    and a synthetic cell beyond it, however lopsided, does not move the rule."""
+    from hso.evaluation import Evaluation
+    from hso.evaluation.report import SEARCH_RULE_MAX_NFE, derive_auto_rule
+
+    evs = run.rule_evaluations(results)
+    assert any(n > SEARCH_RULE_MAX_NFE for ev in evs for _, _, n in ev.cells())
+    low = [ev for ev in evs if max(ev.meta["nfes"]) <= SEARCH_RULE_MAX_NFE]
+    assert derive_auto_rule(evs)[0] == derive_auto_rule(low)[0]
+    sched = low[0].meta["schedule"]
+
+    def one(nfe, rmse):
+        return Evaluation([{"method": m, "solver": "unipc", "solver_options": {"order": 3, "variant": "bh1"},
+                            "convention": "stop", "nfe": nfe, "rmse": v} for m, v in rmse.items()],
+                          {"testbed": "x", "schedule": sched})
+    paper_wins = one(6, {"hso_paper": 1.0, "hso_constrain": 1.5, "hso_p1": 1.5, "hso_dmn": 1.5})
+    dmn_far = one(SEARCH_RULE_MAX_NFE + 2, {"hso_paper": 1e3, "hso_constrain": 1e3, "hso_p1": 1e3, "hso_dmn": 1.0})
+    assert derive_auto_rule([paper_wins, dmn_far])[0] == {}  # the paper's: no rule entry
+
+
 def test_measured_rule_is_the_one_the_committed_results_give(results):
     """`method="auto"`'s table (hso/measured_rule.json) is derived from the committed results, not typed: re-derive
     it, and check its invariants against the rows themselves."""

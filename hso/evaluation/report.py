@@ -17,12 +17,16 @@ from ..solvers import sampler_label, sampler_options
 
 __all__ = ["Evaluation", "markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown",
            "derive_auto_rule", "derive_measured_rule", "derive_blend_pairs", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
-           "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES"]
+           "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES", "SEARCH_RULE_MAX_NFE"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
 RULE_VARIANTS = VARIANTS
 # a variant replaces an earlier one only if its geometric-mean ratio is lower by more than this factor
 RULE_TOLERANCE = TOLERANCE
+# method "hso"'s settings are ranked on NFE up to this (the paper's range): beyond it every setting's t_eps box
+# (0.01-0.03) leaves the same floor (the state at t_eps, or the final jump from it, is off by the noise still left
+# there, which more steps do not remove), so those cells rank the settings by the floor, not by their spacing
+SEARCH_RULE_MAX_NFE = 10
 # the schedules "the best baseline" ranges over
 BASELINE_NAMES = tuple(BASELINES)
 
@@ -226,8 +230,8 @@ def summary_markdown(evs: list[Evaluation], labels: list[str] | None = None, wit
 def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], dict],
                                                     dict[tuple[str, str, str], dict]]:
     """The rule behind ``method="auto"``, derived from results: per (solver, convention, lambda space of the noise
-    schedule), the geometric mean over all solver x NFE cells of all evaluations of each `RULE_VARIANTS` member's
-    RMSE ratio to the cell's best variant; the rule takes the first variant in `RULE_VARIANTS` order (the paper's,
+    schedule), the geometric mean over all solver x NFE cells (NFE up to `SEARCH_RULE_MAX_NFE`) of all evaluations
+    of each `RULE_VARIANTS` member's RMSE ratio to the cell's best variant; the rule takes the first variant in `RULE_VARIANTS` order (the paper's,
     then spacing "constrain", MEP p = 1, DM-NonUniform: from the paper's procedure to the costliest change) whose
     geometric mean is within `RULE_TOLERANCE` of the lowest. A variant that does not apply (p = 1 where it is
     already the family's default, VE) counts as the paper's row.
@@ -244,8 +248,8 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
     for ev in evs:
         space = kind_name_of_family(ev.meta["schedule"]["family"])
         for cell in ev.cells():
-            if sampler_of(ev, cell[0])[0] != cell[0]:  # another sampler variant (method "hso" is per solver)
-                continue
+            if sampler_of(ev, cell[0])[0] != cell[0] or cell[2] > SEARCH_RULE_MAX_NFE:
+                continue  # another sampler variant (method "hso" is per solver), or beyond the paper's NFE range
             rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
             if "hso_paper" not in rows:
                 continue
