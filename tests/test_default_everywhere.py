@@ -100,19 +100,21 @@ def test_a_seeded_sample_of_searches_is_valid():
         for solver in ("unipc", "dpmsolver++", "ddim", "euler", "heun"):
             conv = CONVENTIONS[rng.integers(2)]
             nfe = int(rng.choice((11, 12, 15, 20, 25, 27, 28, 30, 37, 40, 50, 64)))
-            try:
-                plan = hso.plan(preset, nfe, solver, convention=conv)
-            except ValueError as e:
-                assert _documented(e, solver, conv, nfe)
-                continue
-            dmn = plan.objective.name == "dmn" or any(
-                hso.methods.SCHEDULE_METHODS[m].options.get("objective") == "dmn" for m in plan.blend)
-            if plan.baseline is None and (dmn and nfe > 30 or nfe > 64):
-                continue
-            _check(plan.run(), sched, solver, conv, nfe)
-            ran += plan.is_search
-            blends += bool(plan.blend)
-    assert ran >= 10 and blends >= 3
+            # the default, and method "hso"'s search itself (the picks there are mostly baselines and blends)
+            for method in ("auto", "hso"):
+                try:
+                    plan = hso.plan(preset, nfe, solver, convention=conv, method=method)
+                except ValueError as e:
+                    assert _documented(e, solver, conv, nfe)
+                    continue
+                dmn = plan.objective.name == "dmn" or any(
+                    hso.methods.SCHEDULE_METHODS[m].options.get("objective") == "dmn" for m in plan.blend)
+                if plan.baseline is None and (dmn and nfe > 30 or nfe > 64):
+                    continue
+                _check(plan.run(), sched, solver, conv, nfe)
+                ran += plan.is_search
+                blends += bool(plan.blend)
+    assert ran >= 20 and blends >= 3
 
 
 @pytest.mark.parametrize("preset,solver,conv,nfe", [

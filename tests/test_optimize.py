@@ -191,7 +191,9 @@ def test_methods_hso_and_paper():
                          **AUTO_RULE[("unipc", "jump", "vp")])
     np.testing.assert_array_equal(ruled_hso.t, ruled.t)
     assert ruled_hso.settings["method"] == "hso" and paper.settings["method"] == "paper"
-    assert ruled_hso.settings["measured"] is None and ruled_hso.source == "hso"
+    assert ruled_hso.source == "hso" and paper.settings["measured"] is None
+    # method "hso" says where its setting stands in the measured ranking of the cell (tests/test_solver_variants.py)
+    assert ruled_hso.settings["measured"]["pick"] == "hso_p1" and ruled_hso.settings["measured"]["nfe"] == 6
     # DPM-Solver++ "stop" on VP has no rule: "hso" is the paper's there; UniPC "stop" measured DM-NonUniform
     assert ("dpmsolver++", "stop", "vp") not in AUTO_RULE
     np.testing.assert_array_equal(hso.optimize("sd21", 5, "dpmsolver++", method="hso").t,
@@ -305,7 +307,9 @@ def test_auto_skips_baselines_that_do_not_apply_and_search_arguments_ask_for_a_s
     # unmeasured NFE: the nearest measured one (ties: the larger), not claimed as supported
     r7 = hso.optimize("sd21", 7, "unipc")
     assert r7.settings["measured"]["nfe"] == 8 and not r7.settings["measured"]["supported"]
-    assert hso.optimize("sd21", 20, "unipc").settings["measured"]["nfe"] == 10
+    assert hso.optimize("sd21", 11, "unipc").settings["measured"]["nfe"] == 12  # a tie: the larger
+    r60 = hso.optimize("sd21", 60, "unipc").settings["measured"]
+    assert r60["nfe"] == 50 and not r60["supported"]
     # unmeasured solvers: an HSO search with method "hso"'s settings
     heun = hso.optimize("sd21", 7, "heun", popsize=4, maxiter=5)
     assert heun.source == "hso" and heun.settings["measured"] is None

@@ -28,5 +28,5 @@ def test_the_stated_default_is_the_one_hso_gives():
     assert f'best.source        # "{best.source}"' in README
     m = best.settings["measured"]
     assert f'"worst_ratio": {m["worst_ratio"]:.3f}' in README and f'"supported": {m["supported"]}' in README
-    plan = hso.plan("sd21", 30, "dpmsolver++")
-    assert f"# '{plan.source}', {plan.is_search}" in README
+    plan = hso.plan("sd21", 20, "dpmsolver++")
+    assert f"# '{plan.source}', {plan.is_search}, {plan.blend}" in README
