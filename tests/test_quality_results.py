@@ -191,6 +191,26 @@ def test_merge_replaces_only_the_rerun_conventions(results):
     assert merged.meta["runs"][-1] == {"methods": ev.meta["methods"], "conventions": ["stop"], "wall_time_s": 2.5}
 
 
+def test_cross_validation_leaves_the_bed_out_of_the_blend_pairs_too(results):
+    """The leave-one-bed-out rule may rank the blend only where the other beds choose the same pair: elsewhere the
+    committed blend rows are a schedule that derivation would not have made."""
+    from hso.evaluation.report import derive_measured_rule
+
+    every = run.rule_evaluations(results)
+    bed = "epsnet"
+    full = run._pairs(every)
+    loo = run._pairs([e for e in every if e.meta["testbed"] != bed])
+    moved = {k for k, v in full.items() if loo.get(k) != v}
+    assert moved and len(moved) < len(full)  # the bed decides some pairs, not all
+    others = [e for e in run.rule_evaluations(run.base_results(results)) if e.meta["testbed"] != bed]
+    stripped = [run._without_blends(e, moved) for e in others]
+    assert sum(len(e.rows) for e in stripped) < sum(len(e.rows) for e in others)
+    ranked = {(r["solver"], r["convention"], r["noise"], r["nfe"]): dict(r["ranking"])
+              for r in derive_measured_rule(stripped) if r["sampler"] == r["solver"]}
+    assert all("blend" not in ranked[k] for k in moved if k in ranked)
+    assert any("blend" in v for k, v in ranked.items() if k not in moved)
+
+
 def test_selection_report_is_generated_from_committed_replays():
     selection = pytest.importorskip("benchmarks.quality.selection")
     assert selection.load_selection(), "no committed replays: run `python -m benchmarks.quality.selection`"
