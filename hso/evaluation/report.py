@@ -231,10 +231,10 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
                                                     dict[tuple[str, str, str], dict]]:
     """The rule behind ``method="auto"``, derived from results: per (solver, convention, lambda space of the noise
     schedule), the geometric mean over all solver x NFE cells (NFE up to `SEARCH_RULE_MAX_NFE`) of all evaluations
-    of each `RULE_VARIANTS` member's RMSE ratio to the cell's best variant; the rule takes the first variant in `RULE_VARIANTS` order (the paper's,
-    then spacing "constrain", MEP p = 1, DM-NonUniform: from the paper's procedure to the costliest change) whose
-    geometric mean is within `RULE_TOLERANCE` of the lowest. A variant that does not apply (p = 1 where it is
-    already the family's default, VE) counts as the paper's row.
+    of each `RULE_VARIANTS` member's RMSE ratio to the cell's best variant; the rule takes the first variant in
+    `RULE_VARIANTS` order (the paper's, then spacing "constrain", MEP p = 1, DM-NonUniform: from the paper's
+    procedure to the costliest change) whose geometric mean is within `RULE_TOLERANCE` of the lowest. A variant that
+    does not apply (p = 1 where it is already the family's default, VE) counts as the paper's row.
 
     The geometric mean rather than the count of cells won: the DM-NonUniform variant wins many cells by a little and
     loses some by several times; counting wins would pick it where its typical ratio is worse. The tolerance keeps
