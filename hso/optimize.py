@@ -84,6 +84,7 @@ def _setting_evidence(pick: Any, method: str, setting: tuple[str, str, float | N
     """What the measured ranking says of the search ``method`` runs with ``setting`` (objective, spacing, p): the
     row of `SEARCH_SETTINGS` it is, with that row's worst ratio to the best schedule over the test beds (None where
     the cell did not rank it)."""
+    # each row's setting in resolved form (method "paper" applies no rule, so solver and convention play no part)
     name = next((n for n, v in SEARCH_SETTINGS.items()
                  if resolve_method("paper", "", "", v.get("objective"), v.get("spacing"), v.get("p"), space)
                  == setting), None)
