@@ -11,8 +11,9 @@
 #
 # Stage limits in seconds (environment): HSO_GPU_BUILD_S=150, HSO_GPU_TESTS_S=230, HSO_GPU_BENCH_S=100; a limit of 0
 # skips that stage. Writes to OUT: gpu_env.txt, gpu_build.log, gpu_tests.log (the pytest log, its summary at the
-# end), gpu_bench.log, gpu_throughput.md, gpu_throughput.jsonl. Copy gpu_throughput.md and the tests' summary into
-# benchmarks/results/ with the device named.
+# end), gpu_bench.log, gpu_throughput.md, gpu_throughput.jsonl, auto_rule.json / auto_rule.md (the batch rule of
+# backend="auto" the table gives). Copy gpu_throughput.md and the tests' summary into benchmarks/results/gpu/ with
+# the device named, and re-derive the rule from it (benchmarks/auto_rule.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/hso-gpu}}
@@ -76,5 +77,14 @@ if [ "$bench_s" -gt 0 ]; then
   timeout -s INT -k 10 "$bench_s" $py -m benchmarks.throughput --gpu --repeats 3 --out "$out" >"$out/gpu_bench.log" 2>&1
   echo "benchmark exit status $? (${SECONDS}s since start)" >>"$out/gpu_bench.log"
   tail -4 "$out/gpu_bench.log"
+fi
+# 4. the batch rule of backend="auto" this run's table gives (a candidate: commit it as hso/fast/auto_rule.json, via
+#    python -m benchmarks.auto_rule --table ..., only with --verified naming the backends and objectives whose
+#    agreement tests all passed above; HSO_GPU_VERIFIED sets that list here, default every GPU backend)
+if [ -s "$out/gpu_throughput.md" ]; then
+  # shellcheck disable=SC2086
+  $py -m benchmarks.auto_rule --table "$out/gpu_throughput.md" --verified ${HSO_GPU_VERIFIED:-'cuda:*:*' 'triton:*:*'} \
+    --out "$out" >"$out/auto_rule.log" 2>&1 || echo "hso gpu_check: auto rule failed; see auto_rule.log"
+  tail -25 "$out/auto_rule.md" 2>/dev/null
 fi
 echo "hso gpu_check: done in $((SECONDS - start))s; logs in $out"

@@ -173,8 +173,8 @@ def measure(grid, backends: list[str], baselines: tuple[str, ...]) -> list[dict[
 
 # --gpu: the compiled engines only (cpp on the GPU machine's own cores as the baseline), batches up to 2^18; the DM-
 # NonUniform lower level (up to a few milliseconds per candidate on one core) up to 8192
-GPU_BATCHES = (1024, 16384, 65536, 262144)
-GPU_DMN_LOWER_BATCHES = (1024, 8192)
+GPU_BATCHES = (1024, 4096, 16384, 65536, 262144)
+GPU_DMN_LOWER_BATCHES = (1024, 4096, 8192)
 
 
 def gpu_main(args: argparse.Namespace) -> int:

@@ -525,7 +525,10 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
                     "search_convention": search_conv}
         if passed_over:  # only then: results that pass nothing over keep the settings they always had
             settings["passed_over"] = list(passed_over)
-        return Plan(sched, lower, fast.objective_spec(lower, sched.kind), de, engine.name,
+        # the engine a search runs on: `auto` by the size of one generation (a GPU backend only past its crossover)
+        runs_on = engine if baseline is not None else fast.resolve_backend(
+            backend, "lower_solve", objective, n_search, fast.population_size(de))
+        return Plan(sched, lower, fast.objective_spec(lower, sched.kind), de, runs_on.name,
                     spec_solver.name, conv, nfe, spacing, settings, source=source, baseline=baseline,
                     solver_options=options)
 
@@ -696,6 +699,8 @@ def _result(job: Plan, out: fast.SearchOutcome, wall_time: float) -> ScheduleRes
         t, lam = t[:-1], lam[:-1]
     if job.spacing == "constrain" and out.lower.penalty[0] > 0:
         raise RuntimeError("internal error: the constrained search returned an infeasible schedule")
+    if out.backend and out.backend != job.backend:  # optimize_many ran its group where a larger batch pays
+        job = replace(job, backend=out.backend)
     return _make_result(job, t, lam, wall_time, psi=out.psi, fitness=out.fitness,
                         mep=float(out.lower.objective[0]), penalty=float(out.lower.penalty[0]), nit=out.nit,
                         nfev=out.nfev, success=out.success,

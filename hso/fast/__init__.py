@@ -23,12 +23,14 @@ from . import reference_dmn
 from .reference import spacing_penalty_and_grad
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
-from .registry import BACKENDS, Backend, available_backends, backend_status, get_backend
-from .search_de import PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search
+from .registry import BACKENDS, Backend, auto_rule, available_backends, backend_status, get_backend, resolve_backend
+from .search_de import (PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search,
+                        population_size)
 
 __all__ = ["ObjectiveSpec", "objective_spec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
-           "spacing_penalty_and_grad",
-           "search_many", "available_backends", "get_backend", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS", "Backend"]
+           "spacing_penalty_and_grad", "search_many", "available_backends", "get_backend", "resolve_backend",
+           "population_size", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS",
+           "Backend"]
 
 OBJECTIVES = ("mep", "dmn")
 
@@ -89,7 +91,9 @@ def objective_and_grad(lambdas: Any, spec: ObjectiveSpec = ObjectiveSpec(), *, h
     lam = _checked_lambdas(lambdas)
     if hessian and spec.name != "mep":
         raise ValueError("the exact Hessian is available for 'mep' only")
-    return _objective_fn(spec, get_backend(backend))(lam, hessian=hessian)
+    kernel = "objective_and_grad_hessian" if hessian else "objective_and_grad"
+    engine = resolve_backend(backend, kernel, spec.name, lam.shape[1] - 1, lam.shape[0])
+    return _objective_fn(spec, engine)(lam, hessian=hessian)
 
 
 def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, *,
@@ -110,7 +114,8 @@ def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: 
         raise ValueError(f"end points must lie in the schedule's domain [{schedule.t_min}, {schedule.t_max}]")
     if np.any(p[:, 0] <= 0):
         raise ValueError("rho must be positive")
-    return _lower_fn(schedule, lower, objective, get_backend(backend))(p)
+    engine = resolve_backend(backend, "lower_solve", objective.name, lower.n_intervals, p.shape[0])
+    return _lower_fn(schedule, lower, objective, engine)(p)
 
 
 def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec,
@@ -134,11 +139,13 @@ def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, 
            backend: str = "auto", callback: Callable[..., Any] | None = None) -> SearchOutcome:
     """The bi-level search: differential evolution over psi with `lower_solve` once per generation.
 
-    Returns a `SearchOutcome` (best psi, the lower-level result there, fitness, generations, solves).
+    Returns a `SearchOutcome` (best psi, the lower-level result there, fitness, generations, solves, backend).
+    ``backend="auto"`` picks by the size of one generation (`resolve_backend`).
     """
-    solve, repair = _evaluator(schedule, lower, objective, spec, get_backend(backend))
+    engine = resolve_backend(backend, "lower_solve", objective.name, lower.n_intervals, population_size(spec))
+    solve, repair = _evaluator(schedule, lower, objective, spec, engine)
     out = differential_evolution(lambda psi: solve(repair(psi)), spec, callback)
-    return replace(out, psi=repair(out.psi[None])[0])
+    return replace(out, psi=repair(out.psi[None])[0], backend=engine.name)
 
 
 def _evaluator(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, spec: SearchSpec,
@@ -156,12 +163,22 @@ def _evaluator(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSp
 def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, SearchSpec]], *, backend: str = "auto",
                 progress: Callable[[int, int], None] | None = None) -> list[SearchOutcome]:
     """Many bi-level searches in lockstep: every round, the populations of all searches that share a schedule and
-    a lower-level spec go to the lower level in one batched call. Same results as `search` one by one.
+    a lower-level spec go to the lower level in one batched call. Each result equals `search`'s with the backend
+    it reports: ``backend="auto"`` picks once per such group, by the group's first round (`resolve_backend`: a
+    group large enough for a GPU backend runs there; `search` alone would run one generation on the CPU).
 
     ``progress(done, total)`` is called whenever a search finishes its generations.
     """
-    engine = get_backend(backend)
-    evals = [_evaluator(sched, low, obj, de, engine) for sched, low, obj, de in jobs]
+    # equal schedules by content: plans made one by one hold equal but distinct schedule objects
+    keys = [(sched.content_key(), low, obj) for sched, low, obj, _ in jobs]
+    group_of = keys.__getitem__
+    members_of: dict[tuple, list[int]] = {}
+    for i, key in enumerate(keys):
+        members_of.setdefault(key, []).append(i)
+    engine_of = {key: resolve_backend(backend, "lower_solve", jobs[ms[0]][2].name, jobs[ms[0]][1].n_intervals,
+                                      sum(population_size(jobs[i][3]) for i in ms))
+                 for key, ms in members_of.items()}
+    evals = [_evaluator(sched, low, obj, de, engine_of[group_of(i)]) for i, (sched, low, obj, de) in enumerate(jobs)]
     gens = [de_generations(de) for *_, de in jobs]
     pending: dict[int, np.ndarray] = {i: next(g) for i, g in enumerate(gens)}
     nfev = [0] * len(jobs)
@@ -169,8 +186,7 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     while pending:
         groups: dict[tuple, list[int]] = {}
         for i in pending:
-            sched, low, obj, _ = jobs[i]
-            groups.setdefault((id(sched), low, obj), []).append(i)
+            groups.setdefault(group_of(i), []).append(i)
         results: dict[int, np.ndarray] = {}
         for members in groups.values():
             repaired = [evals[i][1](pending[i]) for i in members]
@@ -191,7 +207,7 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     for i, (*_, de) in enumerate(jobs):
         solve, repair = evals[i]
         res = finish_search(states[i], lambda psi, solve=solve, repair=repair: solve(repair(psi)), de, nfev[i])
-        out.append(replace(res, psi=repair(res.psi[None])[0]))
+        out.append(replace(res, psi=repair(res.psi[None])[0], backend=engine_of[group_of(i)].name))
     return out
 
 
@@ -218,6 +234,7 @@ def show_config(file: Any = None) -> dict[str, Any]:
     """Print (and return) versions and which backends loaded, with the reason for each that did not."""
     info = {"hso": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "numpy": np.__version__, "backends": backend_status(), "auto": available_backends()[0],
+            "auto_gpu_rule": {"measured_on": auto_rule()["device"], "crossover_batches": auto_rule()["rules"]},
             "scipy": scipy.__version__}
     print(json.dumps(info, indent=2), file=file or sys.stdout)
     return info

@@ -5,9 +5,13 @@ fix-it hint (``hso info`` / `show_config`). Importing `hso` never compiles or lo
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import json
+import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from . import reference
@@ -15,7 +19,8 @@ from .codes import INIT_CODES, OBJECTIVE_CODES, schedule_code
 from .reference_dmn import resolve_trunc_num
 from .reference_lower import LowerResult
 
-__all__ = ["Backend", "available_backends", "get_backend", "backend_status", "BACKENDS", "INIT_CODES"]
+__all__ = ["Backend", "available_backends", "get_backend", "resolve_backend", "gpu_crossover", "auto_rule",
+           "backend_status", "BACKENDS", "INIT_CODES", "AUTO_RULE_FILE"]
 
 _LOAD_ERRORS: dict[str, str] = {}
 _MODULES: dict[str, Any] = {}
@@ -205,7 +210,8 @@ def _triton_lower() -> Callable[..., Any]:
 
 
 # auto prefers cpp: the optimiser's inputs live on the host and a generation is tens of candidates, where copying
-# to a GPU costs more than solving; ask for "cuda" by name for very large batches.
+# to a GPU costs more than solving. A batch large enough that a GPU backend was measured faster goes to it
+# (`resolve_backend`, the measured rule in auto_rule.json).
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
     "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve"), ("mep", "dmn"),
@@ -248,6 +254,45 @@ def get_backend(name: str | None = "auto") -> Backend:
     if reason is not None:
         raise RuntimeError(f"backend {name!r} is not available: {reason}")
     return backend
+
+
+AUTO_RULE_FILE = Path(__file__).with_name("auto_rule.json")
+
+
+@functools.lru_cache(maxsize=1)
+def auto_rule() -> dict[str, Any]:
+    """The measured batch rule of ``auto`` (written by ``python -m benchmarks.auto_rule`` from a GPU run's throughput
+    table): for each GPU backend, kernel and objective, ``[N, B]`` pairs, B the smallest measured batch from which
+    every measured batch ran at least ``margin`` times faster than cpp on that machine (None: never)."""
+    return json.loads(AUTO_RULE_FILE.read_text())
+
+
+def gpu_crossover(backend: str, kernel: str, objective: str, n_intervals: int) -> float:
+    """The batch size from which ``auto`` runs `kernel` on GPU backend `backend` for N intervals: the larger of the
+    crossovers measured at the nearest N on each side; infinite outside the measured N or where either side never
+    paid (the CPU stays the choice wherever nothing was measured)."""
+    cells = auto_rule()["rules"].get(backend, {}).get(kernel, {}).get(objective, [])
+    below = [(n, b) for n, b in cells if n <= n_intervals]
+    above = [(n, b) for n, b in cells if n >= n_intervals]
+    if not below or not above:
+        return math.inf
+    sides = (max(below)[1], min(above)[1])
+    return math.inf if None in sides else float(max(sides))
+
+
+def resolve_backend(name: str | None, kernel: str, objective: str, n_intervals: int, batch: int) -> Backend:
+    """The backend a call of `kernel` ("lower_solve", "objective_and_grad" or "objective_and_grad_hessian") runs
+    on: `name` itself, or for ``"auto"`` (and no ``HSO_BACKEND``) the `get_backend` choice, unless `batch` candidates
+    of `objective` at `n_intervals` reach a GPU backend's measured crossover (`gpu_crossover`) and it is available.
+    GPU backends are only probed once a batch is that large."""
+    base = get_backend(name)
+    if (name not in (None, "auto")) or os.environ.get("HSO_BACKEND", "auto") not in ("", "auto"):
+        return base
+    for backend in sorted(BACKENDS.values(), key=lambda b: -b.priority):
+        if "cuda" in backend.devices and backend.name != base.name and \
+                batch >= gpu_crossover(backend.name, kernel, objective, n_intervals) and backend.is_available():
+            return backend
+    return base
 
 
 def backend_status() -> dict[str, dict[str, Any]]:

@@ -48,6 +48,12 @@ class SearchOutcome:
     message: str
     population: np.ndarray = field(repr=False)  # [S, 3] final population
     energies: np.ndarray = field(repr=False)    # [S]
+    backend: str = ""                           # the engine that ran the lower level (set by hso.fast)
+
+
+def population_size(spec: SearchSpec, m: int = 3) -> int:
+    """Candidates per generation (scipy's rule: popsize times the number of parameters, at least 5)."""
+    return max(5, int(spec.popsize) * m)
 
 
 def _latin_hypercube(rng: np.random.Generator, s: int, m: int) -> np.ndarray:
@@ -78,7 +84,7 @@ def de_generations(spec: SearchSpec, callback: Callable[..., Any] | None = None
     lo = np.array([b[0] for b in spec.bounds], dtype=np.float64)
     hi = np.array([b[1] for b in spec.bounds], dtype=np.float64)
     m = lo.size
-    s = max(5, int(spec.popsize) * m)
+    s = population_size(spec, m)
     if spec.init == "latinhypercube":
         pop = _latin_hypercube(rng, s, m)
     elif spec.init == "random":
