@@ -78,9 +78,12 @@ def run(rows_per_cell: int = 6) -> list[dict]:
             if np.isfinite(ref):  # scipy failed from both starts: no comparison
                 ratios.append(got.objective[i] / ref)
         r = np.array(ratios)
+        if r.size == 0:  # no feasible candidate in this draw (or scipy failed on each): nothing to compare
+            out.append({"preset": preset, "nfe": nfe, "spacing": spacing, "n": 0})
+            continue
         out.append({"preset": preset, "nfe": nfe, "spacing": spacing, "n": r.size, "median": float(np.median(r)),
                     "max": float(r.max()), "worse": int((r > 1 + 1e-6).sum()), "cpp_ms": cpp_s * 1e3,
-                    "scipy_ms": sc_s / max(r.size, 1) * 1e3})
+                    "scipy_ms": sc_s / r.size * 1e3})
         print(f"{preset} NFE {nfe} {spacing}: cpp/trust-constr median {np.median(r):.4f} max {r.max():.4f}, "
               f"worse in {(r > 1 + 1e-6).sum()}/{r.size}", file=sys.stderr)
     return out
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
              "| preset | NFE | spacing | candidates | ratio median | ratio max | cpp higher (> 1e-6) | cpp ms | "
              "trust-constr ms |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r["n"] == 0:
+            lines.append(f"| {r['preset']} | {r['nfe']} | {r['spacing']} | 0 | - | - | - | - | - |")
+            continue
         lines.append(f"| {r['preset']} | {r['nfe']} | {r['spacing']} | {r['n']} | {r['median']:.4f} | "
                      f"{r['max']:.4f} | {r['worse']} | {r['cpp_ms']:.3f} | {r['scipy_ms']:.0f} |")
     args.out.write_text("\n".join(lines) + "\n")
