@@ -82,8 +82,8 @@ fi
 #    python -m benchmarks.auto_rule --table ..., only with --verified naming the backends and objectives whose
 #    agreement tests all passed above; HSO_GPU_VERIFIED sets that list here, default every GPU backend)
 if [ -s "$out/gpu_throughput.md" ]; then
-  # shellcheck disable=SC2086
-  $py -m benchmarks.auto_rule --table "$out/gpu_throughput.md" --verified ${HSO_GPU_VERIFIED:-'cuda:*:*' 'triton:*:*'} \
+  read -r -a verified <<<"${HSO_GPU_VERIFIED:-cuda:*:* triton:*:*}"  # split on spaces, never globbed
+  $py -m benchmarks.auto_rule --table "$out/gpu_throughput.md" --verified "${verified[@]}" \
     --out "$out" >"$out/auto_rule.log" 2>&1 || echo "hso gpu_check: auto rule failed; see auto_rule.log"
   tail -25 "$out/auto_rule.md" 2>/dev/null
 fi
