@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cpu/lower.h"
 #include "cpu/objectives.h"
@@ -126,13 +127,10 @@ py::tuple dmn_and_grad_with(DmnKernel kernel, const InArray& lambdas, int kind, 
   return py::make_tuple(value, grad);
 }
 
-using LowerKernel = void (*)(const double*, int64_t, const hso::ScheduleMap&, const hso::LowerParams&, double*,
-                            double*, double*, double*, int64_t*, bool*);
+using BatchKernel = void (*)(const hso::LowerBatch&, int64_t, int64_t);
 
-py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, double a, double b,
-                           const InArray& table, int64_t n_int, double gap, double d_min, double gamma, int kind,
-                           double p, int init, int64_t maxiter, double xtol, int objective, int64_t trunc) {
-  if (psi.ndim() != 2 || psi.shape(1) != 3) throw std::invalid_argument("psi must be [B, 3]");
+// the checks every lower-level problem passes before a kernel trusts it
+void check_problem(int family, int64_t table_len, int64_t n_int, int kind, int init, int objective, int64_t trunc) {
   if (n_int < 1) throw std::invalid_argument("N must be >= 1");
   if (family < hso::FAMILY_VP_TABLE || family > hso::FAMILY_FLOW) {
     throw std::invalid_argument("unknown schedule family " + std::to_string(family));
@@ -147,32 +145,100 @@ py::tuple lower_solve_with(LowerKernel kernel, const InArray& psi, int family, d
     throw std::invalid_argument("unknown objective " + std::to_string(objective) + "; known: 0 (mep), 1 (dmn)");
   }
   if (trunc < 0) throw std::invalid_argument("trunc must be >= 0");
-  if (family == 0 && (table.ndim() != 1 || table.shape(0) < 2)) {
+  if (family == hso::FAMILY_VP_TABLE && table_len < 2) {
     throw std::invalid_argument("the vp table family needs a 1-D log-alpha table with >= 2 entries");
   }
+}
+
+void check_psi(const InArray& psi) {
+  if (psi.ndim() != 2 || psi.shape(1) != 3) throw std::invalid_argument("psi must be [B, 3]");
+}
+
+// run a batch and return (t, lambdas, objective, penalty, iters, feasible), t and lambdas [B, n1max]
+py::tuple run_batch(BatchKernel kernel, const InArray& psi, const int64_t* prob, const hso::ScheduleMap* maps,
+                    const hso::LowerParams* params, int64_t problems, int64_t n1max) {
   const py::ssize_t B = psi.shape(0);
-  const py::ssize_t n1 = n_int + 1;
-  OutArray t({B, n1});
-  OutArray lam({B, n1});
+  OutArray t({B, static_cast<py::ssize_t>(n1max)});
+  OutArray lam({B, static_cast<py::ssize_t>(n1max)});
   OutArray objective_out(B);
   OutArray penalty(B);
   py::array_t<int64_t> iters(B);
   py::array_t<bool> feasible(B);
-  hso::ScheduleMap s{family, a, b, family == 0 ? table.data() : nullptr, family == 0 ? table.shape(0) : 0};
-  hso::LowerParams P{n_int, gap, d_min, gamma, kind, p, init, maxiter, xtol, objective, trunc};
-  const double* ps = psi.data();
-  double* tp = t.mutable_data();
-  double* lp = lam.mutable_data();
-  double* op = objective_out.mutable_data();
-  double* pp = penalty.mutable_data();
-  int64_t* ip = iters.mutable_data();
-  bool* fp = feasible.mutable_data();
+  const hso::LowerBatch L{psi.data(), prob, maps, params, n1max, t.mutable_data(), lam.mutable_data(),
+                          objective_out.mutable_data(), penalty.mutable_data(), iters.mutable_data(),
+                          feasible.mutable_data()};
   {
     py::gil_scoped_release release;
-    kernel(ps, B, s, P, tp, lp, op, pp, ip, fp);
+    kernel(L, B, problems);
   }
   return py::make_tuple(t, lam, objective_out, penalty, iters, feasible);
 }
+
+py::tuple lower_solve_with(BatchKernel kernel, const InArray& psi, int family, double a, double b,
+                           const InArray& table, int64_t n_int, double gap, double d_min, double gamma, int kind,
+                           double p, int init, int64_t maxiter, double xtol, int objective, int64_t trunc) {
+  check_psi(psi);
+  const int64_t table_len = (table.ndim() == 1) ? table.shape(0) : 0;
+  check_problem(family, table_len, n_int, kind, init, objective, trunc);
+  const hso::ScheduleMap s{family, a, b, family == 0 ? table.data() : nullptr, family == 0 ? table_len : 0};
+  const hso::LowerParams P{n_int, gap, d_min, gamma, kind, p, init, maxiter, xtol, objective, trunc};
+  return run_batch(kernel, psi, nullptr, &s, &P, 1, n_int + 1);
+}
+
+// columns of lower_solve_many's problem table
+constexpr int kProblemColumns = 16;
+
+py::tuple lower_solve_many_with(BatchKernel kernel, const InArray& psi,
+                                const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows,
+                                const InArray& problems, const InArray& tables) {
+  check_psi(psi);
+  if (problems.ndim() != 2 || problems.shape(1) != kProblemColumns || problems.shape(0) < 1) {
+    throw std::invalid_argument("problems must be [P, 16] with P >= 1");
+  }
+  if (rows.ndim() != 1 || rows.shape(0) != psi.shape(0)) throw std::invalid_argument("rows must be [B], as psi");
+  if (tables.ndim() != 1) throw std::invalid_argument("tables must be 1-D");
+  const int64_t np = problems.shape(0);
+  const int64_t* rp = rows.data();
+  for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
+    if (rp[i] < 0 || rp[i] >= np) {
+      throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(rp[i]) +
+                                  " is not a problem index (0.." + std::to_string(np - 1) + ")");
+    }
+  }
+  std::vector<hso::ScheduleMap> maps(static_cast<size_t>(np));
+  std::vector<hso::LowerParams> params(static_cast<size_t>(np));
+  int64_t n1max = 2;
+  const double* q = problems.data();
+  for (int64_t i = 0; i < np; ++i, q += kProblemColumns) {
+    const int family = static_cast<int>(q[0]);
+    const int64_t offset = static_cast<int64_t>(q[3]), len = static_cast<int64_t>(q[4]);
+    const int64_t n_int = static_cast<int64_t>(q[5]);
+    const int kind = static_cast<int>(q[9]), init = static_cast<int>(q[11]), objective = static_cast<int>(q[14]);
+    const int64_t trunc = static_cast<int64_t>(q[15]);
+    const bool table = family == hso::FAMILY_VP_TABLE;
+    if (table && (offset < 0 || len < 0 || offset + len > tables.shape(0))) {
+      throw std::invalid_argument("problem " + std::to_string(i) + ": its table lies outside tables");
+    }
+    check_problem(family, table ? len : 0, n_int, kind, init, objective, trunc);
+    maps[i] = hso::ScheduleMap{family, q[1], q[2], table ? tables.data() + offset : nullptr, table ? len : 0};
+    params[i] = hso::LowerParams{n_int, q[6], q[7], q[8], kind, q[10], init, static_cast<int64_t>(q[12]), q[13],
+                                 objective, trunc};
+    n1max = n_int + 1 > n1max ? n_int + 1 : n1max;
+  }
+  return run_batch(kernel, psi, rp, maps.data(), params.data(), np, n1max);
+}
+
+constexpr const char* kLowerManyDoc = R"doc(The HSO lower level for a batch of candidates of several problems.
+
+The contract of hso.fast.reference_lower.lower_solve_many: psi [B, 3]; rows [B] int64, the problem each candidate
+solves; problems [P, 16] float64, one row per problem: family, a, b, table offset, table length, N, gap, d_min,
+gamma, kind, p, init, maxiter, xtol, objective, truncNum (codes as lower_solve); tables: the vp-table problems'
+log-alpha tables back to back. Returns lower_solve's tuple with t and lambdas [B, max N + 1], a candidate with a
+smaller N padded with NaN after its last point.
+
+Raises:
+    ValueError: as lower_solve for any problem, a row that names no problem, or a table outside tables.
+)doc";
 
 }  // namespace
 
@@ -220,14 +286,26 @@ PYBIND11_MODULE(_C, m) {
   m.def("lower_solve", [](const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
                           double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
                           double xtol, int objective, int64_t trunc) {
-          return lower_solve_with(&hso::lower_solve_cpu, psi, family, a, b, table, n_int, gap, d_min, gamma, kind, p,
+          return lower_solve_with(&hso::lower_solve_batch_cpu, psi, family, a, b, table, n_int, gap, d_min, gamma, kind, p,
                                   init, maxiter, xtol, objective, trunc);
         }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"),
         py::arg("table"), py::arg("n_int"), py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"),
         py::arg("p"), py::arg("init"), py::arg("maxiter"), py::arg("xtol"), py::arg("objective") = 0,
         py::arg("trunc") = 0, kLowerDoc);
 
+  m.def("lower_solve_many", [](const InArray& psi, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows,
+                               const InArray& problems, const InArray& tables) {
+          return lower_solve_many_with(&hso::lower_solve_batch_cpu, psi, rows, problems, tables);
+        }, py::arg("psi"), py::arg("rows"), py::arg("problems"), py::arg("tables"), kLowerManyDoc);
+
 #if defined(HSO_WITH_CUDA)
+  m.def("lower_solve_many_cuda", [](const InArray& psi,
+                                    const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows,
+                                    const InArray& problems, const InArray& tables) {
+          return lower_solve_many_with(&hso::lower_solve_batch_cuda_from_host, psi, rows, problems, tables);
+        }, py::arg("psi"), py::arg("rows"), py::arg("problems"), py::arg("tables"),
+        "lower_solve_many on the current CUDA device, from and to host arrays (one launch for every problem).\n\n"
+        "Raises:\n    ValueError: as lower_solve_many.\n    RuntimeError: any CUDA error, with the runtime's message.");
   m.def(
       "mep_and_grad_cuda",
       [](const InArray& lambdas, int kind, double p, bool hessian) {
@@ -247,7 +325,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("lower_solve_cuda", [](const InArray& psi, int family, double a, double b, const InArray& table,
                                int64_t n_int, double gap, double d_min, double gamma, int kind, double p, int init,
                                int64_t maxiter, double xtol, int objective, int64_t trunc) {
-          return lower_solve_with(&hso::lower_solve_cuda_from_host, psi, family, a, b, table, n_int, gap, d_min, gamma,
+          return lower_solve_with(&hso::lower_solve_batch_cuda_from_host, psi, family, a, b, table, n_int, gap, d_min, gamma,
                                   kind, p, init, maxiter, xtol, objective, trunc);
         }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"), py::arg("table"), py::arg("n_int"),
         py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"), py::arg("p"), py::arg("init"),

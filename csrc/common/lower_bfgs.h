@@ -287,13 +287,56 @@ HSO_HD int64_t lower_row_bfgs(const ScheduleMap& s, const LowerParams& P, double
   return iters;
 }
 
-// One candidate of lower_solve for any objective: the entry point of the OpenMP loop and the CUDA kernel.
+// One candidate of lower_solve for any objective.
 HSO_HD int64_t lower_row(const ScheduleMap& s, const LowerParams& P, double rho, double t_eps, double t_max,
                          double* t, double* lam, double* objective, double* penalty, bool* feasible, double* work) {
   if (P.objective == OBJECTIVE_MEP) {
     return lower_row_mep(s, P, rho, t_eps, t_max, t, lam, objective, penalty, feasible, work);
   }
   return lower_row_bfgs(s, P, rho, t_eps, t_max, t, lam, objective, penalty, feasible, work);
+}
+
+// A batch of candidates over several lower-level problems (the lower_solve_many contract of
+// hso/fast/reference_lower.py): candidate b solves problem prob[b] (prob == nullptr: every candidate solves
+// problem 0) with that problem's noise schedule and parameters. t and lam are [B, n1max]; a candidate with fewer
+// intervals leaves NaN after its last point.
+struct LowerBatch {
+  const double* psi;  // [B, 3]
+  const int64_t* prob;  // [B] or nullptr
+  const ScheduleMap* maps;  // [problems]
+  const LowerParams* params;  // [problems]
+  int64_t n1max;
+  double* t;
+  double* lam;
+  double* objective;
+  double* penalty;
+  int64_t* iters;
+  bool* feasible;
+};
+
+// the most scratch any problem of the batch needs (doubles per candidate)
+HSO_HD int64_t lower_batch_work_size(const LowerParams* params, int64_t problems) {
+  int64_t most = 0;
+  for (int64_t p = 0; p < problems; ++p) {
+    const int64_t w = lower_work_size_for(params[p]);
+    most = w > most ? w : most;
+  }
+  return most;
+}
+
+// Candidate b of a batch: the entry point of the OpenMP loop and the CUDA kernel.
+HSO_HD void lower_batch_row(const LowerBatch& L, int64_t b, double* work) {
+  const int64_t p = L.prob ? L.prob[b] : 0;
+  const LowerParams& P = L.params[p];
+  double* t = L.t + b * L.n1max;
+  double* lam = L.lam + b * L.n1max;
+  const double* psi = L.psi + 3 * b;
+  L.iters[b] = lower_row(L.maps[p], P, psi[0], psi[1], psi[2], t, lam, L.objective + b, L.penalty + b,
+                         L.feasible + b, work);
+  for (int64_t k = P.n_int + 1; k < L.n1max; ++k) {
+    t[k] = NAN;
+    lam[k] = NAN;
+  }
 }
 
 }  // namespace hso

@@ -7,8 +7,7 @@
 
 namespace hso {
 
-// psi [B, 3] = (rho, t_eps, T_max); outputs t, lam [B, N+1], objective, penalty [B], iters [B], feasible [B].
-void lower_solve_cpu(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
-                     double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible);
+// Every candidate of the batch (one problem, or several: `LowerBatch`); `problems` entries in L.maps / L.params.
+void lower_solve_batch_cpu(const LowerBatch& L, int64_t B, int64_t problems);
 
 }  // namespace hso

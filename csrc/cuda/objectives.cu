@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/dmn_row.h"
 #include "common/lower_bfgs.h"
@@ -103,45 +104,53 @@ void dmn_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, in
 
 // One candidate per thread, the whole lower level (start, Newton, penalty) in registers and a private scratch row
 // in global memory; candidates differ in iteration count, but a generation's population converges in a similar
-// handful of Newton steps, so warps stay mostly converged.
-__global__ void _lower_solve_kernel(const double* __restrict__ psi, int64_t B, ScheduleMap s, LowerParams P,
-                                    double* __restrict__ t, double* __restrict__ lam, double* __restrict__ objective,
-                                    double* __restrict__ penalty, int64_t* __restrict__ iters,
-                                    bool* __restrict__ feasible, double* __restrict__ work) {
+// handful of Newton steps, so warps stay mostly converged. Candidates of different problems (lower_solve_many)
+// read their problem's schedule and parameters from the device arrays in L.
+__global__ void _lower_solve_kernel(LowerBatch L, int64_t B, int64_t work_size, double* __restrict__ work) {
   const int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (b >= B) return;
-  const int64_t n1 = P.n_int + 1;
-  iters[b] = lower_row(s, P, psi[3 * b], psi[3 * b + 1], psi[3 * b + 2], t + b * n1, lam + b * n1, objective + b,
-                       penalty + b, feasible + b, work + b * lower_work_size_for(P));
+  lower_batch_row(L, b, work + b * work_size);
 }
 
-void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
-                                double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible) {
+void lower_solve_batch_cuda_from_host(const LowerBatch& L, int64_t B, int64_t problems) {
   if (B <= 0) return;
-  const size_t n1 = static_cast<size_t>(P.n_int + 1);
   const size_t nb = static_cast<size_t>(B);
-  DeviceBuffer<> d_psi(3 * nb), d_t(nb * n1), d_lam(nb * n1), d_obj(nb), d_pen(nb);
-  DeviceBuffer<> d_work(nb * static_cast<size_t>(lower_work_size_for(P)));
-  DeviceBuffer<> d_table(s.family == FAMILY_VP_TABLE ? static_cast<size_t>(s.n) : 0);
-  DeviceBuffer<int64_t> d_iters(nb);
+  const size_t n1 = static_cast<size_t>(L.n1max);
+  const size_t np = static_cast<size_t>(problems);
+  const int64_t work_size = lower_batch_work_size(L.params, problems);
+  // the problems' tables, back to back on the device, and the maps pointing into them
+  size_t table_total = 0;
+  for (size_t p = 0; p < np; ++p) table_total += L.maps[p].family == FAMILY_VP_TABLE ? L.maps[p].n : 0;
+  DeviceBuffer<> d_psi(3 * nb), d_t(nb * n1), d_lam(nb * n1), d_obj(nb), d_pen(nb), d_table(table_total);
+  DeviceBuffer<> d_work(nb * static_cast<size_t>(work_size));
+  DeviceBuffer<int64_t> d_iters(nb), d_prob(L.prob ? nb : 0);
   DeviceBuffer<bool> d_feas(nb);
-  check(cudaMemcpy(d_psi.ptr, psi, 3 * nb * sizeof(double), cudaMemcpyHostToDevice), "copying psi");
-  ScheduleMap sd = s;
-  if (s.family == FAMILY_VP_TABLE) {
-    check(cudaMemcpy(d_table.ptr, s.table, s.n * sizeof(double), cudaMemcpyHostToDevice), "copying the table");
-    sd.table = d_table.ptr;
+  DeviceBuffer<ScheduleMap> d_maps(np);
+  DeviceBuffer<LowerParams> d_params(np);
+  std::vector<ScheduleMap> maps(L.maps, L.maps + np);
+  size_t at = 0;
+  for (size_t p = 0; p < np; ++p) {
+    if (maps[p].family != FAMILY_VP_TABLE) continue;
+    check(cudaMemcpy(d_table.ptr + at, maps[p].table, maps[p].n * sizeof(double), cudaMemcpyHostToDevice),
+          "copying a table");
+    maps[p].table = d_table.ptr + at;
+    at += maps[p].n;
   }
+  check(cudaMemcpy(d_maps.ptr, maps.data(), np * sizeof(ScheduleMap), cudaMemcpyHostToDevice), "copying maps");
+  check(cudaMemcpy(d_params.ptr, L.params, np * sizeof(LowerParams), cudaMemcpyHostToDevice), "copying params");
+  check(cudaMemcpy(d_psi.ptr, L.psi, 3 * nb * sizeof(double), cudaMemcpyHostToDevice), "copying psi");
+  if (L.prob) check(cudaMemcpy(d_prob.ptr, L.prob, nb * sizeof(int64_t), cudaMemcpyHostToDevice), "copying rows");
+  const LowerBatch dev{d_psi.ptr, L.prob ? d_prob.ptr : nullptr, d_maps.ptr, d_params.ptr, L.n1max, d_t.ptr,
+                       d_lam.ptr, d_obj.ptr, d_pen.ptr, d_iters.ptr, d_feas.ptr};
   const int64_t blocks = (B + kThreads - 1) / kThreads;
-  _lower_solve_kernel<<<static_cast<unsigned int>(blocks), kThreads>>>(d_psi.ptr, B, sd, P, d_t.ptr, d_lam.ptr,
-                                                                        d_obj.ptr, d_pen.ptr, d_iters.ptr,
-                                                                        d_feas.ptr, d_work.ptr);
+  _lower_solve_kernel<<<static_cast<unsigned int>(blocks), kThreads>>>(dev, B, work_size, d_work.ptr);
   check(cudaGetLastError(), "launching _lower_solve_kernel");
-  check(cudaMemcpy(t, d_t.ptr, nb * n1 * sizeof(double), cudaMemcpyDeviceToHost), "copying t");
-  check(cudaMemcpy(lam, d_lam.ptr, nb * n1 * sizeof(double), cudaMemcpyDeviceToHost), "copying lambdas");
-  check(cudaMemcpy(objective, d_obj.ptr, nb * sizeof(double), cudaMemcpyDeviceToHost), "copying objective");
-  check(cudaMemcpy(penalty, d_pen.ptr, nb * sizeof(double), cudaMemcpyDeviceToHost), "copying penalty");
-  check(cudaMemcpy(iters, d_iters.ptr, nb * sizeof(int64_t), cudaMemcpyDeviceToHost), "copying iters");
-  check(cudaMemcpy(feasible, d_feas.ptr, nb * sizeof(bool), cudaMemcpyDeviceToHost), "copying feasible");
+  check(cudaMemcpy(L.t, d_t.ptr, nb * n1 * sizeof(double), cudaMemcpyDeviceToHost), "copying t");
+  check(cudaMemcpy(L.lam, d_lam.ptr, nb * n1 * sizeof(double), cudaMemcpyDeviceToHost), "copying lambdas");
+  check(cudaMemcpy(L.objective, d_obj.ptr, nb * sizeof(double), cudaMemcpyDeviceToHost), "copying objective");
+  check(cudaMemcpy(L.penalty, d_pen.ptr, nb * sizeof(double), cudaMemcpyDeviceToHost), "copying penalty");
+  check(cudaMemcpy(L.iters, d_iters.ptr, nb * sizeof(int64_t), cudaMemcpyDeviceToHost), "copying iters");
+  check(cudaMemcpy(L.feasible, d_feas.ptr, nb * sizeof(bool), cudaMemcpyDeviceToHost), "copying feasible");
 }
 
 }  // namespace hso

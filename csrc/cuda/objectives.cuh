@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "common/lower_row.h"
+#include "common/lower_bfgs.h"
 
 typedef struct CUstream_st* cudaStream_t;  // the CUDA runtime's own declaration, repeated verbatim
 
@@ -26,10 +26,10 @@ void mep_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, in
 void dmn_forward_cuda_from_host(const double* lambdas, int64_t B, int64_t N1, int kind, double p, int64_t trunc,
                                 double* value, double* grad);
 
-// Host-buffer lower_solve (the contract of lower_solve_cpu): copies psi and the schedule's table to the device, runs
-// `_lower_solve_kernel` (one candidate per thread, scratch rows in global memory) and copies the results back.
-void lower_solve_cuda_from_host(const double* psi, int64_t B, const ScheduleMap& s, const LowerParams& P, double* t,
-                                double* lam, double* objective, double* penalty, int64_t* iters, bool* feasible);
+// Host-buffer batch over several problems (the contract of lower_solve_batch_cpu): copies psi, the rows' problem
+// indices, the problems' schedules (tables back to back) and parameters to the device, runs `_lower_solve_kernel`
+// and copies the results back.
+void lower_solve_batch_cuda_from_host(const LowerBatch& L, int64_t B, int64_t problems);
 
 }  // namespace hso
 

@@ -2,6 +2,7 @@
 
 * `objective_and_grad(lambdas, spec)` - objective value and gradient for a batch of schedules ``[B, N+1]``.
 * `lower_solve(psi, schedule, spec)` - the HSO lower level for a batch of candidates ``psi  # [B, 3]``.
+* `lower_solve_many(psi, rows, problems)` - the same for candidates of many problems at once (one launch).
 * `search(...)` - the bi-level search (differential evolution over psi, lower level per generation).
 
 Inputs are validated, converted to contiguous float64 and outputs allocated here, once, not in each backend.
@@ -23,11 +24,13 @@ from . import reference_dmn
 from .reference import spacing_penalty_and_grad
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
+from .reference_lower import lower_solve_many as _reference_lower_solve_many
 from .registry import BACKENDS, Backend, auto_rule, available_backends, backend_status, get_backend, resolve_backend
 from .search_de import (PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search,
                         population_size)
 
-__all__ = ["ObjectiveSpec", "objective_spec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve", "search",
+__all__ = ["ObjectiveSpec", "objective_spec", "LowerSpec", "LowerResult", "objective_and_grad", "lower_solve",
+           "lower_solve_many", "search",
            "spacing_penalty_and_grad", "search_many", "available_backends", "get_backend", "resolve_backend",
            "population_size", "show_config", "SearchSpec", "SearchOutcome", "PAPER_BOUNDS", "OBJECTIVES", "BACKENDS",
            "Backend"]
@@ -96,13 +99,7 @@ def objective_and_grad(lambdas: Any, spec: ObjectiveSpec = ObjectiveSpec(), *, h
     return _objective_fn(spec, engine)(lam, hessian=hessian)
 
 
-def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, *,
-                backend: str = "auto") -> LowerResult:
-    """The HSO lower level for ``psi  # [B, 3] = (rho, t_eps, T_max)``; see `hso.fast.reference_lower`.
-
-    Raises:
-        ValueError: psi of the wrong shape, non-finite, t_eps >= T_max or outside the schedule's domain.
-    """
+def _checked_psi(psi: Any) -> np.ndarray:
     p = np.ascontiguousarray(psi, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3:
         raise ValueError(f"psi must have shape [B, 3] (rho, t_eps, T_max), got {p.shape}")
@@ -110,24 +107,107 @@ def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: 
         raise ValueError("psi contains NaN or inf")
     if np.any(p[:, 1] >= p[:, 2]):
         raise ValueError("every candidate needs t_eps < T_max")
-    if np.any(p[:, 1] < schedule.t_min) or np.any(p[:, 2] > schedule.t_max):
-        raise ValueError(f"end points must lie in the schedule's domain [{schedule.t_min}, {schedule.t_max}]")
     if np.any(p[:, 0] <= 0):
         raise ValueError("rho must be positive")
+    return p
+
+
+def _check_domain(p: np.ndarray, schedule: NoiseSchedule) -> None:
+    if np.any(p[:, 1] < schedule.t_min) or np.any(p[:, 2] > schedule.t_max):
+        raise ValueError(f"end points must lie in the schedule's domain [{schedule.t_min}, {schedule.t_max}]")
+
+
+def lower_solve(psi: Any, schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, *,
+                backend: str = "auto") -> LowerResult:
+    """The HSO lower level for ``psi  # [B, 3] = (rho, t_eps, T_max)``; see `hso.fast.reference_lower`.
+
+    Raises:
+        ValueError: psi of the wrong shape, non-finite, t_eps >= T_max or outside the schedule's domain.
+    """
+    p = _checked_psi(psi)
+    _check_domain(p, schedule)
     engine = resolve_backend(backend, "lower_solve", objective.name, lower.n_intervals, p.shape[0])
     return _lower_fn(schedule, lower, objective, engine)(p)
 
 
-def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec,
-              backend: Backend) -> Callable[[np.ndarray], LowerResult]:
-    """Bind the lower level: the backend's fused kernel when it has one for this objective, else the numpy driver
-    on the backend's objective."""
+Problem = tuple[NoiseSchedule, LowerSpec, ObjectiveSpec]
+
+
+def lower_solve_many(psi: Any, rows: Any, problems: list[Problem], *, backend: str = "auto") -> LowerResult:
+    """The lower level for candidates of several problems in one call: ``rows  # [B]`` names, for each candidate of
+    ``psi  # [B, 3]``, its problem in ``problems``, a list of ``(schedule, lower, objective)``. Problems may differ
+    in everything: noise schedule, N, gap, d_min, objective, start family. Returns `lower_solve`'s result with ``t``
+    and ``lambdas`` of shape ``[B, max N + 1]``, a candidate of a smaller N padded with NaN after its last point;
+    each candidate's values equal `lower_solve`'s for its problem on the same backend, byte for byte.
+
+    ``backend="auto"`` resolves each problem by its number of candidates (`resolve_backend`); the problems on one
+    engine share one call, one kernel launch on cpp and cuda (contract `hso.fast.reference_lower.lower_solve_many`).
+
+    Raises:
+        ValueError: as `lower_solve`, for any candidate on its problem's schedule; rows not [B] integers naming
+            problems; no problems.
+    """
+    p = _checked_psi(psi)
+    if not problems:
+        raise ValueError("problems is empty: give at least one (schedule, lower, objective)")
+    r = np.asarray(rows)
+    if r.shape != (p.shape[0],) or (r.size and not np.issubdtype(r.dtype, np.integer)):
+        raise ValueError(f"rows must be [B] = [{p.shape[0]}] integers, got shape {r.shape} of {r.dtype}")
+    r = r.astype(np.int64)
+    if r.size and (r.min() < 0 or r.max() >= len(problems)):
+        raise ValueError(f"rows must name problems 0..{len(problems) - 1}, got {r.min()}..{r.max()}")
+    for k, (schedule, _, _) in enumerate(problems):
+        _check_domain(p[r == k], schedule)
+    engines = [resolve_backend(backend, "lower_solve", obj.name, low.n_intervals, int(np.sum(r == k)))
+               for k, (_, low, obj) in enumerate(problems)]
+    return _solve_many(p, r, problems, engines)
+
+
+def _solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[Problem], engines: list[Backend]) -> LowerResult:
+    """`lower_solve_many` on validated input, each problem on its engine: one call per engine, fused where the
+    engine has a kernel for all its problems' objectives, else the twin's one call per problem."""
+    n1 = max(low.n_intervals for _, low, _ in problems) + 1
+    bsz = psi.shape[0]
+    out = LowerResult(t=np.full((bsz, n1), np.nan), lambdas=np.full((bsz, n1), np.nan), objective=np.zeros(bsz),
+                      penalty=np.zeros(bsz), fitness=np.zeros(bsz), iters=np.zeros(bsz, dtype=np.int64),
+                      feasible=np.zeros(bsz, dtype=bool))
+    for name in dict.fromkeys(e.name for e in engines):
+        mine = [k for k, e in enumerate(engines) if e.name == name]
+        engine = engines[mine[0]]
+        local = np.full(len(problems), -1, dtype=np.int64)
+        local[mine] = np.arange(len(mine))
+        at = np.flatnonzero(local[rows] >= 0)
+        sub = [problems[k] for k in mine]
+        for schedule, low, obj in sub:
+            _check_objective(schedule, low, obj)
+        if engine.lower_many is not None and all(obj.name in engine.lower_objectives for *_, obj in sub):
+            res = engine.lower_many()(psi[at], local[rows[at]], [(schedule, low) for schedule, low, _ in sub])
+        else:
+            res = _reference_lower_solve_many(psi[at], local[rows[at]],
+                                              [_lower_fn(*prob, engine) for prob in sub],
+                                              [low.n_intervals for _, low, _ in sub])
+        width = res.t.shape[1]
+        for field in ("t", "lambdas"):
+            getattr(out, field)[at, :width] = getattr(res, field)
+        for field in ("objective", "penalty", "fitness", "iters", "feasible"):
+            getattr(out, field)[at] = getattr(res, field)
+    return out
+
+
+def _check_objective(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec) -> None:
     want = objective_spec(lower, schedule.kind)
     if objective != want:
         raise ValueError(f"the objective spec ({objective.name}, kind {objective.kind}, p {objective.p}, trunc_num "
                          f"{objective.trunc_num}) must match the schedule (kind {schedule.kind}) and the lower spec "
                          f"({lower.objective}, p {lower.p}, trunc_num {lower.trunc_num}); "
                          "hso.fast.objective_spec(lower, kind) makes the one that does")
+
+
+def _lower_fn(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec,
+              backend: Backend) -> Callable[[np.ndarray], LowerResult]:
+    """Bind the lower level: the backend's fused kernel when it has one for this objective, else the numpy driver
+    on the backend's objective."""
+    _check_objective(schedule, lower, objective)
     if backend.lower is not None and objective.name in backend.lower_objectives:
         fused = backend.lower()
         return lambda psi: fused(psi, schedule, lower)
@@ -162,10 +242,11 @@ def _evaluator(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSp
 
 def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, SearchSpec]], *, backend: str = "auto",
                 progress: Callable[[int, int], None] | None = None) -> list[SearchOutcome]:
-    """Many bi-level searches in lockstep: every round, the populations of all searches that share a schedule and
-    a lower-level spec go to the lower level in one batched call. Each result equals `search`'s with the backend
-    it reports: ``backend="auto"`` picks once per such group, by the group's first round (`resolve_backend`: a
-    group large enough for a GPU backend runs there; `search` alone would run one generation on the CPU).
+    """Many bi-level searches in lockstep: every round, the populations of all pending searches go to the lower
+    level in one `lower_solve_many` call (one kernel launch per engine on cpp and cuda), whatever their schedules,
+    N and objectives. Each result equals `search`'s with the backend it reports: ``backend="auto"`` picks once per
+    group of searches that share a schedule and a lower-level spec, by the group's first round (`resolve_backend`:
+    a group large enough for a GPU backend runs there; `search` alone would run one generation on the CPU).
 
     ``progress(done, total)`` is called whenever a search finishes its generations.
     """
@@ -179,21 +260,21 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
                                       sum(population_size(jobs[i][3]) for i in ms))
                  for key, ms in members_of.items()}
     evals = [_evaluator(sched, low, obj, de, engine_of[group_of(i)]) for i, (sched, low, obj, de) in enumerate(jobs)]
+    # every round is one lower_solve_many call over all pending searches: one launch per engine
+    problem_of = {key: k for k, key in enumerate(members_of)}
+    problems = [jobs[ms[0]][:3] for ms in members_of.values()]
+    engines = [engine_of[key] for key in members_of]
     gens = [de_generations(de) for *_, de in jobs]
     pending: dict[int, np.ndarray] = {i: next(g) for i, g in enumerate(gens)}
     nfev = [0] * len(jobs)
     states: dict[int, Any] = {}
     while pending:
-        groups: dict[tuple, list[int]] = {}
-        for i in pending:
-            groups.setdefault(group_of(i), []).append(i)
-        results: dict[int, np.ndarray] = {}
-        for members in groups.values():
-            repaired = [evals[i][1](pending[i]) for i in members]
-            fit = evals[members[0]][0](np.concatenate(repaired)).fitness
-            offsets = np.cumsum([0] + [r.shape[0] for r in repaired])
-            for k, i in enumerate(members):
-                results[i] = fit[offsets[k]:offsets[k + 1]]
+        order = list(pending)
+        repaired = [evals[i][1](pending[i]) for i in order]
+        rows = np.concatenate([np.full(r.shape[0], problem_of[group_of(i)]) for i, r in zip(order, repaired)])
+        fit = _solve_many(np.concatenate(repaired), rows, problems, engines).fitness
+        offsets = np.cumsum([0] + [r.shape[0] for r in repaired])
+        results = {i: fit[offsets[k]:offsets[k + 1]] for k, i in enumerate(order)}
         for i, fit in results.items():
             nfev[i] += fit.shape[0]
             try:

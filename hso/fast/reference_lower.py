@@ -27,7 +27,7 @@ optimum; if the optimiser produced anything non-finite, the start is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from ..inits import init_schedule
 from ..schedules import NoiseSchedule
 from .reference import spacing_penalty_and_grad
 
-__all__ = ["LowerSpec", "LowerResult", "lower_solve"]
+__all__ = ["LowerSpec", "LowerResult", "lower_solve", "lower_solve_many"]
 
 
 @dataclass(frozen=True)
@@ -294,4 +294,29 @@ def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec,
         value[bad] = objective_fn(lam[bad], hessian=False)[0]
     penalty = spacing_penalty_and_grad(t, spec.d_min, spec.gamma)[0]
     return LowerResult(t=t, lambdas=lam, objective=value, penalty=penalty, fitness=value + penalty,
+                       iters=iters, feasible=feasible)
+
+
+def lower_solve_many(psi: np.ndarray, rows: np.ndarray, solves: Sequence[Callable[[np.ndarray], LowerResult]],
+                     n_intervals: Sequence[int]) -> LowerResult:
+    """Contract ``lower_solve_many``: candidates of several lower-level problems in one call.
+
+    ``psi  # [B, 3]``; ``rows  # [B]`` int, the problem each candidate solves (an index into the problems);
+    ``solves[k](psi_k)`` solves problem k's candidates (`lower_solve` bound to its schedule, spec and objective) and
+    ``n_intervals[k]`` is its N. The result is `lower_solve`'s with ``t`` and ``lambdas`` of shape
+    ``[B, max N + 1]``: a candidate of a problem with fewer intervals is padded with NaN after its last point.
+    Every candidate's row equals what its problem's `lower_solve` returns for it (a fused kernel runs each
+    candidate alone; this twin groups them by problem).
+    """
+    bsz, n1 = psi.shape[0], max(n_intervals) + 1
+    t, lam = np.full((bsz, n1), np.nan), np.full((bsz, n1), np.nan)
+    objective, penalty = np.zeros(bsz), np.zeros(bsz)
+    iters, feasible = np.zeros(bsz, dtype=np.int64), np.zeros(bsz, dtype=bool)
+    for k in np.unique(rows):
+        at = np.flatnonzero(rows == k)
+        res = solves[k](psi[at])
+        width = res.t.shape[1]
+        t[at, :width], lam[at, :width] = res.t, res.lambdas
+        objective[at], penalty[at], iters[at], feasible[at] = res.objective, res.penalty, res.iters, res.feasible
+    return LowerResult(t=t, lambdas=lam, objective=objective, penalty=penalty, fitness=objective + penalty,
                        iters=iters, feasible=feasible)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from . import reference
-from .codes import INIT_CODES, OBJECTIVE_CODES, schedule_code
+from .codes import FAMILY_CODES, INIT_CODES, OBJECTIVE_CODES, schedule_code
 from .reference_dmn import resolve_trunc_num
 from .reference_lower import LowerResult
 
@@ -54,6 +56,9 @@ class Backend:
             the backend has none (the numpy driver then runs on the backend's objective).
         lower_objectives: the objectives its fused lower level takes; the others run the numpy driver.
         dmn: ``(lambdas, kind, p, trunc_num) -> (value, grad)``, loaded lazily; None: the numpy reference's.
+        lower_many: the fused lower level over several problems in one call
+            ``(psi, rows, [(schedule, lower_spec), ...]) -> LowerResult`` (contract
+            `hso.fast.reference_lower.lower_solve_many`), loaded lazily; None: one `lower` call per problem.
     """
 
     name: str
@@ -64,6 +69,7 @@ class Backend:
     lower: Callable[[], Callable[..., Any]] | None = None
     lower_objectives: tuple[str, ...] = ("mep",)
     dmn: Callable[[], Callable[..., tuple]] | None = None
+    lower_many: Callable[[], Callable[..., Any]] | None = None
 
     def is_available(self) -> bool:
         return self.probe() is None
@@ -150,6 +156,32 @@ def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
     return lower
 
 
+def _compiled_lower_many(entry: str) -> Callable[[], Callable[..., Any]]:
+    def load() -> Callable[..., Any]:
+        mod = load_extension()
+        if mod is None:
+            raise RuntimeError(_probe_cpp())
+        kernel = getattr(mod, entry)
+
+        def lower_many(psi, rows, problems):
+            table, tables, at = np.zeros((len(problems), 16)), [], 0
+            for k, (schedule, spec) in enumerate(problems):
+                fam, a, b, tab = schedule_code(schedule)
+                n_tab = tab.shape[0] if fam == FAMILY_CODES["vp_discrete"] else 0
+                table[k] = (fam, a, b, at, n_tab, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind,
+                            spec.p, INIT_CODES[spec.init], spec.maxiter, spec.xtol, OBJECTIVE_CODES[spec.objective],
+                            resolve_trunc_num(spec.n_intervals, spec.trunc_num))
+                if n_tab:
+                    tables.append(tab)
+                    at += n_tab
+            t, lam, obj, pen, iters, feas = kernel(psi, rows, table,
+                                                   np.concatenate(tables) if tables else np.zeros(0))
+            return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
+                               feasible=feas)
+        return lower_many
+    return load
+
+
 def _import_reason(name: str) -> str | None:
     """Import a module once (a failure is remembered); None when it imported, else why not and how to fix it."""
     if name not in _MODULES and name not in _LOAD_ERRORS:
@@ -215,9 +247,9 @@ def _triton_lower() -> Callable[..., Any]:
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", ("cpu",), 0, _probe_reference, _reference_mep),
     "cpp": Backend("cpp", ("cpu",), 10, _probe_cpp, _cpp_mep, _compiled_lower("lower_solve"), ("mep", "dmn"),
-                   _compiled_dmn("dmn_and_grad")),
+                   _compiled_dmn("dmn_and_grad"), _compiled_lower_many("lower_solve_many")),
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda"),
-                    ("mep", "dmn"), _compiled_dmn("dmn_and_grad_cuda")),
+                    ("mep", "dmn"), _compiled_dmn("dmn_and_grad_cuda"), _compiled_lower_many("lower_solve_many_cuda")),
     "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower, ("mep", "dmn"),
                       _triton_dmn),
     # autograd twin of the objectives (hso.fast.reference_torch): a cross-check and a benchmark baseline, never

@@ -1,0 +1,130 @@
+"""lower_solve_many: candidates of many lower-level problems (schedules, N, gaps, objectives, starts) in one call.
+
+Each candidate's result must be byte-identical to `lower_solve` on its own problem with the same backend, rows of a
+smaller N padded with NaN; the fused cpp kernel (one OpenMP loop over every candidate) and the twin's per-problem
+calls (backends without a fused kernel) are both checked, and so are searches that go through it (`search_many`).
+"""
+import numpy as np
+import pytest
+
+import hso
+from hso import _C, fast
+
+pytestmark = pytest.mark.skipif("cpp" not in fast.available_backends(), reason="needs the compiled module")
+
+
+def _problem(preset, n_int, objective="mep", spacing="rank", init="edm_rho"):
+    s = hso.NoiseSchedule.preset(preset)
+    d_min = hso.d_min(n_int + 1)
+    gap = max(d_min, s.time_resolution) if spacing == "constrain" else s.time_resolution
+    low = fast.LowerSpec(n_intervals=n_int, gap=gap, d_min=d_min, objective=objective, init=init,
+                         maxiter=40 if objective == "dmn" else 100)
+    return s, low, fast.objective_spec(low, s.kind)
+
+
+PROBLEMS = [_problem("sd21", 5), _problem("edm", 1), _problem("flow", 10, "dmn"), _problem("vp_cosine", 2),
+            _problem("ddpm", 8, "dmn", "constrain"), _problem("vp_linear", 19, init="time_quadratic"),
+            _problem("sd15", 4, spacing="constrain", init="logSNR"), _problem("edm", 7, "dmn", init="time_uniform")]
+
+
+def _psi_for(problems, rows, rng):
+    out = np.empty((rows.size, 3))
+    for i, k in enumerate(rows):
+        s = problems[k][0]
+        lo, hi = max(s.t_min, 0.01), min(s.t_max, 1.0)
+        out[i] = (rng.uniform(3, 16), lo + rng.uniform(0, 0.02), hi - rng.uniform(0, 0.04))
+    return out
+
+
+@pytest.mark.parametrize("backend", ["cpp", "reference", "cuda"])
+def test_each_candidate_equals_lower_solve_on_its_problem(backend):
+    if backend not in fast.available_backends():
+        pytest.skip(f"{backend}: {fast.BACKENDS[backend].probe()}")
+    rng = np.random.default_rng(5)
+    problems = PROBLEMS if backend == "cpp" else PROBLEMS[:4]
+    rows = rng.permutation(np.repeat(np.arange(len(problems)), 5))  # interleaved: no two neighbours share a problem
+    psi = _psi_for(problems, rows, rng)
+    many = fast.lower_solve_many(psi, rows, problems, backend=backend)
+    n1 = max(low.n_intervals for _, low, _ in problems) + 1
+    assert many.t.shape == many.lambdas.shape == (rows.size, n1)
+    for k, (s, low, obj) in enumerate(problems):
+        at = np.flatnonzero(rows == k)
+        alone = fast.lower_solve(psi[at], s, low, obj, backend=backend)
+        w = low.n_intervals + 1
+        assert np.array_equal(many.t[at, :w], alone.t) and np.array_equal(many.lambdas[at, :w], alone.lambdas)
+        assert np.all(np.isnan(many.t[at, w:])) and np.all(np.isnan(many.lambdas[at, w:]))
+        for field in ("objective", "penalty", "fitness", "iters", "feasible"):
+            assert np.array_equal(getattr(many, field)[at], getattr(alone, field)), field
+
+
+def test_a_problem_without_candidates_still_sets_the_width_and_no_candidates_is_empty():
+    rows = np.zeros(3, dtype=np.int64)
+    psi = _psi_for(PROBLEMS, rows, np.random.default_rng(0))
+    got = fast.lower_solve_many(psi, rows, PROBLEMS[:2] + [PROBLEMS[5]], backend="cpp")
+    assert got.t.shape == (3, 20) and np.all(np.isnan(got.t[:, 6:])) and np.all(np.isfinite(got.t[:, :6]))
+    empty = fast.lower_solve_many(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), PROBLEMS, backend="cpp")
+    assert empty.t.shape == (0, 20) and empty.fitness.shape == (0,)
+
+
+@pytest.mark.parametrize("rows, message", [
+    (np.array([0, 1, 2]), "rows must be"),          # not one per candidate
+    (np.array([0, 9]), "rows must name problems"),  # no such problem
+    (np.array([0, -1]), "rows must name problems"),
+    (np.array([0.0, 1.0]), "integers"),
+])
+def test_bad_rows_get_one_clear_error(rows, message):
+    psi = np.array([[7.0, 0.02, 0.98], [7.0, 0.02, 0.98]])
+    with pytest.raises(ValueError, match=message):
+        fast.lower_solve_many(psi, rows, PROBLEMS[:2], backend="cpp")
+
+
+def test_bad_problems_and_end_points_get_one_clear_error():
+    psi = np.array([[7.0, 0.02, 0.98], [7.0, 0.0001, 0.98]])
+    with pytest.raises(ValueError, match="problems is empty"):
+        fast.lower_solve_many(psi[:1], [0], [], backend="cpp")
+    with pytest.raises(ValueError, match="domain"):  # 1e-4 is inside vp_linear's domain, not sd21's
+        fast.lower_solve_many(psi, [0, 0], [PROBLEMS[0], PROBLEMS[5]], backend="cpp")
+    fast.lower_solve_many(psi, [0, 1], [PROBLEMS[0], PROBLEMS[5]], backend="cpp")
+    s, low, _ = PROBLEMS[0]
+    with pytest.raises(ValueError, match="must match"):
+        fast.lower_solve_many(psi[:1], [0], [(s, low, fast.ObjectiveSpec("dmn", s.kind))], backend="cpp")
+
+
+def test_the_kernel_checks_what_it_is_given():
+    """The compiled entry point refuses what the Python side never sends, instead of reading out of bounds."""
+    psi = np.array([[7.0, 0.02, 0.98]])
+    row = [3.0, 0.0, 0.0, 0, 0, 5, 1e-3, 0.1, 1e9, 1, 2.0, 0, 100, 1e-12, 0, 0]  # edm-family numbers, N = 5
+    _C.lower_solve_many(psi, np.array([0]), np.array([row]), np.zeros(0))
+    with pytest.raises(ValueError, match="not a problem index"):
+        _C.lower_solve_many(psi, np.array([1]), np.array([row]), np.zeros(0))
+    table = list(row)
+    table[0], table[3], table[4] = 0, 2, 5  # a vp table at 2..7 of a 4-entry buffer
+    with pytest.raises(ValueError, match="outside tables"):
+        _C.lower_solve_many(psi, np.array([0]), np.array([table]), np.zeros(4))
+    with pytest.raises(ValueError, match=r"\[P, 16\]"):
+        _C.lower_solve_many(psi, np.array([0]), np.array([row[:15]]), np.zeros(0))
+    bad = list(row)
+    bad[14] = 7
+    with pytest.raises(ValueError, match="unknown objective"):
+        _C.lower_solve_many(psi, np.array([0]), np.array([bad]), np.zeros(0))
+
+
+def test_searches_of_different_schedules_n_and_objectives_share_calls_and_equal_search_alone(monkeypatch):
+    """search_many sends every round to one lower_solve_many call; each search's outcome is `search`'s, byte for
+    byte, and the rounds are as many as the longest search's generations, not one call per search and round."""
+    jobs = []
+    for preset, nfe, objective in (("sd21", 4, "mep"), ("edm", 6, "dmn"), ("flow", 3, "mep"), ("sd21", 9, "mep")):
+        s, low, obj = _problem(preset, nfe, objective, "constrain")
+        jobs.append((s, low, obj, fast.SearchSpec(popsize=4, maxiter=3, seed=nfe)))
+    calls = []
+    real = fast._solve_many
+
+    def counted(psi, rows, problems, engines):
+        calls.append(len(np.unique(rows)))
+        return real(psi, rows, problems, engines)
+    monkeypatch.setattr(fast, "_solve_many", counted)
+    many = fast.search_many(jobs, backend="cpp")
+    assert max(calls) == len(jobs) and len(calls) <= 4  # the first generation plus at most 3 more rounds
+    for job, got in zip(jobs, many):
+        alone = fast.search(*job, backend="cpp")
+        assert np.array_equal(got.lower.t, alone.lower.t) and got.fitness == alone.fitness and got.nfev == alone.nfev
