@@ -3,16 +3,18 @@
 # pytest and CMake, and where nothing can be installed (the device machine some development sessions are lent).
 # It builds hso._C with CUDA in place (no pip), runs the backend agreement tests with the Triton kernels compiled
 # for the GPU (TRITON_INTERPRET=0: among them N = 1 and B = 1, which Triton specialises, the DM-NonUniform lower
-# level against the C++ kernel, and the sm_90 compile check that scans the IR for float32 and 3-D scans), then the
-# GPU throughput benchmark. Each stage has its own time limit, so a slow stage still leaves the others their time:
-# with the default limits the whole script ends within 8.5 minutes.
+# level against the C++ kernel, the sm_90 compile check that scans the IR for float32 and 3-D scans, and
+# lower_solve_many's one-launch CUDA kernel against its per-problem calls), then the GPU throughput benchmark, then
+# many searches in one pass (the library's grid under method "hso", preset by preset, cuda then cpp). Each stage has
+# its own time limit, so a slow stage still leaves the others their time: with the default limits the whole script
+# ends within 8.7 minutes.
 #
 #   bash benchmarks/gpu_check.sh [OUT]      # OUT defaults to $OUT, else /tmp/hso-gpu
 #
-# Stage limits in seconds (environment): HSO_GPU_BUILD_S=150, HSO_GPU_TESTS_S=230, HSO_GPU_BENCH_S=100; a limit of 0
-# skips that stage. Writes to OUT: gpu_env.txt, gpu_build.log, gpu_tests.log (the pytest log, its summary at the
-# end), gpu_bench.log, gpu_throughput.md, gpu_throughput.jsonl, auto_rule.json / auto_rule.md (the batch rule of
-# backend="auto" the table gives). Copy gpu_throughput.md and the tests' summary into benchmarks/results/gpu/ with
+# Stage limits in seconds (environment): HSO_GPU_BUILD_S=150, HSO_GPU_TESTS_S=210, HSO_GPU_BENCH_S=100,
+# HSO_GPU_MANY_S=60; a limit of 0 skips that stage. Writes to OUT: gpu_env.txt, gpu_build.log, gpu_tests.log (the
+# pytest log, its summary at the end), gpu_bench.log, gpu_throughput.md, gpu_throughput.jsonl, auto_rule.json /
+# auto_rule.md (the batch rule of backend="auto" the table gives), many_searches.md / .jsonl and gpu_many.log. Copy gpu_throughput.md and the tests' summary into benchmarks/results/gpu/ with
 # the device named, and re-derive the rule from it (benchmarks/auto_rule.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +22,9 @@ out=${1:-${OUT:-/tmp/hso-gpu}}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 build_s=${HSO_GPU_BUILD_S:-150}
-tests_s=${HSO_GPU_TESTS_S:-230}
+tests_s=${HSO_GPU_TESTS_S:-210}
 bench_s=${HSO_GPU_BENCH_S:-100}
+many_s=${HSO_GPU_MANY_S:-60}
 # a fresh Triton cache: every kernel is compiled by this run, for this Triton
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
   TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$(mktemp -d /tmp/hso-triton-cache.XXXXXX)}"
@@ -64,7 +67,7 @@ if [ "$tests_s" -gt 0 ]; then
   xdist=$($py -c 'import xdist' 2>/dev/null && echo "-n 8")
   timeout -s INT -k 20 "$tests_s" $py -m pytest -q -p no:cacheprovider -o addopts= -rfEs $xdist \
     tests/test_triton.py tests/test_agreement.py tests/test_backends.py tests/test_dmn_backends.py \
-    tests/test_cpp_kernel.py \
+    tests/test_cpp_kernel.py tests/test_lower_many.py \
     >"$out/gpu_tests.log" 2>&1
   echo "tests exit status $? (${SECONDS}s since start)" >>"$out/gpu_tests.log"
   grep -E "^(FAILED|ERROR) " "$out/gpu_tests.log" | head -40
@@ -86,5 +89,17 @@ if [ -s "$out/gpu_throughput.md" ]; then
   $py -m benchmarks.auto_rule --table "$out/gpu_throughput.md" --verified "${verified[@]}" \
     --out "$out" >"$out/auto_rule.log" 2>&1 || echo "hso gpu_check: auto rule failed; see auto_rule.log"
   tail -25 "$out/auto_rule.md" 2>/dev/null
+fi
+# 5. many searches in one pass: one optimize_many per preset over the library's grid with method "hso" (every round
+#    one lower_solve_many launch), on cuda for every preset, then cpp on this machine's cores for the same presets
+#    while time is left; each finished preset appends a row to many_searches.md
+if [ "$many_s" -gt 0 ]; then
+  stage many "$many_s"
+  timeout -s INT -k 5 "$many_s" bash -c 'for b in cuda cpp; do for p in sd21 sd15 ddpm vp_linear vp_cosine edm flow sdxl; do
+      "$1" -m benchmarks.many_searches --backend "$b" --presets "$p" --out "$2" || echo "many_searches failed: $b $p"
+    done; done' _ "$py" "$out" \
+    >"$out/gpu_many.log" 2>&1
+  echo "many searches exit status $? (${SECONDS}s since start)" >>"$out/gpu_many.log"
+  tail -12 "$out/many_searches.md" 2>/dev/null
 fi
 echo "hso gpu_check: done in $((SECONDS - start))s; logs in $out"

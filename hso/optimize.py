@@ -742,9 +742,10 @@ def optimize_many(configs: Iterable[Mapping[str, Any]], *, progress: bool = Fals
                   **defaults: Any) -> list[ScheduleResult]:
     """Many `optimize` calls in one batched pass (e.g. every NFE 3-20 x solver for a model).
 
-    The searches run in lockstep: each round, the populations of all searches that share a noise schedule and a
-    lower-level spec are solved in one lower-level call. Results equal those of `optimize` called one by one
-    with the same arguments (same seeds, same bytes).
+    The searches run in lockstep: each round, the populations of all pending searches, whatever their noise
+    schedules, N and objectives, are solved in one lower-level call (`hso.fast.search_many`). Results equal those of
+    `optimize` called one by one with the same arguments and the backend each result reports (same seeds, same
+    bytes).
 
     Args:
         configs: one mapping of `optimize` keyword arguments per search (``schedule``, ``nfe``, ``solver``, ...).

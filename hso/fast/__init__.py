@@ -245,8 +245,9 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     """Many bi-level searches in lockstep: every round, the populations of all pending searches go to the lower
     level in one `lower_solve_many` call (one kernel launch per engine on cpp and cuda), whatever their schedules,
     N and objectives. Each result equals `search`'s with the backend it reports: ``backend="auto"`` picks once per
-    group of searches that share a schedule and a lower-level spec, by the group's first round (`resolve_backend`:
-    a group large enough for a GPU backend runs there; `search` alone would run one generation on the CPU).
+    group of searches that share a schedule and a lower-level spec (`resolve_backend` at the group's N), with the
+    first round's candidates of the group's objective, all groups together, as the batch: a sweep large enough for
+    a GPU backend runs there, where `search` alone would run one generation on the CPU.
 
     ``progress(done, total)`` is called whenever a search finishes its generations.
     """
@@ -256,9 +257,13 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     members_of: dict[tuple, list[int]] = {}
     for i, key in enumerate(keys):
         members_of.setdefault(key, []).append(i)
-    engine_of = {key: resolve_backend(backend, "lower_solve", jobs[ms[0]][2].name, jobs[ms[0]][1].n_intervals,
-                                      sum(population_size(jobs[i][3]) for i in ms))
-                 for key, ms in members_of.items()}
+    # a round is one call, so a group's batch for the rule is the first round's candidates of its objective
+    first_round: dict[str, int] = {}
+    for key, ms in members_of.items():
+        first_round[key[2].name] = first_round.get(key[2].name, 0) + sum(population_size(jobs[i][3]) for i in ms)
+    engine_of = {key: resolve_backend(backend, "lower_solve", key[2].name, key[1].n_intervals,
+                                      first_round[key[2].name])
+                 for key in members_of}
     evals = [_evaluator(sched, low, obj, de, engine_of[group_of(i)]) for i, (sched, low, obj, de) in enumerate(jobs)]
     # every round is one lower_solve_many call over all pending searches: one launch per engine
     problem_of = {key: k for k, key in enumerate(members_of)}
