@@ -110,21 +110,71 @@ def test_the_kernel_checks_what_it_is_given():
 
 
 def test_searches_of_different_schedules_n_and_objectives_share_calls_and_equal_search_alone(monkeypatch):
-    """search_many sends every round to one lower_solve_many call; each search's outcome is `search`'s, byte for
-    byte, and the rounds are as many as the longest search's generations, not one call per search and round."""
+    """search_many sends every round, of the differential evolutions and of their polish, to one lower_solve_many
+    call; each search's outcome is `search`'s, byte for byte, with far fewer lower-level calls than the searches
+    make one by one."""
     jobs = []
     for preset, nfe, objective in (("sd21", 4, "mep"), ("edm", 6, "dmn"), ("flow", 3, "mep"), ("sd21", 9, "mep")):
         s, low, obj = _problem(preset, nfe, objective, "constrain")
         jobs.append((s, low, obj, fast.SearchSpec(popsize=4, maxiter=3, seed=nfe)))
-    calls = []
+    together = []
     real = fast._solve_many
 
     def counted(psi, rows, problems, engines):
-        calls.append(len(np.unique(rows)))
+        together.append(len(np.unique(rows)))
         return real(psi, rows, problems, engines)
     monkeypatch.setattr(fast, "_solve_many", counted)
     many = fast.search_many(jobs, backend="cpp")
-    assert max(calls) == len(jobs) and len(calls) <= 4  # the first generation plus at most 3 more rounds
+    assert together[0] == len(jobs)  # the first generation of every search in one call
+    alone_calls = 0
     for job, got in zip(jobs, many):
+        calls = []
+        real_lower = fast._lower_fn
+
+        def lower_fn(*args, calls=calls, real_lower=real_lower):
+            fn = real_lower(*args)
+            return lambda psi: (calls.append(1), fn(psi))[1]
+        monkeypatch.setattr(fast, "_lower_fn", lower_fn)
         alone = fast.search(*job, backend="cpp")
+        monkeypatch.setattr(fast, "_lower_fn", real_lower)
+        alone_calls += len(calls)
         assert np.array_equal(got.lower.t, alone.lower.t) and got.fitness == alone.fitness and got.nfev == alone.nfev
+        assert np.array_equal(got.psi, alone.psi) and got.nit == alone.nit
+    assert len(together) < alone_calls / 2
+
+
+def test_rendezvous_answers_each_task_its_own_rows_and_reraises_after_all_end():
+    """Tasks that ask different numbers of times; one raises half-way. Every other task still gets its own answers
+    (the square of what it asked), the rounds are as many as the longest task's requests, and the error comes out
+    once all have ended."""
+    from hso.fast.batching import Rendezvous
+    seen = []
+
+    def solve(requests):
+        seen.append(len(requests))
+        return [r * r for r in requests]
+
+    def task(i):
+        def run(ask):
+            out = [ask(i * 10 + k) for k in range(i + 1)]
+            if i == 2:
+                raise ValueError("task 2 failed")
+            return out
+        return run
+
+    rz = Rendezvous(solve)
+    with pytest.raises(ValueError, match="task 2 failed"):
+        rz.run([task(i) for i in range(5)], workers=5)
+    assert rz.rounds == 5 and seen[0] == 5 and seen[-1] == 1
+    ok = Rendezvous(solve).run([task(i) for i in (0, 1, 3)], workers=2)  # fewer threads than tasks
+    assert ok == [[0], [100, 121], [900, 961, 1024, 1089]]
+
+
+def test_rendezvous_passes_a_failed_round_to_every_task_of_it():
+    from hso.fast.batching import Rendezvous
+
+    def solve(requests):
+        raise RuntimeError("the engine failed")
+
+    with pytest.raises(RuntimeError, match="the engine failed"):
+        Rendezvous(solve).run([lambda ask: ask(1), lambda ask: ask(2)], workers=2)

@@ -22,6 +22,7 @@ from ..schedules import NoiseSchedule
 from ..version import __version__
 from . import reference_dmn
 from .reference import spacing_penalty_and_grad
+from .batching import Rendezvous
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
 from .reference_lower import lower_solve_many as _reference_lower_solve_many
@@ -289,12 +290,33 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
                 del pending[i]
                 if progress is not None:
                     progress(len(states), len(jobs))
-    out = []
-    for i, (*_, de) in enumerate(jobs):
-        solve, repair = evals[i]
-        res = finish_search(states[i], lambda psi, solve=solve, repair=repair: solve(repair(psi)), de, nfev[i])
-        out.append(replace(res, psi=repair(res.psi[None])[0], backend=engine_of[group_of(i)].name))
-    return out
+
+    # the polish of every search (sequential code: L-BFGS-B, then a compass search) runs on threads that meet at a
+    # Rendezvous, so each of its rounds is one lower_solve_many call too
+    def answer(requests: list[tuple[np.ndarray, int]]) -> list[LowerResult]:
+        res = _solve_many(np.concatenate([psi for psi, _ in requests]),
+                          np.concatenate([np.full(psi.shape[0], k) for psi, k in requests]), problems, engines)
+        out, at = [], 0
+        for psi, k in requests:
+            rows, width = slice(at, at + psi.shape[0]), problems[k][1].n_intervals + 1
+            out.append(LowerResult(t=res.t[rows, :width], lambdas=res.lambdas[rows, :width],
+                                   objective=res.objective[rows], penalty=res.penalty[rows],
+                                   fitness=res.fitness[rows], iters=res.iters[rows], feasible=res.feasible[rows]))
+            at += psi.shape[0]
+        return out
+
+    def finish(i: int) -> Callable[[Callable[..., LowerResult]], SearchOutcome]:
+        repair, k, de = evals[i][1], problem_of[group_of(i)], jobs[i][3]
+
+        def task(ask: Callable[..., LowerResult]) -> SearchOutcome:
+            res = finish_search(states[i], lambda psi: ask((repair(psi), k)), de, nfev[i])
+            return replace(res, psi=repair(res.psi[None])[0], backend=engine_of[group_of(i)].name)
+        return task
+
+    return Rendezvous(answer).run([finish(i) for i in range(len(jobs))], workers=_POLISH_THREADS)
+
+
+_POLISH_THREADS = 256  # searches polished at once by search_many (threads; each round is one lower-level call)
 
 
 def repair_end_points(psi: np.ndarray, span: float, lo_eps: float, hi_max: float) -> np.ndarray:
