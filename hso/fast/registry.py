@@ -100,13 +100,18 @@ def _cpp_mep() -> Callable[..., tuple]:
     return mep
 
 
+def _entry(name: str) -> Callable[..., Any]:
+    """The function `name` of `hso._C`, loading the module (a failed load raises with the reason and the fix)."""
+    mod = load_extension()
+    if mod is None:
+        raise RuntimeError(_probe_cpp())
+    return getattr(mod, name)
+
+
 def _compiled_dmn(entry: str) -> Callable[[], Callable[..., tuple]]:
     """The DM-NonUniform objective of `hso._C` under `entry` ("dmn_and_grad" or its CUDA twin), loaded lazily."""
     def load() -> Callable[..., tuple]:
-        mod = load_extension()
-        if mod is None:
-            raise RuntimeError(_probe_cpp())
-        kernel = getattr(mod, entry)
+        kernel = _entry(entry)
 
         def dmn(lambdas, kind, p=2.0, trunc_num=None):
             return kernel(lambdas, int(kind), float(p), resolve_trunc_num(lambdas.shape[1] - 1, trunc_num))
@@ -136,12 +141,7 @@ def _cuda_mep() -> Callable[..., tuple]:
 
 
 def _compiled_lower(entry: str) -> Callable[[], Callable[..., Any]]:
-    def load() -> Callable[..., Any]:
-        mod = load_extension()
-        if mod is None:
-            raise RuntimeError(_probe_cpp())
-        return _bind_lower(getattr(mod, entry))
-    return load
+    return lambda: _bind_lower(_entry(entry))
 
 
 def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
@@ -158,10 +158,7 @@ def _bind_lower(kernel: Callable[..., tuple]) -> Callable[..., Any]:
 
 def _compiled_lower_many(entry: str) -> Callable[[], Callable[..., Any]]:
     def load() -> Callable[..., Any]:
-        mod = load_extension()
-        if mod is None:
-            raise RuntimeError(_probe_cpp())
-        kernel = getattr(mod, entry)
+        kernel = _entry(entry)
 
         def lower_many(psi, rows, problems):
             table, tables, at = np.zeros((len(problems), 16)), [], 0
