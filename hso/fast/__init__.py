@@ -224,21 +224,16 @@ def search(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, 
     ``backend="auto"`` picks by the size of one generation (`resolve_backend`).
     """
     engine = resolve_backend(backend, "lower_solve", objective.name, lower.n_intervals, population_size(spec))
-    solve, repair = _evaluator(schedule, lower, objective, spec, engine)
+    solve, repair = _lower_fn(schedule, lower, objective, engine), _repair(lower, spec)
     out = differential_evolution(lambda psi: solve(repair(psi)), spec, callback)
     return replace(out, psi=repair(out.psi[None])[0], backend=engine.name)
 
 
-def _evaluator(schedule: NoiseSchedule, lower: LowerSpec, objective: ObjectiveSpec, spec: SearchSpec,
-               backend: Backend) -> tuple[Callable[[np.ndarray], LowerResult], Callable[[np.ndarray], np.ndarray]]:
-    """(solve, repair): the bound lower level, and the map that widens end points where N gaps of the minimum
-    size do not fit (the lower level is always called on repaired candidates)."""
+def _repair(lower: LowerSpec, spec: SearchSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """The map that widens end points where N gaps of the minimum size do not fit (the lower level is always called
+    on repaired candidates)."""
     lo_eps, hi_max = spec.bounds[1][0], spec.bounds[2][1]
-
-    def repair(psi: np.ndarray) -> np.ndarray:
-        return repair_end_points(psi, lower.n_intervals * lower.gap, lo_eps, hi_max)
-
-    return _lower_fn(schedule, lower, objective, backend), repair
+    return lambda psi: repair_end_points(psi, lower.n_intervals * lower.gap, lo_eps, hi_max)
 
 
 def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, SearchSpec]], *, backend: str = "auto",
@@ -265,7 +260,9 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     engine_of = {key: resolve_backend(backend, "lower_solve", key[2].name, key[1].n_intervals,
                                       first_round[key[2].name])
                  for key in members_of}
-    evals = [_evaluator(sched, low, obj, de, engine_of[group_of(i)]) for i, (sched, low, obj, de) in enumerate(jobs)]
+    repairs = [_repair(low, de) for _, low, _, de in jobs]
+    for key in members_of:  # the objective spec must fit its schedule and lower spec (raises before any search)
+        _check_objective(*jobs[members_of[key][0]][:3])
     # every round is one lower_solve_many call over all pending searches: one launch per engine
     problem_of = {key: k for k, key in enumerate(members_of)}
     problems = [jobs[ms[0]][:3] for ms in members_of.values()]
@@ -276,7 +273,7 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     states: dict[int, Any] = {}
     while pending:
         order = list(pending)
-        repaired = [evals[i][1](pending[i]) for i in order]
+        repaired = [repairs[i](pending[i]) for i in order]
         rows = np.concatenate([np.full(r.shape[0], problem_of[group_of(i)]) for i, r in zip(order, repaired)])
         fit = _solve_many(np.concatenate(repaired), rows, problems, engines).fitness
         offsets = np.cumsum([0] + [r.shape[0] for r in repaired])
@@ -299,14 +296,14 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
         out, at = [], 0
         for psi, k in requests:
             rows, width = slice(at, at + psi.shape[0]), problems[k][1].n_intervals + 1
-            out.append(LowerResult(t=res.t[rows, :width], lambdas=res.lambdas[rows, :width],
+            out.append(LowerResult(t=res.t[rows, :width].copy(), lambdas=res.lambdas[rows, :width].copy(),
                                    objective=res.objective[rows], penalty=res.penalty[rows],
                                    fitness=res.fitness[rows], iters=res.iters[rows], feasible=res.feasible[rows]))
             at += psi.shape[0]
         return out
 
     def finish(i: int) -> Callable[[Callable[..., LowerResult]], SearchOutcome]:
-        repair, k, de = evals[i][1], problem_of[group_of(i)], jobs[i][3]
+        repair, k, de = repairs[i], problem_of[group_of(i)], jobs[i][3]
 
         def task(ask: Callable[..., LowerResult]) -> SearchOutcome:
             res = finish_search(states[i], lambda psi: ask((repair(psi), k)), de, nfev[i])
