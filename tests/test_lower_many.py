@@ -24,7 +24,8 @@ def _problem(preset, n_int, objective="mep", spacing="rank", init="edm_rho"):
 
 PROBLEMS = [_problem("sd21", 5), _problem("edm", 1), _problem("flow", 10, "dmn"), _problem("vp_cosine", 2),
             _problem("ddpm", 8, "dmn", "constrain"), _problem("vp_linear", 19, init="time_quadratic"),
-            _problem("sd15", 4, spacing="constrain", init="logSNR"), _problem("edm", 7, "dmn", init="time_uniform")]
+            _problem("sd15", 4, spacing="constrain", init="logSNR"), _problem("edm", 7, "dmn", init="time_uniform"),
+            _problem("sd21", 12, spacing="constrain")]  # another SD 2.1 object: its table goes to the kernel once
 
 
 def _psi_for(problems, rows, rng):

@@ -118,19 +118,35 @@ void lower_solve_batch_cuda_from_host(const LowerBatch& L, int64_t B, int64_t pr
   const size_t n1 = static_cast<size_t>(L.n1max);
   const size_t np = static_cast<size_t>(problems);
   const int64_t work_size = lower_batch_work_size(L.params, problems);
-  // the problems' tables, back to back on the device, and the maps pointing into them
+  // the problems' tables, back to back on the device (one copy of a table that several problems share), and the
+  // maps pointing into them
+  std::vector<ScheduleMap> maps(L.maps, L.maps + np);
+  std::vector<size_t> first(np);  // the first problem with the same host table
   size_t table_total = 0;
-  for (size_t p = 0; p < np; ++p) table_total += L.maps[p].family == FAMILY_VP_TABLE ? L.maps[p].n : 0;
+  for (size_t p = 0; p < np; ++p) {
+    first[p] = p;
+    if (maps[p].family != FAMILY_VP_TABLE) continue;
+    for (size_t q = 0; q < p; ++q) {
+      if (maps[q].family == FAMILY_VP_TABLE && maps[q].table == maps[p].table && maps[q].n == maps[p].n) {
+        first[p] = q;
+        break;
+      }
+    }
+    if (first[p] == p) table_total += maps[p].n;
+  }
   DeviceBuffer<> d_psi(3 * nb), d_t(nb * n1), d_lam(nb * n1), d_obj(nb), d_pen(nb), d_table(table_total);
   DeviceBuffer<> d_work(nb * static_cast<size_t>(work_size));
   DeviceBuffer<int64_t> d_iters(nb), d_prob(L.prob ? nb : 0);
   DeviceBuffer<bool> d_feas(nb);
   DeviceBuffer<ScheduleMap> d_maps(np);
   DeviceBuffer<LowerParams> d_params(np);
-  std::vector<ScheduleMap> maps(L.maps, L.maps + np);
   size_t at = 0;
   for (size_t p = 0; p < np; ++p) {
     if (maps[p].family != FAMILY_VP_TABLE) continue;
+    if (first[p] != p) {  // maps[first[p]] already points to the device copy
+      maps[p].table = maps[first[p]].table;
+      continue;
+    }
     check(cudaMemcpy(d_table.ptr + at, maps[p].table, maps[p].n * sizeof(double), cudaMemcpyHostToDevice),
           "copying a table");
     maps[p].table = d_table.ptr + at;
