@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -210,6 +211,12 @@ py::tuple lower_solve_many_with(BatchKernel kernel, const InArray& psi,
   int64_t n1max = 2;
   const double* q = problems.data();
   for (int64_t i = 0; i < np; ++i, q += kProblemColumns) {
+    for (int c : {0, 3, 4, 5, 9, 11, 12, 14, 15}) {  // the integer columns: codes, table place, N, maxiter, trunc
+      if (!(std::isfinite(q[c]) && q[c] == std::floor(q[c]) && std::fabs(q[c]) < 9.0e15)) {
+        throw std::invalid_argument("problem " + std::to_string(i) + ": column " + std::to_string(c) +
+                                    " must hold an integer");
+      }
+    }
     const int family = static_cast<int>(q[0]);
     const int64_t offset = static_cast<int64_t>(q[3]), len = static_cast<int64_t>(q[4]);
     const int64_t n_int = static_cast<int64_t>(q[5]);

@@ -104,6 +104,11 @@ def test_the_kernel_checks_what_it_is_given():
         _C.lower_solve_many(psi, np.array([0]), np.array([table]), np.zeros(4))
     with pytest.raises(ValueError, match=r"\[P, 16\]"):
         _C.lower_solve_many(psi, np.array([0]), np.array([row[:15]]), np.zeros(0))
+    for col, value in ((5, np.nan), (5, 2.5), (12, 1e300)):  # N, maxiter: integers only
+        bad = list(row)
+        bad[col] = value
+        with pytest.raises(ValueError, match=f"column {col} must hold an integer"):
+            _C.lower_solve_many(psi, np.array([0]), np.array([bad]), np.zeros(0))
     bad = list(row)
     bad[14] = 7
     with pytest.raises(ValueError, match="unknown objective"):
