@@ -26,6 +26,7 @@ from .batching import Rendezvous
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
 from .reference_lower import lower_solve_many as _reference_lower_solve_many
+from .reference_lower import padded_result, put_rows
 from .registry import BACKENDS, Backend, auto_rule, available_backends, backend_status, get_backend, resolve_backend
 from .search_de import (PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search,
                         population_size)
@@ -167,11 +168,7 @@ def lower_solve_many(psi: Any, rows: Any, problems: list[Problem], *, backend: s
 def _solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[Problem], engines: list[Backend]) -> LowerResult:
     """`lower_solve_many` on validated input, each problem on its engine: one call per engine, fused where the
     engine has a kernel for all its problems' objectives, else the twin's one call per problem."""
-    n1 = max(low.n_intervals for _, low, _ in problems) + 1
-    bsz = psi.shape[0]
-    out = LowerResult(t=np.full((bsz, n1), np.nan), lambdas=np.full((bsz, n1), np.nan), objective=np.zeros(bsz),
-                      penalty=np.zeros(bsz), fitness=np.zeros(bsz), iters=np.zeros(bsz, dtype=np.int64),
-                      feasible=np.zeros(bsz, dtype=bool))
+    out = padded_result(psi.shape[0], max(low.n_intervals for _, low, _ in problems) + 1)
     for name in dict.fromkeys(e.name for e in engines):
         mine = [k for k, e in enumerate(engines) if e.name == name]
         engine = engines[mine[0]]
@@ -187,11 +184,7 @@ def _solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[Problem], engi
             res = _reference_lower_solve_many(psi[at], local[rows[at]],
                                               [_lower_fn(*prob, engine) for prob in sub],
                                               [low.n_intervals for _, low, _ in sub])
-        width = res.t.shape[1]
-        for field in ("t", "lambdas"):
-            getattr(out, field)[at, :width] = getattr(res, field)
-        for field in ("objective", "penalty", "fitness", "iters", "feasible"):
-            getattr(out, field)[at] = getattr(res, field)
+        put_rows(out, at, res)
     return out
 
 

@@ -35,7 +35,7 @@ from ..inits import init_schedule
 from ..schedules import NoiseSchedule
 from .reference import spacing_penalty_and_grad
 
-__all__ = ["LowerSpec", "LowerResult", "lower_solve", "lower_solve_many"]
+__all__ = ["LowerSpec", "LowerResult", "lower_solve", "lower_solve_many", "padded_result", "put_rows"]
 
 
 @dataclass(frozen=True)
@@ -308,15 +308,23 @@ def lower_solve_many(psi: np.ndarray, rows: np.ndarray, solves: Sequence[Callabl
     Every candidate's row equals what its problem's `lower_solve` returns for it (a fused kernel runs each
     candidate alone; this twin groups them by problem).
     """
-    bsz, n1 = psi.shape[0], max(n_intervals) + 1
-    t, lam = np.full((bsz, n1), np.nan), np.full((bsz, n1), np.nan)
-    objective, penalty = np.zeros(bsz), np.zeros(bsz)
-    iters, feasible = np.zeros(bsz, dtype=np.int64), np.zeros(bsz, dtype=bool)
+    out = padded_result(psi.shape[0], max(n_intervals) + 1)
     for k in np.unique(rows):
         at = np.flatnonzero(rows == k)
-        res = solves[k](psi[at])
-        width = res.t.shape[1]
-        t[at, :width], lam[at, :width] = res.t, res.lambdas
-        objective[at], penalty[at], iters[at], feasible[at] = res.objective, res.penalty, res.iters, res.feasible
-    return LowerResult(t=t, lambdas=lam, objective=objective, penalty=penalty, fitness=objective + penalty,
-                       iters=iters, feasible=feasible)
+        put_rows(out, at, solves[k](psi[at]))
+    return out
+
+
+def padded_result(bsz: int, n1: int) -> LowerResult:
+    """An empty `lower_solve_many` result for ``bsz`` candidates and ``n1`` columns (t and lambdas NaN)."""
+    return LowerResult(t=np.full((bsz, n1), np.nan), lambdas=np.full((bsz, n1), np.nan), objective=np.zeros(bsz),
+                       penalty=np.zeros(bsz), fitness=np.zeros(bsz), iters=np.zeros(bsz, dtype=np.int64),
+                       feasible=np.zeros(bsz, dtype=bool))
+
+
+def put_rows(out: LowerResult, at: np.ndarray, res: LowerResult) -> None:
+    """Write ``res`` (one row per index in ``at``, possibly fewer columns) into rows ``at`` of ``out``."""
+    width = res.t.shape[1]
+    out.t[at, :width], out.lambdas[at, :width] = res.t, res.lambdas
+    for field in ("objective", "penalty", "fitness", "iters", "feasible"):
+        getattr(out, field)[at] = getattr(res, field)
