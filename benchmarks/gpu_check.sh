@@ -14,8 +14,9 @@
 # Stage limits in seconds (environment): HSO_GPU_BUILD_S=150, HSO_GPU_TESTS_S=210, HSO_GPU_BENCH_S=100,
 # HSO_GPU_MANY_S=60; a limit of 0 skips that stage. Writes to OUT: gpu_env.txt, gpu_build.log, gpu_tests.log (the
 # pytest log, its summary at the end), gpu_bench.log, gpu_throughput.md, gpu_throughput.jsonl, auto_rule.json /
-# auto_rule.md (the batch rule of backend="auto" the table gives), many_searches.md / .jsonl and gpu_many.log. Copy gpu_throughput.md and the tests' summary into benchmarks/results/gpu/ with
-# the device named, and re-derive the rule from it (benchmarks/auto_rule.py).
+# auto_rule.md (the batch rule of backend="auto" the table gives), many_searches.md / .jsonl and gpu_many.log.
+# Copy gpu_throughput.md, many_searches.md and the tests' summary into benchmarks/results/gpu/ with the device
+# named, and re-derive the rule from it (benchmarks/auto_rule.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/hso-gpu}}
@@ -95,7 +96,8 @@ fi
 #    while time is left; each finished preset appends a row to many_searches.md
 if [ "$many_s" -gt 0 ]; then
   stage many "$many_s"
-  timeout -s INT -k 5 "$many_s" bash -c 'for b in cuda cpp; do for p in sd21 sd15 ddpm vp_linear vp_cosine edm flow sdxl; do
+  timeout -s INT -k 5 "$many_s" bash -c 'for b in cuda cpp; do
+    for p in sd21 sd15 ddpm vp_linear vp_cosine edm flow sdxl; do
       "$1" -m benchmarks.many_searches --backend "$b" --presets "$p" --out "$2" || echo "many_searches failed: $b $p"
     done; done' _ "$py" "$out" \
     >"$out/gpu_many.log" 2>&1

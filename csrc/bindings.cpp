@@ -26,6 +26,7 @@ namespace {
 // forcecast + c_style: any array-like input becomes a C-contiguous float64 array (copied only when it is not one).
 using InArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using OutArray = py::array_t<double>;
+using RowsArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
 using Kernel = void (*)(const double*, int64_t, int64_t, int, double, double*, double*, double*, double*);
 
@@ -189,8 +190,7 @@ py::tuple lower_solve_with(BatchKernel kernel, const InArray& psi, int family, d
 // columns of lower_solve_many's problem table
 constexpr int kProblemColumns = 16;
 
-py::tuple lower_solve_many_with(BatchKernel kernel, const InArray& psi,
-                                const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows,
+py::tuple lower_solve_many_with(BatchKernel kernel, const InArray& psi, const RowsArray& rows,
                                 const InArray& problems, const InArray& tables) {
   check_psi(psi);
   if (problems.ndim() != 2 || problems.shape(1) != kProblemColumns || problems.shape(0) < 1) {
@@ -293,22 +293,21 @@ PYBIND11_MODULE(_C, m) {
   m.def("lower_solve", [](const InArray& psi, int family, double a, double b, const InArray& table, int64_t n_int,
                           double gap, double d_min, double gamma, int kind, double p, int init, int64_t maxiter,
                           double xtol, int objective, int64_t trunc) {
-          return lower_solve_with(&hso::lower_solve_batch_cpu, psi, family, a, b, table, n_int, gap, d_min, gamma, kind, p,
-                                  init, maxiter, xtol, objective, trunc);
+          return lower_solve_with(&hso::lower_solve_batch_cpu, psi, family, a, b, table, n_int, gap, d_min, gamma,
+                                  kind, p, init, maxiter, xtol, objective, trunc);
         }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"),
         py::arg("table"), py::arg("n_int"), py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"),
         py::arg("p"), py::arg("init"), py::arg("maxiter"), py::arg("xtol"), py::arg("objective") = 0,
         py::arg("trunc") = 0, kLowerDoc);
 
-  m.def("lower_solve_many", [](const InArray& psi, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows,
-                               const InArray& problems, const InArray& tables) {
+  m.def("lower_solve_many", [](const InArray& psi, const RowsArray& rows, const InArray& problems,
+                               const InArray& tables) {
           return lower_solve_many_with(&hso::lower_solve_batch_cpu, psi, rows, problems, tables);
         }, py::arg("psi"), py::arg("rows"), py::arg("problems"), py::arg("tables"), kLowerManyDoc);
 
 #if defined(HSO_WITH_CUDA)
-  m.def("lower_solve_many_cuda", [](const InArray& psi,
-                                    const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& rows,
-                                    const InArray& problems, const InArray& tables) {
+  m.def("lower_solve_many_cuda", [](const InArray& psi, const RowsArray& rows, const InArray& problems,
+                                    const InArray& tables) {
           return lower_solve_many_with(&hso::lower_solve_batch_cuda_from_host, psi, rows, problems, tables);
         }, py::arg("psi"), py::arg("rows"), py::arg("problems"), py::arg("tables"),
         "lower_solve_many on the current CUDA device, from and to host arrays (one launch for every problem).\n\n"
@@ -332,8 +331,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("lower_solve_cuda", [](const InArray& psi, int family, double a, double b, const InArray& table,
                                int64_t n_int, double gap, double d_min, double gamma, int kind, double p, int init,
                                int64_t maxiter, double xtol, int objective, int64_t trunc) {
-          return lower_solve_with(&hso::lower_solve_batch_cuda_from_host, psi, family, a, b, table, n_int, gap, d_min, gamma,
-                                  kind, p, init, maxiter, xtol, objective, trunc);
+          return lower_solve_with(&hso::lower_solve_batch_cuda_from_host, psi, family, a, b, table, n_int, gap,
+                                  d_min, gamma, kind, p, init, maxiter, xtol, objective, trunc);
         }, py::arg("psi"), py::arg("family"), py::arg("a"), py::arg("b"), py::arg("table"), py::arg("n_int"),
         py::arg("gap"), py::arg("d_min"), py::arg("gamma"), py::arg("kind"), py::arg("p"), py::arg("init"),
         py::arg("maxiter"), py::arg("xtol"), py::arg("objective") = 0, py::arg("trunc") = 0,
