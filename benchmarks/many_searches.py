@@ -11,8 +11,8 @@ over the populations of all pending searches, whatever their noise schedule, N a
 
 What is timed: the whole `optimize_many` call (planning, the searches with their polish, the results), wall clock,
 once. Reported with it: the number of searches and of lower-level candidates solved (the sum of the searches'
-``nfev``), and candidates per second. The polish (L-BFGS-B and a compass search per search) is not batched across
-searches: its share grows where the lower level gets fast.
+``nfev``), and candidates per second. The polish (L-BFGS-B and a compass search per search) is batched the same way,
+one `lower_solve_many` call per round of all searches' polish (`hso.fast.batching.Rendezvous`).
 """
 from __future__ import annotations
 
@@ -25,17 +25,16 @@ import time
 from pathlib import Path
 
 import hso
+from hso.library.build import NFES, SOLVER_NAMES
 from hso.schedules import PRESETS
+from hso.solvers import CONVENTIONS
 
 OUT = Path(__file__).resolve().parent / "results"
-SOLVERS = ("unipc", "dpmsolver++", "ddim", "euler")
-CONVENTIONS = ("stop", "jump")
-NFES = range(3, 21)
 
 
 def configs(presets: list[str]) -> list[dict]:
     return [dict(schedule=p, solver=s, convention=c, nfe=n, method="hso")
-            for p in presets for s in SOLVERS for c in CONVENTIONS for n in NFES]
+            for p in presets for s in SOLVER_NAMES for c in CONVENTIONS for n in NFES]
 
 
 def run(presets: list[str], backend: str) -> dict:

@@ -26,7 +26,7 @@ from .batching import Rendezvous
 from .reference_lower import LowerResult, LowerSpec
 from .reference_lower import lower_solve as _reference_lower_solve
 from .reference_lower import lower_solve_many as _reference_lower_solve_many
-from .reference_lower import padded_result, put_rows
+from .reference_lower import padded_result, put_rows, take_rows
 from .registry import BACKENDS, Backend, auto_rule, available_backends, backend_status, get_backend, resolve_backend
 from .search_de import (PAPER_BOUNDS, SearchOutcome, SearchSpec, de_generations, differential_evolution, finish_search,
                         population_size)
@@ -158,16 +158,18 @@ def lower_solve_many(psi: Any, rows: Any, problems: list[Problem], *, backend: s
     r = r.astype(np.int64)
     if r.size and (r.min() < 0 or r.max() >= len(problems)):
         raise ValueError(f"rows must name problems 0..{len(problems) - 1}, got {r.min()}..{r.max()}")
-    for k, (schedule, _, _) in enumerate(problems):
+    for k, (schedule, low, obj) in enumerate(problems):
         _check_domain(p[r == k], schedule)
+        _check_objective(schedule, low, obj)
     engines = [resolve_backend(backend, "lower_solve", obj.name, low.n_intervals, int(np.sum(r == k)))
                for k, (_, low, obj) in enumerate(problems)]
     return _solve_many(p, r, problems, engines)
 
 
 def _solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[Problem], engines: list[Backend]) -> LowerResult:
-    """`lower_solve_many` on validated input, each problem on its engine: one call per engine, fused where the
-    engine has a kernel for all its problems' objectives, else the twin's one call per problem."""
+    """`lower_solve_many` on validated input (callers check each problem's objective spec once), each problem on its
+    engine: one call per engine, fused where the engine has a kernel for all its problems' objectives, else the
+    twin's one call per problem."""
     out = padded_result(psi.shape[0], max(low.n_intervals for _, low, _ in problems) + 1)
     for name in dict.fromkeys(e.name for e in engines):
         mine = [k for k, e in enumerate(engines) if e.name == name]
@@ -176,8 +178,6 @@ def _solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[Problem], engi
         local[mine] = np.arange(len(mine))
         at = np.flatnonzero(local[rows] >= 0)
         sub = [problems[k] for k in mine]
-        for schedule, low, obj in sub:
-            _check_objective(schedule, low, obj)
         if engine.lower_many is not None and all(obj.name in engine.lower_objectives for *_, obj in sub):
             res = engine.lower_many()(psi[at], local[rows[at]], [(schedule, low) for schedule, low, _ in sub])
         else:
@@ -286,14 +286,9 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     def answer(requests: list[tuple[np.ndarray, int]]) -> list[LowerResult]:
         res = _solve_many(np.concatenate([psi for psi, _ in requests]),
                           np.concatenate([np.full(psi.shape[0], k) for psi, k in requests]), problems, engines)
-        out, at = [], 0
-        for psi, k in requests:
-            rows, width = slice(at, at + psi.shape[0]), problems[k][1].n_intervals + 1
-            out.append(LowerResult(t=res.t[rows, :width].copy(), lambdas=res.lambdas[rows, :width].copy(),
-                                   objective=res.objective[rows], penalty=res.penalty[rows],
-                                   fitness=res.fitness[rows], iters=res.iters[rows], feasible=res.feasible[rows]))
-            at += psi.shape[0]
-        return out
+        ends = np.cumsum([psi.shape[0] for psi, _ in requests])
+        return [take_rows(res, slice(end - psi.shape[0], end), problems[k][1].n_intervals + 1)
+                for (psi, k), end in zip(requests, ends)]
 
     def finish(i: int) -> Callable[[Callable[..., LowerResult]], SearchOutcome]:
         repair, k, de = repairs[i], problem_of[group_of(i)], jobs[i][3]

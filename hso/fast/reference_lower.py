@@ -35,7 +35,8 @@ from ..inits import init_schedule
 from ..schedules import NoiseSchedule
 from .reference import spacing_penalty_and_grad
 
-__all__ = ["LowerSpec", "LowerResult", "lower_solve", "lower_solve_many", "padded_result", "put_rows"]
+__all__ = ["LowerSpec", "LowerResult", "lower_solve", "lower_solve_many", "padded_result", "put_rows",
+           "take_rows"]
 
 
 @dataclass(frozen=True)
@@ -322,9 +323,18 @@ def padded_result(bsz: int, n1: int) -> LowerResult:
                        feasible=np.zeros(bsz, dtype=bool))
 
 
+_PER_CANDIDATE = ("objective", "penalty", "fitness", "iters", "feasible")
+
+
 def put_rows(out: LowerResult, at: np.ndarray, res: LowerResult) -> None:
     """Write ``res`` (one row per index in ``at``, possibly fewer columns) into rows ``at`` of ``out``."""
     width = res.t.shape[1]
     out.t[at, :width], out.lambdas[at, :width] = res.t, res.lambdas
-    for field in ("objective", "penalty", "fitness", "iters", "feasible"):
+    for field in _PER_CANDIDATE:
         getattr(out, field)[at] = getattr(res, field)
+
+
+def take_rows(res: LowerResult, rows: slice, width: int) -> LowerResult:
+    """Rows ``rows`` of a padded result, as a result of their own with ``width`` columns (copies)."""
+    return LowerResult(t=res.t[rows, :width].copy(), lambdas=res.lambdas[rows, :width].copy(),
+                       **{field: getattr(res, field)[rows].copy() for field in _PER_CANDIDATE})
