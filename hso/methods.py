@@ -97,7 +97,7 @@ _ROWS = [
     Method(PORTED, "ported", {"method": "hso"}, calibrate=10),
 ] + [Method(name, "baseline", calibrate=3 + ("logSNR", "time_uniform", "time_quadratic", "edm_rho7", "trailing",
                                              "leading", "ays").index(name))
-     for name in BASELINES] + [Method(BLEND, "blend")]
+     for name in BASELINES] + [Method(BLEND, "blend", calibrate=11)]
 SCHEDULE_METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ROWS})
 
 # hso's search settings the measured rule compares, relative to the paper's, in the rule's order of preference

@@ -218,6 +218,24 @@ def test_selection_report_is_generated_from_committed_replays():
         "benchmarks/quality/selection.md is stale: run `python -m benchmarks.quality.selection`"
 
 
+def test_default_budget_is_the_smallest_replayed_budget_never_worse_than_the_default():
+    """`hso.calibrate`'s default budget, re-derived from the committed replay: the smallest replayed budget at which
+    calibration's mean ratio to the best candidate is no worse than the default alone's in any configuration."""
+    selection = pytest.importorskip("benchmarks.quality.selection")
+    from hso.calibration import DEFAULT_BUDGET
+
+    replays = selection.load_selection()
+    assert len(replays) == len(run.CONFIGS)
+
+    def never_worse(budget: int) -> bool:
+        return all(d["rules"][f"calibrate|{budget}"]["mean_ratio"] <= d["rules"]["default only|0"]["mean_ratio"]
+                   for d in replays.values())
+
+    safe = [b for b in selection.BUDGETS if never_worse(b)]
+    assert safe, "no replayed budget is never worse than the default alone"
+    assert DEFAULT_BUDGET == min(safe)
+
+
 def test_tails_counts_leads_that_come_from_a_few_noises():
     """Three cells of 20 noises: the challenger wins through one noise where the default fails badly; wins on every
     noise; loses. Only the first lead comes from a few noises, and that noise carries most of the default's error."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -46,8 +47,14 @@ TEACHER_STEPS = 32  # calibrate's default
 WITHIN = 1.02
 
 
-def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
-    """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference, teacher cost."""
+def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = None) -> dict:
+    """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference, teacher cost.
+    With ``cache`` (a folder), a recording of the same configuration, noises and seed is read from there, or written
+    there (a pickle; rules can then be replayed without re-running the candidates)."""
+    key = cache / f"{bed}_{preset}_{n_noise}_{seed}.pkl" if cache is not None else None
+    if key is not None and key.exists():
+        with key.open("rb") as fh:
+            return pickle.load(fh)
     sched = as_schedule(preset)
     den = testbeds.load(bed)
     pred = default_prediction(sched)
@@ -57,12 +64,14 @@ def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
     counter = EvaluationCounter(model)
     teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
     teach_cost = counter.spent // n_noise
+    # a cheaper teacher, recorded beside calibrate's own (what a replay with a 16-step teacher would see)
+    teacher_half = teacher_solution(model, sched, z, pred, TEACHER_STEPS // 2)
     objectives = default_objectives()
-    cells = {}
+    cells, half = {}, {}
     for solver in ("unipc", "dpmsolver++", "ddim"):
         for conv in ("stop", "jump"):
             for nfe in (4, 5, 6, 8, 10):
-                names, e_teacher, e_ref = [], [], []
+                names, e_teacher, e_ref, e_half = [], [], [], []
                 for name, t in candidate_schedules(sched, solver, nfe, conv, objectives, 3):
                     x = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=pred,
                                convention=conv, **SAMPLER_DEFAULTS[solver])
@@ -70,8 +79,15 @@ def record(bed: str, preset: str, n_noise: int, seed: int) -> dict:
                     names.append(name)
                     e_teacher.append(np.mean((y - teacher) ** 2, axis=1))
                     e_ref.append(np.mean((y - ref) ** 2, axis=1))
+                    e_half.append(np.mean((y - teacher_half) ** 2, axis=1))
                 cells[(solver, conv, nfe)] = (names, np.array(e_teacher), np.array(e_ref))
-    return {"cells": cells, "teach_cost": teach_cost}
+                half[(solver, conv, nfe)] = np.array(e_half)
+    out = {"cells": cells, "teach_cost": teach_cost, "half_teacher": half}
+    if key is not None:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        with key.open("wb") as fh:
+            pickle.dump(out, fh)
+    return out
 
 
 def replay(e_teacher: np.ndarray, nfe: int, budget: int, teach_cost: int, rng: np.random.Generator,
@@ -209,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noises", type=int, default=512)
     ap.add_argument("--draws", type=int, default=60)
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep (or reuse) each configuration's recorded errors in this folder")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     for bed, preset in CONFIGS:
@@ -217,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        data = record(bed, preset, args.noises, args.seed)
+        data = record(bed, preset, args.noises, args.seed, args.cache)
         res = score(data, args.draws, args.seed)
         meta = {"noises": args.noises, "seed": args.seed, "draws": args.draws, "teach_cost": data["teach_cost"],
                 "wall_time_s": round(time.perf_counter() - t0, 1), "tails": tails(data)}

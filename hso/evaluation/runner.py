@@ -20,7 +20,8 @@ from .report import Evaluation
 
 __all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS", "default_prediction"]
 
-# methods that need the model: `hso.calibrate` at a budget of network evaluations (307 = 2% of GITS's 15360)
+# methods that need the model: `hso.calibrate` at a budget of network evaluations (307 = 2% of GITS's 15360;
+# 1000 = `hso.calibration.DEFAULT_BUDGET`, the default)
 MODEL_METHODS = {"calibrate": 307, "calibrate_1000": 1000}
 
 DEFAULT_SOLVERS = ("unipc", "dpmsolver++", "ddim")
