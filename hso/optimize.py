@@ -356,13 +356,16 @@ def _checked_points(t: np.ndarray, sched: NoiseSchedule, n_int: int) -> np.ndarr
     return t
 
 
-def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any) -> np.ndarray:
+def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any, weight: float = 0.5) -> np.ndarray:
     """The blend of two schedules of the same length (`hso.methods.BLEND`): each point at the midpoint of the two
     in lambda (half log-SNR), ``t_i = t(0.5 (lambda(t_a_i) + lambda(t_b_i)))``; a point the two share is kept
-    exactly. Strictly decreasing inputs give a strictly decreasing result (lambda is monotone in t).
+    exactly. Strictly decreasing inputs give a strictly decreasing result (lambda is monotone in t). ``weight``
+    moves the point from ``t_a`` (0) towards ``t_b`` (1): ``lambda = (1 - w) lambda_a + w lambda_b``; the blend
+    the default uses is 0.5 (`benchmarks/quality/blend_weights.py` measures others).
 
     Raises:
-        ValueError: the two differ in length or are not finite points of the time domain.
+        ValueError: the two differ in length or are not finite points of the time domain, or a weight outside
+            (0, 1).
     """
     sched = as_schedule(schedule)
     a, b = np.asarray(t_a, dtype=np.float64), np.asarray(t_b, dtype=np.float64)
@@ -370,8 +373,12 @@ def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any) -> np.ndarra
         raise ValueError(f"a blend needs two schedules of the same length, got shapes {a.shape} and {b.shape}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("a blend needs finite points")
+    w = float(weight)
+    if not 0.0 < w < 1.0:
+        raise ValueError(f"a blend's weight must lie in (0, 1), got {weight!r}")
     with np.errstate(invalid="ignore"):
-        lam = 0.5 * (sched.lambda_(a) + sched.lambda_(b))
+        la, lb = sched.lambda_(a), sched.lambda_(b)
+        lam = 0.5 * (la + lb) if w == 0.5 else (1.0 - w) * la + w * lb
         mid = sched.t_of_lambda(lam)
     return np.clip(np.where(a == b, a, mid), sched.t_min, sched.t_max)
 

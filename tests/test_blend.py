@@ -47,11 +47,34 @@ def test_blend_points_are_the_midpoint_in_lambda(preset):
         np.testing.assert_array_equal(blend_points(sched, a, a), a)
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_weighted_blend_moves_from_one_partner_to_the_other_in_lambda(preset):
+    sched = hso.NoiseSchedule.preset(preset)
+    rng = np.random.default_rng(1)
+    a = np.sort(rng.uniform(sched.t_min, sched.t_max, 9))[::-1]
+    b = np.sort(rng.uniform(sched.t_min, sched.t_max, 9))[::-1]
+    # the midpoint is the default's blend, unchanged to the last bit
+    np.testing.assert_array_equal(blend_points(sched, a, b, 0.5), blend_points(sched, a, b))
+    prev = a
+    for w in (0.2, 0.35, 0.65, 0.8):
+        t = blend_points(sched, a, b, w)
+        assert np.all(np.diff(t) < 0)
+        want = (1 - w) * sched.lambda_(a) + w * sched.lambda_(b)
+        np.testing.assert_allclose(sched.lambda_(t), want, rtol=1e-9, atol=1e-9)
+        # a larger weight lies nearer b: between the previous blend and b, point by point
+        lo, hi = np.minimum(prev, b), np.maximum(prev, b)
+        assert np.all((t >= lo - 1e-12) & (t <= hi + 1e-12))
+        prev = t
+
+
 def test_blend_points_refuse_mismatched_or_non_finite_input():
     with pytest.raises(ValueError, match="same length"):
         blend_points("sd21", [1.0, 0.5, 0.0], [1.0, 0.0])
     with pytest.raises(ValueError, match="finite"):
         blend_points("sd21", [1.0, np.nan, 0.0], [1.0, 0.5, 0.0])
+    for bad in (0.0, 1.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="weight"):
+            blend_points("sd21", [1.0, 0.5, 0.0], [1.0, 0.4, 0.0], bad)
 
 
 def test_the_pair_has_the_lowest_worst_geometric_mean_over_the_beds():

@@ -211,6 +211,20 @@ def test_cross_validation_leaves_the_bed_out_of_the_blend_pairs_too(results):
     assert any("blend" in v for k, v in ranked.items() if k not in moved)
 
 
+def test_blend_weight_report_is_generated_from_its_committed_rows():
+    """benchmarks/quality/blend_weights.md is what its json says: each cell's worst ratio per weight is the worst of
+    its rows over the beds, the best weight is the lowest of them, the unsafe cells are the rule's, and weight 0.5
+    re-measured the committed blend rows."""
+    bw = pytest.importorskip("benchmarks.quality.blend_weights")
+    data = json.loads(bw.OUT_JSON.read_text())
+    assert bw.OUT_MD.read_text() == bw.markdown(data["summary"], data["meta"])
+    assert bw.summarise(bw.unsafe_cells(), data["rows"]) == data["summary"]
+    assert {(c["solver"], c["convention"], c["noise"], c["nfe"]) for c in data["summary"]} == \
+        {(c["solver"], c["convention"], c["noise"], c["nfe"]) for c in bw.unsafe_cells()}
+    mid = [r for r in data["rows"] if r["weight"] == 0.5 and r["committed_blend_ratio"]]
+    assert mid and max(abs(r["ratio"] / r["committed_blend_ratio"] - 1) for r in mid) < 1e-4
+
+
 def test_selection_report_is_generated_from_committed_replays():
     selection = pytest.importorskip("benchmarks.quality.selection")
     assert selection.load_selection(), "no committed replays: run `python -m benchmarks.quality.selection`"
