@@ -27,7 +27,8 @@ from .evaluation import DEFAULT_METHODS, QUICK
 from .fast import show_config
 from .measured import PORTED
 from .methods import SCHEDULE_METHODS
-from .optimize import MAX_NFE, MAX_P, METHODS, SPACINGS, method_schedule, optimize, optimize_many
+from .optimize import (MAX_NFE, MAX_P, METHODS, SPACINGS, blend_weight_words, method_schedule, optimize,
+                       optimize_many)
 from .schedules import PRESETS, NoiseSchedule, diffusers_config
 from .solvers import CONVENTIONS, SOLVERS, get_solver, sampler_label
 
@@ -357,6 +358,11 @@ def _blend_pair(r: Any) -> list[str] | None:
     return ((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend")
 
 
+def _blend_where(r: Any) -> str:
+    """Where a blend result's points lie between its pair (`hso.optimize.blend_weight_words`)."""
+    return blend_weight_words(((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend_weight", 0.5))
+
+
 def _result_label(r: Any) -> str:
     """A legend label naming what made a result's schedule: the HSO search, its "stop" search ported to "jump", the
     blend (with its pair) or the baseline ``method="auto"`` returned where it measured better than every HSO
@@ -368,7 +374,7 @@ def _result_label(r: Any) -> str:
         return f"HSO stop search, last point dropped ({cell})"
     pair = _blend_pair(r)
     if pair:
-        return f"blend of {pair[0]} and {pair[1]} ({cell}; measured default)"
+        return f"blend of {pair[0]} and {pair[1]} ({cell}, {_blend_where(r)}; measured default)"
     return f"{r.source} ({cell}; measured default)"
 
 
@@ -547,7 +553,7 @@ def _describe(res: Any) -> str:
             lines.append(f"# spacing penalty 0: every gap is at least d_min {res.d_min:g}")
     else:
         pair = _blend_pair(res)
-        what = (f"the blend of {pair[0]} and {pair[1]} (midpoint in lambda; no search of its own"
+        what = (f"the blend of {pair[0]} and {pair[1]} ({_blend_where(res)} in lambda; no search of its own"
                 if pair else f"the {res.source} baseline (no search ran")
         lines.append(f"# schedule: {res.schedule['name']}, {want}, NFE {res.nfe}, convention "
                      f"{res.convention}: {what}; its {res.objective} {res.mep:.4f})")

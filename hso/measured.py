@@ -194,6 +194,17 @@ def blend_pair(solver: str, convention: str, schedule: Any, nfe: int) -> tuple[t
     return (str(first), str(second)), int(row["nfe"]), str(row["noise"])
 
 
+def blend_weight(solver: str, convention: str, schedule: Any, nfe: int) -> float:
+    """Where `hso.methods.BLEND` puts its points between its pair (`blend_pair`, the same measured cell): 0 at the
+    first schedule, 1 at the second, in lambda (`hso.optimize.blend_points`). The midpoint, 0.5, except in the cells
+    where a weight sweep measured a better one (`hso.evaluation.report.derive_blend_weights`); 0.5 where no pair
+    was measured."""
+    sched = as_schedule(schedule)
+    rows = nearest_noise([r for r in rule_table().get("blend_pairs", [])
+                          if (r["solver"], r["convention"]) == (_measured_solver(solver), convention)], sched)
+    return float(_nearest_nfe(rows, nfe).get("weight", 0.5)) if rows else 0.5
+
+
 def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = None) -> tuple[str, bool]:
     """The convention `hso.diffusers.optimize_pipeline` installs by default for a solver (with its sampler
     ``options``), noise schedule (a `NoiseSchedule` or a preset name) and NFE: ``("jump" or "stop", measured)``.

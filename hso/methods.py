@@ -10,9 +10,10 @@ Every schedule the measured default ranks, the evaluation scores and `hso.calibr
 * ``"ported"``: ``hso_stop_ported``, method "hso"'s "stop" search for the same NFE with its last point dropped, for
   convention "jump" (evaluate at the stop schedule's first NFE points, then jump to sigma 0);
 * ``"baseline"``: the usual schedules of `hso.baselines`;
-* ``"blend"``: the midpoint in lambda (half log-SNR) of two other candidates' points, the pair the committed results
-  chose per cell (`hso.measured.blend_pair`): where the test beds disagree on which schedule is best, a schedule
-  between the two that cover them.
+* ``"blend"``: two other candidates' points mixed in lambda (half log-SNR), the pair the committed results chose per
+  cell (`hso.measured.blend_pair`), at the midpoint or, where a sweep measured a better one, at the cell's weight
+  (`hso.measured.blend_weight`): where the test beds disagree on which schedule is best, a schedule between the two
+  that cover them.
 
 `hso.optimize.method_schedule` makes a row's points; `hso.optimize.plan` reads the rows when it walks the measured
 ranking; `hso.measured` ranks `CANDIDATE_ORDER`; the evaluation scores `DEFAULT_METHODS`. This module is data: it

@@ -16,7 +16,7 @@ from .baselines import MethodNotApplicable, baseline_schedule
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import SearchRule, blend_pair, measured_pick
+from .measured import SearchRule, blend_pair, blend_weight, measured_pick
 from .methods import PORTED, SCHEDULE_METHODS, SEARCH_SETTINGS, ported_applies
 from .result import ScheduleResult, sampler_sigmas
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
@@ -425,7 +425,7 @@ def _blend_of(sched: NoiseSchedule, solver: str, nfe: int, conv: str, backend: s
     pair = _checked_pair(sched, solver, nfe, conv)  # every partner applies here, so method_schedule makes it
     points = [made[name] if made and name in made else method_schedule(name, sched, solver, nfe, conv, backend=backend)
               for name in pair]
-    return blend_points(sched, *points), pair
+    return blend_points(sched, *points, blend_weight(solver, conv, sched, nfe)), pair
 
 
 def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "unipc", objective: str | None = None,
@@ -576,7 +576,9 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
             elif row.kind == "blend":  # made when run, with the first valid candidate after it as the fallback
                 if blend is None:
                     pair = _checked_pair(sched, spec_solver.name, nfe, conv)
-                    blend = (name, pair, {**measured, "blend": list(pair)}, list(passed_over))
+                    blend = (name, pair, {**measured, "blend": list(pair),
+                                          "blend_weight": blend_weight(spec_solver.name, conv, sched, nfe)},
+                             list(passed_over))
             else:
                 points = _baseline_points(name, sched, n_int)
                 # the baseline's objective value is reported with method "hso"'s objective and p
@@ -720,6 +722,11 @@ def _passed_over_note(settings: dict[str, Any]) -> str:
     return f"; passed over (not valid here): {'; '.join(skipped)}" if skipped else ""
 
 
+def blend_weight_words(weight: float) -> str:
+    """How a blend's weight reads: "midpoint", or where between its pair (``weight`` 0: the first, 1: the second)."""
+    return "midpoint" if weight == 0.5 else f"weight {weight:g} towards the second"
+
+
 def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     """The result for a baseline the measured rule picked: its points, with the HSO objective and spacing penalty
     of that schedule reported for comparison (no search ran: ``psi`` is empty, ``nit = nfev = 0``)."""
@@ -729,8 +736,8 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     penalty = float(fast.spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
     rank = "best of those valid here" if job.settings.get("passed_over") else "first"
-    what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} (midpoint in lambda)" if "blend" in m
-            else f"baseline {job.source!r}")
+    what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} ({blend_weight_words(m.get('blend_weight', 0.5))} in "
+            "lambda)" if "blend" in m else f"baseline {job.source!r}")
     msg = (f"measured default: {what} ranked {rank} "
            f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({m['noise']}-like) at NFE {m['nfe']} "
            f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); "

@@ -318,7 +318,10 @@ def test_plot_labels_name_the_schedules_source():
     assert cli._result_label(SimpleNamespace(source="hso", **cell)) == "HSO search (unipc, NFE 5, stop)"
     assert cli._result_label(SimpleNamespace(source="time_quadratic", **cell)).startswith("time_quadratic (")
     blend = SimpleNamespace(source="blend", settings={"measured": {"blend": ["logSNR", "edm_rho7"]}}, **cell)
-    assert cli._result_label(blend) == "blend of logSNR and edm_rho7 (unipc, NFE 5, stop; measured default)"
+    assert cli._result_label(blend) == "blend of logSNR and edm_rho7 (unipc, NFE 5, stop, midpoint; measured default)"
+    blend.settings["measured"]["blend_weight"] = 0.8
+    assert cli._result_label(blend) == ("blend of logSNR and edm_rho7 (unipc, NFE 5, stop, weight 0.8 towards the "
+                                        "second; measured default)")
     ported = cli._result_label(SimpleNamespace(source="hso_stop_ported", **{**cell, "convention": "jump"}))
     assert ported.startswith("HSO stop search, last point dropped")
     res = hso.optimize("sd21", 5, "unipc")

@@ -12,7 +12,7 @@ import hso
 from hso.baselines import MethodNotApplicable
 from hso.evaluation import Evaluation
 from hso.evaluation.report import derive_blend_pairs
-from hso.measured import blend_pair, rule_table
+from hso.measured import blend_pair, blend_weight, rule_table
 from hso.methods import BLEND, BLEND_PARTNERS, CANDIDATE_ORDER, SCHEDULE_METHODS
 from hso.optimize import DMN_RULE_MAX, blend_points, method_schedule, plan
 from hso.schedules import PRESETS
@@ -102,7 +102,11 @@ def test_committed_pairs_are_minimal_over_every_pair():
     pairs = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r for r in derive_blend_pairs(evs)}
     assert pairs and list(pairs.values()) == sorted(pairs.values(), key=lambda r: (r["solver"], r["convention"],
                                                                                      r["space"], r["noise"], r["nfe"]))
-    assert rule_table()["blend_pairs"] == list(pairs.values())
+    committed = rule_table()["blend_pairs"]
+    assert [{k: v for k, v in r.items() if k != "weight"} for r in committed] == list(pairs.values())
+    # each pair's weight: the sweep's choice where it made one, the midpoint elsewhere
+    weights = run.blend_weights()
+    assert [r["weight"] for r in committed] == [weights.get(k, 0.5) for k in pairs]
     from hso.evaluation.report import noise_class, valid_row
     cells: dict = {}
     for ev in evs:
@@ -120,6 +124,42 @@ def test_committed_pairs_are_minimal_over_every_pair():
         assert row["proxy"] <= min(worst.values()) + 1e-6, key
 
 
+def _sweep_cell(samplers: dict[str, tuple[list[float], float]]) -> dict:
+    return {"solver": "unipc", "convention": "stop", "noise": "ddpm", "nfe": 6,
+            "samplers": {s: {"worst": w, "best_other": b} for s, (w, b) in samplers.items()}}
+
+
+def test_the_blend_weight_is_the_best_mean_that_leaves_no_variant_worse():
+    from hso.evaluation.report import derive_blend_weights
+
+    weights = (0.2, 0.5, 0.8)
+    # one variant: 0.8 is best and far below the midpoint
+    moved = _sweep_cell({"unipc": ([2.0, 1.6, 1.1], 1.9)})
+    # 0.8 helps one variant a lot but makes the other, where the blend is its pick, 10% worse: 0.2 is kept instead
+    guarded = _sweep_cell({"unipc": ([1.3, 1.6, 1.1], 1.9), "unipc-bh2-o2": ([1.2, 1.2, 1.32], 2.0)})
+    # within 2% of the midpoint: stays at 0.5
+    flat = _sweep_cell({"unipc": ([1.59, 1.6, 1.58], 1.9)})
+    # the blend worse than the best other candidate at every weight: nothing to gain, the midpoint stays
+    useless = _sweep_cell({"unipc": ([3.0, 2.5, 2.8], 1.3)})
+    got = [c["weight"] for c in derive_blend_weights([moved, guarded, flat, useless], weights)]
+    assert got == [0.8, 0.2, 0.5, 0.5]
+
+
+def test_a_blend_with_a_measured_weight_is_made_at_that_weight():
+    """Every committed pair whose weight is not the midpoint: `method_schedule` mixes its pair at that weight (the
+    baseline-only pairs, which need no search)."""
+    rows = [r for r in rule_table()["blend_pairs"] if r["weight"] != 0.5
+            and all(SCHEDULE_METHODS[m].kind == "baseline" for m in r["pair"])]
+    assert rows, "no committed pair with a measured weight and two baseline partners"
+    for r in rows[:6]:
+        solver, conv, preset, nfe = r["solver"], r["convention"], r["noise"], r["nfe"]
+        assert blend_weight(solver, conv, preset, nfe) == r["weight"]
+        want = blend_points(preset, *(method_schedule(m, preset, solver, nfe, conv) for m in r["pair"]), r["weight"])
+        np.testing.assert_array_equal(method_schedule(BLEND, preset, solver, nfe, conv), want)
+        assert not np.array_equal(want, blend_points(preset, *(method_schedule(m, preset, solver, nfe, conv)
+                                                               for m in r["pair"])))
+
+
 @pytest.mark.parametrize("solver", ["unipc", "dpmsolver++", "ddim", "euler"])
 @pytest.mark.parametrize("preset", ["sd21", "ddpm", "edm", "flow"])
 def test_method_schedule_blends_the_measured_pair(preset, solver):
@@ -130,7 +170,7 @@ def test_method_schedule_blends_the_measured_pair(preset, solver):
         assert first in BLEND_PARTNERS and second in BLEND_PARTNERS and first != second
         t = method_schedule(BLEND, preset, solver, nfe, conv)
         want = blend_points(preset, method_schedule(first, preset, solver, nfe, conv),
-                            method_schedule(second, preset, solver, nfe, conv))
+                            method_schedule(second, preset, solver, nfe, conv), blend_weight(solver, conv, preset, nfe))
         np.testing.assert_array_equal(t, want)
         assert t.shape == (hso.solvers.get_solver(solver).n_intervals(nfe, conv) + 1,)
 
@@ -238,7 +278,7 @@ def test_a_blends_partner_searches_run_on_the_requested_backend(monkeypatch):
     assert res.source == BLEND and res.backend == "reference" and used == ["reference"]
     want = blend_points("edm", hso.optimize("edm", 6, "unipc", convention="stop", method="paper",
                                             backend="reference").t,
-                        method_schedule("logSNR", "edm", "unipc", 6, "stop"))
+                        method_schedule("logSNR", "edm", "unipc", 6, "stop"), blend_weight("unipc", "stop", "edm", 6))
     np.testing.assert_array_equal(res.t, want)
 
 

@@ -10,6 +10,7 @@ import pytest
 import hso
 from hso import cli, fast
 from hso.fast import registry
+from hso.optimize import blend_weight_words
 
 
 def test_cli_default_prints_the_sd21_schedule(capsys):
@@ -30,7 +31,8 @@ def test_cli_says_what_the_measured_default_picked(preset, solver, nfe, conventi
     assert f"measured pick {res.settings['measured']['pick']} (NFE {nfe}" in out
     if res.source == "blend":
         first, second = res.settings["measured"]["blend"]
-        assert f"the blend of {first} and {second} (midpoint in lambda" in out and "psi*" not in out
+        where = blend_weight_words(res.settings["measured"]["blend_weight"])
+        assert f"the blend of {first} and {second} ({where} in lambda" in out and "psi*" not in out
     elif res.source == "hso":
         assert "# HSO schedule" in out and "psi* = (rho" in out
     elif res.source == "hso_stop_ported":

@@ -261,11 +261,13 @@ def test_auto_returns_the_measured_pick(preset, solver, nfe, convention):
         np.testing.assert_array_equal(res.t, stop.t[:-1])
         np.testing.assert_array_equal(res.psi, stop.psi)
         assert res.sigmas[-1] == 0.0 and len(res.sigmas) == len(res.t) + 1
-    elif want == "blend":  # the midpoint in lambda of the measured pair's points
+    elif want == "blend":  # the measured pair's points, mixed in lambda at the measured weight
+        from hso.measured import blend_weight
         from hso.optimize import method_schedule
         assert res.source == want and res.psi.size == 0 and res.nit == res.nfev == 0
         np.testing.assert_array_equal(res.t, method_schedule("blend", sched, solver, nfe, convention))
         assert "the blend of {!r} and {!r}".format(*m["blend"]) in res.message
+        assert m["blend_weight"] == blend_weight(solver, convention, sched, nfe)
     elif want in BASELINES:
         assert res.source == want and res.psi.size == 0 and res.nit == res.nfev == 0
         np.testing.assert_array_equal(res.t, baseline_schedule(want, sched, n))

@@ -212,17 +212,34 @@ def test_cross_validation_leaves_the_bed_out_of_the_blend_pairs_too(results):
 
 
 def test_blend_weight_report_is_generated_from_its_committed_rows():
-    """benchmarks/quality/blend_weights.md is what its json says: each cell's worst ratio per weight is the worst of
-    its rows over the beds, the best weight is the lowest of them, the unsafe cells are the rule's, and weight 0.5
-    re-measured the committed blend rows."""
+    """benchmarks/quality/blend_weights.md is what its json says; the json's summary (each cell's worst ratio per
+    weight and variant, and the weight chosen) is re-derived from its rows and the committed results; and where a
+    cell's weight is not the midpoint, the committed blend rows are the sweep's measurement at that weight."""
     bw = pytest.importorskip("benchmarks.quality.blend_weights")
     data = json.loads(bw.OUT_JSON.read_text())
     assert bw.OUT_MD.read_text() == bw.markdown(data["summary"], data["meta"])
-    assert bw.summarise(bw.unsafe_cells(), data["rows"]) == data["summary"]
-    assert {(c["solver"], c["convention"], c["noise"], c["nfe"]) for c in data["summary"]} == \
-        {(c["solver"], c["convention"], c["noise"], c["nfe"]) for c in bw.unsafe_cells()}
-    mid = [r for r in data["rows"] if r["weight"] == 0.5 and r["committed_blend_ratio"]]
-    assert mid and max(abs(r["ratio"] / r["committed_blend_ratio"] - 1) for r in mid) < 1e-4
+    cells = bw.unsafe_cells()
+    assert bw.summarise(cells, data["rows"]) == data["summary"]
+    moved = [c for c in data["summary"] if c["weight"] != 0.5]
+    assert moved, "no cell takes a weight other than the midpoint"
+    checked = 0
+    for c in moved:
+        grid = bw._grid(c["nfe"])
+        for r in data["rows"]:
+            if (r["solver"], r["convention"], r["noise"], r["nfe"], r["weight"]) != \
+                    (c["solver"], c["convention"], c["noise"], c["nfe"], c["weight"]):
+                continue
+            path = next(p for label, _, p in bw._samplers(r["bed"], r["noise"], grid, r["solver"])
+                        if label == r["sampler"])
+            rows = bw._cell_rows(path)[(r["solver"], r["convention"], r["nfe"])]
+            best = min(x["rmse"] for m, x in rows.items() if m in bw.BLEND_PARTNERS and bw._valid(x))
+            # rel 1e-3: the sweep mixes the partners' committed points, the evaluation the partners as the engine
+            # makes them now; they agree to 1e-13 but where a DM-NonUniform partner's committed row comes from an
+            # earlier session (its search moves by ulps' worth of input, benchmarks/results/perturbation.md):
+            # dpmsolver++ "jump" NFE 12 on DDPM betas, 1.3e-4 in t, up to 5e-4 in this ratio
+            assert rows["blend"]["rmse"] / best == pytest.approx(r["ratio"], rel=1e-3), (c, r["bed"], r["sampler"])
+            checked += 1
+    assert checked
 
 
 def test_selection_report_is_generated_from_committed_replays():

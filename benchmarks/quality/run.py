@@ -211,6 +211,31 @@ def _pairs(evs: list[Evaluation]) -> dict[tuple, tuple[str, str]]:
     return {(p["solver"], p["convention"], p["noise"], p["nfe"]): tuple(p["pair"]) for p in derive_blend_pairs(evs)}
 
 
+def blend_weights(exclude_bed: str | None = None) -> dict[tuple, float]:
+    """(solver, convention, noise, NFE) -> the blend's weight where the committed sweep
+    (`benchmarks/quality/blend_weights.py`) chose one (`derive_blend_weights`; every other cell takes 0.5). With
+    ``exclude_bed``, chosen again without that bed's rows (for the cross-validation; the best other candidate's
+    ratio per cell stays the one over every bed)."""
+    path = HERE / "blend_weights.json"
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    summary = data["summary"]
+    if exclude_bed is not None:
+        from .blend_weights import summarise
+
+        cells = [{k: c[k] for k in ("solver", "convention", "noise", "nfe", "pair", "best_other")} for c in summary]
+        summary = summarise(cells, [r for r in data["rows"] if r["bed"] != exclude_bed])
+    return {(c["solver"], c["convention"], c["noise"], c["nfe"]): c["weight"] for c in summary}
+
+
+def weighted_pairs(evs: list[Evaluation], weights: dict[tuple, float] | None = None) -> list[dict]:
+    """`derive_blend_pairs` with each pair's weight (``weights``, default `blend_weights`; 0.5 where none)."""
+    weights = blend_weights() if weights is None else weights
+    return [{**p, "weight": weights.get((p["solver"], p["convention"], p["noise"], p["nfe"]), 0.5)}
+            for p in derive_blend_pairs(evs)]
+
+
 def _without_blends(ev: Evaluation, cells: set[tuple]) -> Evaluation:
     """``ev`` without its blend rows in ``cells`` ((solver, convention, noise, NFE), as `_pairs` keys them)."""
     noise = noise_class(ev)[0]
@@ -221,15 +246,15 @@ def _without_blends(ev: Evaluation, cells: set[tuple]) -> Evaluation:
 def _cross_validation(results: list[tuple[str, Evaluation]], all_results: list[tuple[str, Evaluation]]
                       ) -> list[str]:
     """Both rules derived from every rule bed, and again with the scored bed left out, scored on every
-    configuration: how much of their gain is fitted noise. Left out means out of the blend pairs too: where the
-    other beds (with their sampler variants) choose another pair, the measured blend is not what that derivation
-    would have made, so it is no candidate there."""
+    configuration: how much of their gain is fitted noise. Left out means out of the blend pairs and weights too:
+    where the other beds (with their sampler variants) choose another pair or weight, the measured blend is not what
+    that derivation would have made, so it is no candidate there."""
     evs = rule_evaluations(results)
     if len({ev.meta["testbed"] for ev in evs}) < 2:
         return []
     full_auto, full_hso = derive_measured_rule(evs), derive_auto_rule(evs)[0]
     every = rule_evaluations(all_results)
-    full_pairs = _pairs(every)
+    full_pairs, full_weights = _pairs(every), blend_weights()
     lines = ["", "**Are the rules fitted to these beds?** Each rule derived from all the test beds, and again "
              "with the scored configuration's bed left out (leave-one-bed-out: an out-of-sample estimate; the "
              "blend's pair too: where the other beds choose another pair, the blend is not a candidate), "
@@ -244,7 +269,9 @@ def _cross_validation(results: list[tuple[str, Evaluation]], all_results: list[t
         bed = ev.meta["testbed"]
         others = [e for e in evs if e.meta["testbed"] != bed]
         loo_pairs = _pairs([e for e in every if e.meta["testbed"] != bed])
-        moved = {k for k, v in full_pairs.items() if loo_pairs.get(k) != v}
+        loo_weights = blend_weights(exclude_bed=bed)
+        moved = {k for k, v in full_pairs.items()
+                 if loo_pairs.get(k) != v or loo_weights.get(k, 0.5) != full_weights.get(k, 0.5)}
         loo_auto = derive_measured_rule([_without_blends(e, moved) for e in others])
         cells = [_score(_measured_ratios(ev, full_auto)),
                  _score(_measured_ratios(_without_blends(ev, moved), loo_auto)),
@@ -257,8 +284,9 @@ def _cross_validation(results: list[tuple[str, Evaluation]], all_results: list[t
 
 def _measured_table(rules: list[dict], pairs: list[dict]) -> list[str]:
     """The default's picks per (measured noise schedule, sampler variant, convention) x NFE, with their worst ratio
-    to the best schedule (a blend with its pair)."""
-    pair = {(p["solver"], p["convention"], p["noise"], p["nfe"]): "+".join(p["pair"]) for p in pairs}
+    to the best schedule (a blend with its pair, and its weight where that is not the midpoint)."""
+    pair = {(p["solver"], p["convention"], p["noise"], p["nfe"]):
+            "+".join(p["pair"]) + ("" if p.get("weight", 0.5) == 0.5 else f" @{p['weight']:g}") for p in pairs}
     nfes = sorted({r["nfe"] for r in rules})
     keys = sorted({(r["sampler"], r["convention"], r["noise"]) for r in rules}, key=lambda k: (k[2], k[0], k[1]))
     table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0] for r in rules}
@@ -295,7 +323,8 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         "against the converged reference solution (scipy DOP853) from the same noise; full tables with Frechet "
         "distances, plots of error vs NFE and of the schedules are in each folder. `hso` is `hso.optimize`'s default "
         "(`method=\"auto\"`: the measured best of hso's settings, the baselines and the blend), `blend` the "
-        "midpoint in lambda of the measured pair (`hso.measured.blend_pair`), `hso_search` is "
+        "measured pair's points mixed in lambda (`hso.measured.blend_pair`; the midpoint, or the weight "
+        "`blend_weights.md` chose), `hso_search` is "
         "`method=\"hso\"` (the measured best of hso's settings), `hso_paper` the paper's procedure; `calibrate` / "
         "`calibrate_1000` are `hso.calibrate` with budgets of 307 / 1000 network evaluations, scored on the "
         "evaluation's own noises (held out from calibration; low-NFE grid only).", "",
@@ -330,7 +359,7 @@ def readme_section(all_results: list[tuple[str, Evaluation]]) -> str:
         f"only when lower by more than {TOLERANCE - 1:.0%}. The number is that worst ratio; a cell is *supported* "
         f"when it is at most {SUPPORT_RATIO}. Other NFEs take the nearest measured NFE's pick (not claimed as "
         "supported); other solvers search with `method=\"hso\"`'s settings.", ""]
-    lines += _measured_table(rules, derive_blend_pairs(rule_evs))
+    lines += _measured_table(rules, weighted_pairs(rule_evs))
     lines += _diffusers_table(all_results, rules)
     rule, evidence = derive_auto_rule(rule_evaluations(results))
     lines += ["", "**`method=\"hso\"`** (the search only; also what `auto` searches with when search arguments are "
@@ -577,7 +606,7 @@ def rule_data(results: list[tuple[str, Evaluation]]) -> dict:
             "derived_from": [result_file(name) for name, ev in results if ev.meta["testbed"] in RULE_BEDS],
             "metric": "rmse", "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
             "rules": rules, "diffusers": derive_diffusers_convention(evs, rules),
-            "blend_pairs": derive_blend_pairs(evs),
+            "blend_pairs": weighted_pairs(evs),
             "search_rule": [{"solver": k[0], "convention": k[1], "space": k[2], "setting": v}
                             for k, v in sorted(derive_auto_rule(evs)[0].items())]}
 

@@ -359,6 +359,33 @@ def derive_blend_pairs(evs: list[Evaluation]) -> list[dict]:
     return out
 
 
+def derive_blend_weights(summary: list[dict], weights: tuple[float, ...], tolerance: float = RULE_TOLERANCE
+                         ) -> list[dict]:
+    """The weight `hso.methods.BLEND` uses per cell, derived from a weight sweep (`benchmarks/quality/blend_weights.py`):
+    per (solver, convention, noise, NFE) and sampler variant of the solver, each swept weight's worst RMSE ratio over
+    the rule beds, and the best other candidate's (``{"solver", "convention", "noise", "nfe", "samplers": {label:
+    {"worst": [per weight], "best_other": x}}}``). What a weight gives a variant is the better of its blend and the
+    best other candidate, R_s(w) = min(worst_s(w), best_other_s): the measured default takes the blend only where it
+    is better. The weight is the one with the lowest geometric mean of R_s over the variants (one blend schedule
+    serves them all) among those that leave no variant more than ``tolerance`` worse than the midpoint does; the
+    midpoint (0.5) stays unless that mean is lower by more than ``tolerance``.
+
+    Returns:
+        ``[{"solver", "convention", "noise", "nfe", "weight"}]`` for every cell of ``summary``.
+    """
+    mid = weights.index(0.5)
+    out = []
+    for cell in summary:
+        per = [[min(w, v["best_other"]) for w in v["worst"]] for v in cell["samplers"].values()]
+        score = [float(np.exp(np.mean(np.log([r[i] for r in per])))) for i in range(len(weights))]
+        safe = [i for i in range(len(weights)) if all(r[i] <= tolerance * r[mid] for r in per)]
+        best = min(safe, key=lambda i: (score[i], abs(weights[i] - 0.5)))
+        weight = weights[best] if score[best] * tolerance < score[mid] else 0.5
+        out.append({"solver": cell["solver"], "convention": cell["convention"], "noise": cell["noise"],
+                    "nfe": cell["nfe"], "weight": weight})
+    return out
+
+
 def sampler_of(ev: Evaluation, solver: str) -> tuple[str, dict]:
     """The sampler variant an evaluation ran ``solver`` with: (`hso.solvers.sampler_label`, its options)."""
     opts = next((r.get("solver_options") for r in ev.rows if r["solver"] == solver), None)
