@@ -55,8 +55,8 @@ from .result import sampler_sigmas
 from .schedules import NoiseSchedule, as_schedule
 from .solvers import SAMPLER_DEFAULTS, final_data, get_solver, initial_state, prediction_for, sample, sampler_options
 
-__all__ = ["calibrate", "CalibrationResult", "DEFAULT_BUDGET", "GITS_BUDGET", "EvaluationCounter", "candidate_schedules",
-           "default_objectives", "first_round", "select", "teacher_solution"]
+__all__ = ["calibrate", "CalibrationResult", "DEFAULT_BUDGET", "GITS_BUDGET", "EvaluationCounter",
+           "candidate_schedules", "default_objectives", "first_round", "select", "teacher_solution"]
 
 GITS_BUDGET = 256 * 60  # GITS (Chen et al. 2024) calibrates on 256 trajectories of 60 steps
 # the default budget: see the module docstring (a test re-derives it from the committed replay)

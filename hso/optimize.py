@@ -357,11 +357,10 @@ def _checked_points(t: np.ndarray, sched: NoiseSchedule, n_int: int) -> np.ndarr
 
 
 def blend_points(schedule: NoiseSchedule | str, t_a: Any, t_b: Any, weight: float = 0.5) -> np.ndarray:
-    """The blend of two schedules of the same length (`hso.methods.BLEND`): each point at the midpoint of the two
-    in lambda (half log-SNR), ``t_i = t(0.5 (lambda(t_a_i) + lambda(t_b_i)))``; a point the two share is kept
-    exactly. Strictly decreasing inputs give a strictly decreasing result (lambda is monotone in t). ``weight``
-    moves the point from ``t_a`` (0) towards ``t_b`` (1): ``lambda = (1 - w) lambda_a + w lambda_b``; the blend
-    the default uses is 0.5 (`benchmarks/quality/blend_weights.py` measures others).
+    """The blend of two schedules of the same length (`hso.methods.BLEND`): each point between the two in lambda
+    (half log-SNR), ``t_i = t((1 - w) lambda(t_a_i) + w lambda(t_b_i))`` with ``w = weight`` (0.5, the default:
+    the midpoint; the measured default's weight per cell is `hso.measured.blend_weight`); a point the two share is
+    kept exactly. Strictly decreasing inputs give a strictly decreasing result (lambda is monotone in t).
 
     Raises:
         ValueError: the two differ in length or are not finite points of the time domain, or a weight outside
@@ -736,8 +735,9 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     penalty = float(fast.spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
     rank = "best of those valid here" if job.settings.get("passed_over") else "first"
-    what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} ({blend_weight_words(m.get('blend_weight', 0.5))} in "
-            "lambda)" if "blend" in m else f"baseline {job.source!r}")
+    where = blend_weight_words(m.get("blend_weight", 0.5))
+    what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} ({where} in lambda)" if "blend" in m
+            else f"baseline {job.source!r}")
     msg = (f"measured default: {what} ranked {rank} "
            f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({m['noise']}-like) at NFE {m['nfe']} "
            f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); "

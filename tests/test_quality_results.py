@@ -232,7 +232,7 @@ def test_blend_weight_report_is_generated_from_its_committed_rows():
             path = next(p for label, _, p in bw._samplers(r["bed"], r["noise"], grid, r["solver"])
                         if label == r["sampler"])
             rows = bw._cell_rows(path)[(r["solver"], r["convention"], r["nfe"])]
-            best = min(x["rmse"] for m, x in rows.items() if m in bw.BLEND_PARTNERS and bw._valid(x))
+            best = min(x["rmse"] for m, x in rows.items() if m in bw.BLEND_PARTNERS and bw.valid_row(x))
             # rel 1e-3: the sweep mixes the partners' committed points, the evaluation the partners as the engine
             # makes them now; they agree to 1e-13 but where a DM-NonUniform partner's committed row comes from an
             # earlier session (its search moves by ulps' worth of input, benchmarks/results/perturbation.md):

@@ -5,15 +5,16 @@ no other candidate is within 1.25x of the best on every rule bed (an "unsafe" ce
 ends of the pair, and a point nearer one end serves them better than the midpoint. This re-samples, in every
 unsafe cell (solver x convention x noise schedule x NFE, unsafe for any sampler variant of the solver; both
 grids), the blend of that cell's committed pair at the weights `WEIGHTS` (`hso.optimize.blend_points(...,
-weight)`, made from the partners' committed points, as the default's blend makes them) on every rule bed of the
-noise schedule, under every sampler variant of the solver, with the same noises and converged references as the
-committed results. Each row is the blend's RMSE ratio to the best other candidate of that bed, variant and cell; weight 0.5 is the committed blend row itself.
-`hso.evaluation.report.derive_blend_weights` then chooses each cell's weight (the measured rule stores it with the
-pair; 0.5 elsewhere).
+weight)` of the partners' committed points) on every rule bed of the noise schedule, under every sampler variant
+of the solver, with the same noises and converged references as the committed results. Each row is the blend's
+RMSE ratio to the best other candidate of that bed, variant and cell; weight 0.5 is the committed blend row
+itself. `hso.evaluation.report.derive_blend_weights` then chooses each cell's weight (the measured rule stores it
+with the pair; 0.5 elsewhere), and the committed blend rows are then re-measured at it
+(`python -m benchmarks.quality.run --methods blend`, then with `--variants`).
 
-    python -m benchmarks.quality.blend_weights                # about an hour on one core
-    python -m benchmarks.quality.blend_weights --noises ddpm,sd21 --partial /tmp/a.json   # a share of the cells
-    python -m benchmarks.quality.blend_weights --combine /tmp/a.json,/tmp/b.json           # the shares together
+    python -m benchmarks.quality.blend_weights                # about 20 min on one core
+    python -m benchmarks.quality.blend_weights --noises ddpm,edm --partial /tmp/a.json   # a share of the cells
+    python -m benchmarks.quality.blend_weights --combine /tmp/a.json,/tmp/b.json          # the shares together
 
 writes ``benchmarks/quality/blend_weights.json`` (rows and per-cell summary) and ``blend_weights.md``.
 """
@@ -27,13 +28,15 @@ from pathlib import Path
 
 from hso.baselines import MethodNotApplicable
 from hso.evaluation import evaluate
-from hso.evaluation.methods import METHODS, register_method
-from hso.evaluation.report import _cell_ratios, derive_blend_pairs, derive_blend_weights, noise_class, sampler_of
+from hso.evaluation.methods import METHODS
+from hso.evaluation.report import _cell_ratios, derive_blend_pairs, derive_blend_weights, sampler_of, valid_row
 from hso.methods import BLEND_PARTNERS
 from hso.optimize import blend_points
 from hso.schedules import as_schedule
+from hso.solvers import sampler_label, sampler_options
 
-from .run import GRIDS, REFERENCE_CACHE, RULE_BEDS, config_dir, load_results, rule_evaluations
+from .run import (GRIDS, REFERENCE_CACHE, RULE_BEDS, SAMPLER_VARIANTS, config_dir, load_results, rule_evaluations,
+                  variant_path)
 
 HERE = Path(__file__).resolve().parent
 OUT_JSON = HERE / "blend_weights.json"
@@ -74,9 +77,6 @@ def _grid(nfe: int) -> str:
 
 def _samplers(bed: str, noise: str, grid: str, solver: str) -> list[tuple[str, dict, Path]]:
     """(label, options, committed results) of every measured sampler of ``solver`` on a configuration."""
-    from .run import SAMPLER_VARIANTS, variant_path
-    from hso.solvers import sampler_label, sampler_options
-
     out = [(solver, sampler_options(solver), config_dir(bed, noise, grid) / "results.json")]
     for s, opts in SAMPLER_VARIANTS:
         if s == solver:
@@ -95,7 +95,7 @@ def _cell_rows(path: Path) -> dict[tuple, dict[str, dict]]:
 
 def measure(cells: list[dict], progress: bool = False) -> list[dict]:
     """Every weight's blend in every cell, on every rule bed and sampler variant: its RMSE ratio to the best other
-    candidate there (and the committed midpoint blend's, as a check)."""
+    candidate there; weight 0.5 is the committed blend row."""
     out = []
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for c in cells:
@@ -134,22 +134,16 @@ def measure(cells: list[dict], progress: bool = False) -> list[dict]:
                         METHODS.pop(name, None)
                 for r in ev.rows:
                     rows = committed.get((r["solver"], r["convention"], r["nfe"]), {})
-                    others = [x["rmse"] for m, x in rows.items() if m in BLEND_PARTNERS and _valid(x)]
+                    others = [x["rmse"] for m, x in rows.items() if m in BLEND_PARTNERS and valid_row(x)]
                     if not others:
                         continue
                     best = min(others)
                     cell = {"solver": solver, "sampler": label, "convention": r["convention"], "noise": noise,
                             "nfe": r["nfe"], "bed": bed}
                     out.append({**cell, "weight": float(r["method"].rsplit("_", 1)[1]), "ratio": r["rmse"] / best})
-                    if r["method"] == names[0] and "blend" in rows and _valid(rows["blend"]):
+                    if r["method"] == names[0] and "blend" in rows and valid_row(rows["blend"]):
                         out.append({**cell, "weight": 0.5, "ratio": rows["blend"]["rmse"] / best})
     return out
-
-
-def _valid(row: dict) -> bool:
-    from hso.evaluation.report import valid_row
-
-    return valid_row(row)
 
 
 def summarise(cells: list[dict], rows: list[dict]) -> list[dict]:
@@ -179,8 +173,9 @@ def markdown(summary: list[dict], meta: dict) -> str:
         return max(min(v["worst"][i], v["best_other"]) for v in cell["samplers"].values())
 
     lines = ["# The blend's weight in the unsafe cells (generated by `python -m benchmarks.quality.blend_weights`)", "",
-             f"{meta['cells']} cells (solver, convention, noise, NFE) where, for some sampler variant, no candidate but "
-             f"the blend is within {UNSAFE}x of the best on every rule bed. Per weight: over the variants, the worst of "
+             f"{meta['cells']} cells (solver, convention, noise, NFE) where, for some sampler variant, no candidate "
+             f"but the blend is within {UNSAFE}x of the best on every rule bed. Per weight: over the variants, the "
+             "worst of "
              "(the blend's worst RMSE ratio over the rule beds, or the best other candidate's where that is lower), "
              "ratios to the best other candidate; weight 0 is the pair's first schedule, 1 its second. The chosen "
              "weight is `hso.evaluation.report.derive_blend_weights`'s. "
@@ -201,10 +196,11 @@ def markdown(summary: list[dict], meta: dict) -> str:
     chosen = safe(lambda s: WEIGHTS.index(s["weight"]))
     at_mid = safe(lambda s: mid)
     moved = sum(s["weight"] != 0.5 for s in summary)
-    lines += ["", f"Sampler-variant cells within {UNSAFE}x on every rule bed (blend or best other): {at_mid} of {n_var} "
+    lines += ["", f"Sampler-variant cells within {UNSAFE}x on every rule bed (blend or best other): {at_mid} of "
+              f"{n_var} "
               f"with the midpoint, {chosen} with the chosen weights; a weight other than 0.5 is chosen in {moved} of "
-              f"{len(summary)} cells. Weight 0.5 is the committed blend row (the default samplers' re-measured once with this sweep's "
-              "points, commit f732e94: the same RMSE to a relative 1.8e-11)."]
+              f"{len(summary)} cells. Weight 0.5 is the committed blend row (the default samplers' re-measured once "
+              "with this sweep's points, commit f732e94: the same RMSE to a relative 1.8e-11)."]
     return "\n".join(lines) + "\n"
 
 

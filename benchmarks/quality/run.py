@@ -222,7 +222,7 @@ def blend_weights(exclude_bed: str | None = None) -> dict[tuple, float]:
     data = json.loads(path.read_text())
     summary = data["summary"]
     if exclude_bed is not None:
-        from .blend_weights import summarise
+        from .blend_weights import summarise  # here: blend_weights imports this module
 
         cells = [{k: c[k] for k in ("solver", "convention", "noise", "nfe", "pair", "best_other")} for c in summary]
         summary = summarise(cells, [r for r in data["rows"] if r["bed"] != exclude_bed])

@@ -361,7 +361,8 @@ def derive_blend_pairs(evs: list[Evaluation]) -> list[dict]:
 
 def derive_blend_weights(summary: list[dict], weights: tuple[float, ...], tolerance: float = RULE_TOLERANCE
                          ) -> list[dict]:
-    """The weight `hso.methods.BLEND` uses per cell, derived from a weight sweep (`benchmarks/quality/blend_weights.py`):
+    """The weight `hso.methods.BLEND` uses per cell, derived from a weight sweep
+    (`benchmarks/quality/blend_weights.py`):
     per (solver, convention, noise, NFE) and sampler variant of the solver, each swept weight's worst RMSE ratio over
     the rule beds, and the best other candidate's (``{"solver", "convention", "noise", "nfe", "samplers": {label:
     {"worst": [per weight], "best_other": x}}}``). What a weight gives a variant is the better of its blend and the
