@@ -207,7 +207,9 @@ def markdown(summary: list[dict], meta: dict) -> str:
 def write(cells: list[dict], rows: list[dict], wall: float) -> None:
     summary = summarise(cells, rows)
     meta = {"cells": len(summary), "weights": list(WEIGHTS), "unsafe": UNSAFE, "wall_time_s": round(wall, 1)}
-    OUT_JSON.write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary}, indent=1) + "\n")
+    # one row per line (thousands of them), the small meta and summary first
+    OUT_JSON.write_text('{"meta": ' + json.dumps(meta) + ',\n"summary": [\n' + ",\n".join(map(json.dumps, summary))
+                        + '],\n"rows": [\n' + ",\n".join(map(json.dumps, rows)) + "]}\n")
     OUT_MD.write_text(markdown(summary, meta))
 
 

@@ -50,7 +50,8 @@ WITHIN = 1.02
 def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = None) -> dict:
     """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference, teacher cost.
     With ``cache`` (a folder), a recording of the same configuration, noises and seed is read from there, or written
-    there (a pickle; rules can then be replayed without re-running the candidates)."""
+    there (a pickle; rules can then be replayed without re-running the candidates). The key is only the
+    configuration, noise count and seed: clear the folder when the candidates or the engine change."""
     key = cache / f"{bed}_{preset}_{n_noise}_{seed}.pkl" if cache is not None else None
     if key is not None and key.exists():
         with key.open("rb") as fh:
@@ -226,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=60)
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--cache", type=Path, default=None,
-                    help="keep (or reuse) each configuration's recorded errors in this folder")
+                    help="keep (or reuse) each configuration's recorded errors in this folder (clear it when the "
+                         "candidates or the engine change)")
     args = ap.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     for bed, preset in CONFIGS:
