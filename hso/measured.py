@@ -177,19 +177,24 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
                 str(row["noise"]), str(row["sampler"]))
 
 
+def _blend_row(solver: str, convention: str, schedule: Any, nfe: int) -> dict[str, Any] | None:
+    """The measured blend cell a request takes (`blend_pair`, `blend_weight`): the solver's (any variant) rows for
+    the convention, at the nearest measured noise schedule, then the nearest NFE; None where none was measured."""
+    rows = nearest_noise([r for r in rule_table().get("blend_pairs", [])
+                          if (r["solver"], r["convention"]) == (_measured_solver(solver), convention)],
+                         as_schedule(schedule))
+    return _nearest_nfe(rows, nfe) if rows else None
+
+
 def blend_pair(solver: str, convention: str, schedule: Any, nfe: int) -> tuple[tuple[str, str], int, str] | None:
     """The two candidates `hso.methods.BLEND` mixes for a solver (any variant: the pair is chosen over all of the
     solver's measured variants together, so one blend schedule serves them all), convention, noise schedule (the
     measured one nearest to it, `nearest_noise`) and NFE (the nearest measured one): ``((first, second), measured
     NFE, measured noise)``, or None where nothing was measured for that solver and convention in its lambda space.
     The pair is derived from the committed results by `hso.evaluation.report.derive_blend_pairs`."""
-    sched = as_schedule(schedule)
-    solver = _measured_solver(solver)
-    rows = nearest_noise([r for r in rule_table().get("blend_pairs", [])
-                          if (r["solver"], r["convention"]) == (solver, convention)], sched)
-    if not rows:
+    row = _blend_row(solver, convention, schedule, nfe)
+    if row is None:
         return None
-    row = _nearest_nfe(rows, nfe)
     first, second = row["pair"]
     return (str(first), str(second)), int(row["nfe"]), str(row["noise"])
 
@@ -199,10 +204,8 @@ def blend_weight(solver: str, convention: str, schedule: Any, nfe: int) -> float
     first schedule, 1 at the second, in lambda (`hso.optimize.blend_points`). The midpoint, 0.5, except in the cells
     where a weight sweep measured a better one (`hso.evaluation.report.derive_blend_weights`); 0.5 where no pair
     was measured."""
-    sched = as_schedule(schedule)
-    rows = nearest_noise([r for r in rule_table().get("blend_pairs", [])
-                          if (r["solver"], r["convention"]) == (_measured_solver(solver), convention)], sched)
-    return float(_nearest_nfe(rows, nfe).get("weight", 0.5)) if rows else 0.5
+    row = _blend_row(solver, convention, schedule, nfe)
+    return 0.5 if row is None else float(row.get("weight", 0.5))
 
 
 def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = None) -> tuple[str, bool]:

@@ -65,14 +65,12 @@ def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = 
     counter = EvaluationCounter(model)
     teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
     teach_cost = counter.spent // n_noise
-    # a cheaper teacher, recorded beside calibrate's own (what a replay with a 16-step teacher would see)
-    teacher_half = teacher_solution(model, sched, z, pred, TEACHER_STEPS // 2)
     objectives = default_objectives()
-    cells, half = {}, {}
+    cells = {}
     for solver in ("unipc", "dpmsolver++", "ddim"):
         for conv in ("stop", "jump"):
             for nfe in (4, 5, 6, 8, 10):
-                names, e_teacher, e_ref, e_half = [], [], [], []
+                names, e_teacher, e_ref = [], [], []
                 for name, t in candidate_schedules(sched, solver, nfe, conv, objectives, 3):
                     x = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=pred,
                                convention=conv, **SAMPLER_DEFAULTS[solver])
@@ -80,10 +78,8 @@ def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = 
                     names.append(name)
                     e_teacher.append(np.mean((y - teacher) ** 2, axis=1))
                     e_ref.append(np.mean((y - ref) ** 2, axis=1))
-                    e_half.append(np.mean((y - teacher_half) ** 2, axis=1))
                 cells[(solver, conv, nfe)] = (names, np.array(e_teacher), np.array(e_ref))
-                half[(solver, conv, nfe)] = np.array(e_half)
-    out = {"cells": cells, "teach_cost": teach_cost, "half_teacher": half}
+    out = {"cells": cells, "teach_cost": teach_cost}
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
         with key.open("wb") as fh:
