@@ -35,14 +35,13 @@ from hso.optimize import blend_points
 from hso.schedules import as_schedule
 from hso.solvers import sampler_label, sampler_options
 
-from .run import (GRIDS, REFERENCE_CACHE, RULE_BEDS, SAMPLER_VARIANTS, config_dir, load_results, rule_evaluations,
-                  variant_path)
+from .run import (GRIDS, REFERENCE_CACHE, RULE_BEDS, SAMPLER_VARIANTS, UNSAFE, config_dir, load_results,
+                  rule_evaluations, variant_path)
 
 HERE = Path(__file__).resolve().parent
 OUT_JSON = HERE / "blend_weights.json"
 OUT_MD = HERE / "blend_weights.md"
 WEIGHTS = (0.2, 0.35, 0.5, 0.65, 0.8)
-UNSAFE = 1.25  # the acceptance's bound: within 1.25x of the best on every bed
 
 
 def unsafe_cells() -> list[dict]:

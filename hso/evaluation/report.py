@@ -270,18 +270,19 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
     return rule, evidence
 
 
-def _cell_ratios(evs: list[Evaluation], names: tuple[str, ...], sampler: Callable[[Evaluation, str], str]
-                 ) -> tuple[dict[tuple, list[dict[str, float]]], dict[str, float]]:
+def _cell_ratios(evs: list[Evaluation], names: tuple[str, ...], sampler: Callable[[Evaluation, str], str],
+                 metric: str = "rmse") -> tuple[dict[tuple, list[dict[str, float]]], dict[str, float]]:
     """Per (``sampler(ev, solver)``, convention, lambda space, measured noise schedule, NFE), one dict per
     evaluation of that cell: each of ``names`` measured there (valid rows only) -> its RMSE ratio to the best of
-    them; cells without a baseline row are left out. Also each measured noise schedule's lambda(t_max)."""
+    them (``metric``: the rows' field to compare, ``"rmse_wc"`` for the well-conditioned samples only); cells
+    without a baseline row are left out. Also each measured noise schedule's lambda(t_max)."""
     cells: dict[tuple, list[dict[str, float]]] = {}
     tops: dict[str, float] = {}
     for ev in evs:
         space = kind_name_of_family(ev.meta["schedule"]["family"])
         noise, tops[noise] = noise_class(ev)
         for solver, conv, nfe in ev.cells():
-            rows = {r["method"]: r["rmse"] for r in ev.rows
+            rows = {r["method"]: r[metric] for r in ev.rows
                     if (r["solver"], r["convention"], r["nfe"]) == (solver, conv, nfe) and valid_row(r)}
             if not any(m in rows for m in BASELINE_NAMES):
                 continue
@@ -291,14 +292,15 @@ def _cell_ratios(evs: list[Evaluation], names: tuple[str, ...], sampler: Callabl
     return cells, tops
 
 
-def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
+def derive_measured_rule(evs: list[Evaluation], metric: str = "rmse") -> list[dict]:
     """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, measured
     noise schedule (`noise_class`), NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of
     every evaluation on that noise schedule, ranked by its worst RMSE ratio to the cell's best schedule (the best of
     all candidates measured there, `valid_row`) over those evaluations: the pick minimises the largest regret over
     the test beds. A candidate ranks
     above an earlier one in `CANDIDATE_ORDER` only when its worst ratio is lower by more than `RULE_TOLERANCE`
-    (so hso's own search is kept where a baseline is not clearly better).
+    (so hso's own search is kept where a baseline is not clearly better). ``metric``: the rows' field the ratios
+    compare (the default's rule uses ``"rmse"``; the report also ranks by ``"rmse_wc"``).
 
     Returns:
         ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "ranking": [[candidate, worst ratio],
@@ -311,7 +313,7 @@ def derive_measured_rule(evs: list[Evaluation]) -> list[dict]:
         samplers[name] = (solver, options)
         return name
 
-    cells, tops = _cell_ratios(evs, CANDIDATE_ORDER, label)
+    cells, tops = _cell_ratios(evs, CANDIDATE_ORDER, label, metric)
     out = []
     for key in sorted(cells):
         per_bed = cells[key]

@@ -15,7 +15,7 @@ from ..solvers import SAMPLER_DEFAULTS, get_solver, sample, sampler_options
 from ..version import __version__
 from .methods import DEFAULT_METHODS, METHODS, MethodNotApplicable, make_schedule
 from .metrics import rmse, sample_metrics
-from .reference import final_data, initial_state, reference_solution
+from .reference import conditioning, final_data, initial_state, reference_solution
 from .report import Evaluation
 
 __all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS", "default_prediction"]
@@ -43,7 +43,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
              methods: Sequence[str] = DEFAULT_METHODS, conventions: Sequence[str] | None = None,
              n_samples: int = 512, seed: int = 0, progress: bool = False,
              solver_options: dict[str, dict[str, Any]] | None = None, reference_cache: Any = None,
-             replay: Evaluation | None = None) -> Evaluation:
+             replay: Evaluation | None = None, well_conditioned: bool = False) -> Evaluation:
     """Sample with every (solver, convention, NFE, schedule method) on a test bed and score against the reference.
 
     Args:
@@ -65,6 +65,9 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             of made (no search runs): each (solver, convention, NFE, method) of this call takes the points of
             that evaluation's row, and one it lacks is skipped. With ``solver_options``, this measures the
             same schedules under another sampler variant (UniPC bh2, DPM-Solver++ 3M).
+        well_conditioned: also score every row on the well-conditioned samples only (``rmse_wc``; `conditioning`:
+            one more reference solve from perturbed noise), and record the ill-conditioned samples in
+            ``meta["conditioning"]``.
 
     Returns:
         An `Evaluation`.
@@ -149,6 +152,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
     say(f"reference solution for {n_samples} samples ({len(ends)} end points)")
     ref = reference_solution(den, sched, z, ends, cache_dir=reference_cache)
     teacher = sample_metrics(ref.clean)
+    cond = conditioning(den, sched, z, cache_dir=reference_cache) if well_conditioned else None
 
     def run(solver: str, conv: str, t: np.ndarray) -> tuple[np.ndarray, Any]:
         out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
@@ -164,6 +168,8 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
                "nfe_spent": out.nfe, "t": t.tolist(),
                "timesteps": sched.timesteps_of_t(t).tolist() if sched.is_discrete else None,
                "rmse": rmse(y, ref.clean), "rmse_end": rmse(y, target), **sample_metrics(y)}
+        if cond is not None:
+            row["rmse_wc"] = rmse(y[cond.well], ref.clean[cond.well])
         cal = calibrations.get((solver, conv, nfe, m))
         if cal is not None:
             # held-out check: every candidate calibration saw, scored on the evaluation's noises
@@ -184,6 +190,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             "schedules": "replayed" if replay is not None else "made",
             "reference": {"method": "scipy DOP853 in lambda", "rtol": ref.rtol, "nfev": ref.nfev,
                           "max_change_vs_rtol_1e-7": ref.max_change},
+            **({"conditioning": cond.describe()} if cond is not None else {}),
             "teacher_metrics": teacher, "hso_version": __version__, "python": platform.python_version(),
             "numpy": np.__version__, "wall_time_s": round(time.perf_counter() - t_start, 2)}
     return Evaluation(rows, meta, skipped)
