@@ -107,7 +107,7 @@ class GaussianMixtureDenoiser:
     # ------------------------------------------------------------------ evaluation
     def _components(self, y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """log pi_k N(y; mu_k, C_k + s^2 I) ``[K, B]``, projections ``[K, B, D]`` and variances ``[K, B, D]``."""
-        proj = np.einsum("bd,kde->kbe", y, self._eigvecs) - self._mu_rot[:, None, :]
+        proj = np.matmul(y, self._eigvecs) - self._mu_rot[:, None, :]  # [B, D] @ [K, D, E]: BLAS, per component
         var = self._eigvals[:, None, :] + (s**2)[None, :, None]
         logn = -0.5 * (np.sum(proj**2 / var + np.log(var), axis=2) + self.dim * math.log(2 * math.pi))
         return logn + np.log(self.weights)[:, None], proj, var
@@ -130,7 +130,7 @@ class GaussianMixtureDenoiser:
         r = np.exp(logn - logn.max(axis=0))
         r /= r.sum(axis=0)  # responsibilities [K, B]
         shrunk = proj * (self._eigvals[:, None, :] / var)  # Wiener filter in each eigenbasis
-        back = np.einsum("kbe,kde->kbd", shrunk, self._eigvecs) + self.means[:, None, :]
+        back = np.matmul(shrunk, np.swapaxes(self._eigvecs, 1, 2)) + self.means[:, None, :]
         return np.einsum("kb,kbd->bd", r, back)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
