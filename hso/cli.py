@@ -148,8 +148,9 @@ def _parser() -> argparse.ArgumentParser:
                          "pipeline; convention jump: what a pipeline runs); kdiffusion (the sigma list)")
     sub.add_parser("info", help="versions and which backends loaded")
     ev = sub.add_parser("evaluate", help="score schedules with real samplers on a test bed (tables, JSON, plots)")
-    ev.add_argument("--testbed", default="gmm", help="gmm (exact digits denoiser), net (the trained digits network) "
-                    "or patches (exact denoiser of natural-image patches)")
+    ev.add_argument("--testbed", default="gmm", help="gmm (exact digits denoiser), net (the trained digits network), "
+                    "patches (exact denoiser of natural-image patches), epsnet (a plain epsilon network, DDPM betas) "
+                    "or vnet (the same predicting v, SD betas)")
     ev.add_argument("--preset", default="sd21", help=f"model noise schedule: {', '.join(PRESETS)}")
     ev.add_argument("--solvers", default="unipc,dpmsolver++,ddim", help="comma-separated sampler names")
     ev.add_argument("--nfe", default=None,
@@ -161,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"samples per run, 2-{MAX_SAMPLES} (default 512; 128 with --quick)")
     ev.add_argument("--seed", type=_int_option(0), default=0)
     ev.add_argument("--quick", action="store_true", help="a small run: NFE 4,6, 128 samples, cheap methods")
-    ev.add_argument("--metric", default="rmse", choices=("rmse", "rmse_end", "fd_pixel", "fd_feature"))
+    ev.add_argument("--metric", default="rmse", choices=("rmse", "rmse_end", "rmse_wc", "fd_pixel", "fd_feature"),
+                    help="the table's metric; rmse_wc: RMSE over the well-conditioned samples only (one more "
+                         "reference solve finds the samples whose solution hangs on a tiny change of their noise)")
     ev.add_argument("--out", default=None, help="folder for results.json, table.md and the PNG plots")
     ev.add_argument("--format", default="table", choices=("table", "json"))
     sw = sub.add_parser("sweep", help="optimise a grid of schedules (solvers x conventions x NFEs) in one pass")
@@ -272,7 +275,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     ev = evaluation.evaluate(args.testbed, args.preset, solvers=solvers,
                              conventions=None if convs == [None] else tuple(convs), seed=args.seed,
-                             progress=True, **kw)
+                             progress=True, well_conditioned=args.metric == "rmse_wc", **kw)
     if args.out:
         for path in ev.save(args.out):
             print(f"hso evaluate: wrote {path}", file=sys.stderr)

@@ -95,3 +95,17 @@ def test_committed_results_carry_the_well_conditioned_rmse():
                 if not cond["ill_conditioned"]:
                     assert abs(r["rmse_wc"] - r["rmse"]) <= run.RESAMPLE_RTOL * r["rmse"], (path, r["method"])
     assert files >= 30
+
+
+def test_cli_metric_rmse_wc_scores_the_well_conditioned_samples(capsys):
+    """`hso evaluate --metric rmse_wc`: the table is of the well-conditioned RMSE, and the JSON carries it with
+    the ill-conditioned samples."""
+    from hso.cli import main
+    argv = ["evaluate", "--testbed", "gmm", "--preset", "edm", "--solvers", "ddim", "--nfe", "4", "--methods",
+            "edm_rho7,time_uniform", "--samples", "16", "--metric", "rmse_wc"]
+    assert main(argv) == 0
+    assert "well-conditioned samples only" in capsys.readouterr().out
+    assert main(argv + ["--format", "json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert "ill_conditioned" in res["meta"]["conditioning"]
+    assert all(np.isfinite(r["rmse_wc"]) for r in res["rows"])

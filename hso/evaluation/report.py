@@ -31,6 +31,7 @@ SEARCH_RULE_MAX_NFE = 10
 BASELINE_NAMES = tuple(BASELINES)
 
 METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
+                "rmse_wc": "RMSE vs the reference sample, well-conditioned samples only",
                 "fd_pixel": "Frechet distance (pixels)", "fd_feature": "Frechet distance (classifier features)"}
 
 
@@ -43,7 +44,8 @@ class Evaluation:
     ``timesteps`` (discrete models), ``rmse`` (against the reference solution's clean sample from the same noise: the
     primary metric), ``rmse_end`` (against the reference at the schedule's own last point: integration error only,
     which for "stop" ignores the noise left at t_eps), ``fd_pixel``, ``fd_feature``, ``variance_ratio``,
-    ``out_of_range``.
+    ``out_of_range``; with ``evaluate(well_conditioned=True)`` also ``rmse_wc`` (the RMSE over the samples
+    `conditioning` does not flag).
     """
 
     rows: list[dict[str, Any]]
