@@ -80,3 +80,39 @@ def test_diffusers_convention_lookup():
     assert diffusers_convention("deis", "sd21", 5) == ("jump", False)
     conv, measured = diffusers_convention("unipc", "sd21", 7)
     assert not measured and conv in ("stop", "jump")
+
+
+def test_every_derivation_ranks_by_the_metric_it_is_given():
+    """`RULE_METRIC` is the default of every derivation; given "rmse_wc", the rule, the blend pairs and the
+    diffusers convention rank by that field. Bed b's RMSE is set by one sample (time_uniform's rmse 3.0) that its
+    well-conditioned RMSE leaves out."""
+    from hso.evaluation.report import RULE_METRIC, derive_blend_pairs
+
+    def ev(bed, rmse, wc):
+        e = _ev(bed, "sd21", rmse)
+        for r in e.rows:
+            r["rmse_wc"] = wc[(r["convention"], r["nfe"], r["method"])]
+        return e
+
+    a = ev("a", {("stop", 4, "logSNR"): 1.0, ("stop", 4, "time_uniform"): 1.1, ("stop", 4, "edm_rho7"): 1.2},
+           {("stop", 4, "logSNR"): 1.0, ("stop", 4, "time_uniform"): 1.1, ("stop", 4, "edm_rho7"): 1.2})
+    b = ev("b", {("stop", 4, "logSNR"): 1.0, ("stop", 4, "time_uniform"): 3.0, ("stop", 4, "edm_rho7"): 1.2},
+           {("stop", 4, "logSNR"): 2.0, ("stop", 4, "time_uniform"): 1.0, ("stop", 4, "edm_rho7"): 1.2})
+    assert RULE_METRIC == "rmse" and derive_measured_rule([a, b]) == derive_measured_rule([a, b], "rmse")
+    assert derive_measured_rule([a, b])[0]["ranking"][0][0] == "logSNR"  # worst 1.0 by RMSE
+    assert derive_measured_rule([a, b], "rmse_wc")[0]["ranking"][0][0] == "time_uniform"  # worst 1.1
+    # the pair with the lowest worst sqrt(r_a r_b): (logSNR, edm_rho7) by RMSE, (time_uniform, edm_rho7) by rmse_wc
+    assert derive_blend_pairs([a, b])[0]["pair"] == ["logSNR", "edm_rho7"]
+    assert derive_blend_pairs([a, b], "rmse_wc")[0]["pair"] == ["time_uniform", "edm_rho7"]
+    # the diffusers convention scores each convention's default by the same field
+    j = {("jump", 4, "logSNR"): 1.3, ("jump", 4, "time_uniform"): 1.3, ("jump", 4, "edm_rho7"): 1.3}
+    a2 = ev("a", {**_rows(a), **j}, {**_rows(a, "rmse_wc"), **j})
+    b2 = ev("b", {**_rows(b), **j}, {**_rows(b, "rmse_wc"), **j})
+    by_rmse = derive_diffusers_convention([a2, b2])[0]["worst"]
+    by_wc = derive_diffusers_convention([a2, b2], metric="rmse_wc")[0]["worst"]
+    assert by_rmse["stop"] == pytest.approx(1.0) and by_wc["stop"] == pytest.approx(1.1)
+
+
+def _rows(e, field="rmse"):
+    """An evaluation's rows as ``{(convention, nfe, method): value}``."""
+    return {(r["convention"], r["nfe"], r["method"]): r[field] for r in e.rows}

@@ -29,7 +29,8 @@ from pathlib import Path
 from hso.baselines import MethodNotApplicable
 from hso.evaluation import evaluate
 from hso.evaluation.methods import METHODS
-from hso.evaluation.report import _cell_ratios, derive_blend_pairs, derive_blend_weights, sampler_of, valid_row
+from hso.evaluation.report import (RULE_METRIC, _cell_ratios, derive_blend_pairs, derive_blend_weights, sampler_of,
+                                   valid_row)
 from hso.methods import BLEND_PARTNERS
 from hso.optimize import blend_points
 from hso.schedules import as_schedule
@@ -127,21 +128,23 @@ def measure(cells: list[dict], progress: bool = False) -> list[dict]:
                     ev = evaluate(bed, sched, solvers=[solver], solver_options={solver: opts},
                                   nfes=sorted({c["nfe"] for c in group}), conventions=("stop", "jump"),
                                   methods=names, n_samples=GRIDS[grid]["n_samples"],
-                                  reference_cache=REFERENCE_CACHE, progress=progress)
+                                  reference_cache=REFERENCE_CACHE, progress=progress,
+                                  well_conditioned=RULE_METRIC == "rmse_wc")
                 finally:
                     for name in names:
                         METHODS.pop(name, None)
                 for r in ev.rows:
                     rows = committed.get((r["solver"], r["convention"], r["nfe"]), {})
-                    others = [x["rmse"] for m, x in rows.items() if m in BLEND_PARTNERS and valid_row(x)]
+                    others = [x[RULE_METRIC] for m, x in rows.items() if m in BLEND_PARTNERS and valid_row(x)]
                     if not others:
                         continue
                     best = min(others)
                     cell = {"solver": solver, "sampler": label, "convention": r["convention"], "noise": noise,
                             "nfe": r["nfe"], "bed": bed}
-                    out.append({**cell, "weight": float(r["method"].rsplit("_", 1)[1]), "ratio": r["rmse"] / best})
+                    out.append({**cell, "weight": float(r["method"].rsplit("_", 1)[1]),
+                                "ratio": r[RULE_METRIC] / best})
                     if r["method"] == names[0] and "blend" in rows and valid_row(rows["blend"]):
-                        out.append({**cell, "weight": 0.5, "ratio": rows["blend"]["rmse"] / best})
+                        out.append({**cell, "weight": 0.5, "ratio": rows["blend"][RULE_METRIC] / best})
     return out
 
 

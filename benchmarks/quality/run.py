@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
-from hso.evaluation.report import (RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_blend_pairs,
+from hso.evaluation.report import (RULE_METRIC, RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_blend_pairs,
                                    derive_diffusers_convention, noise_class,
                                    derive_measured_rule, sampler_of, summary_markdown, valid_row)
 from hso.evaluation.reference import AMPLIFICATION_STEP, ILL_CONDITIONED
@@ -603,23 +603,27 @@ def _conditioning_section(results: list[tuple[str, Evaluation]], rules: list[dic
               "| sampler | cells | all samples | well-conditioned samples |", "|---|---:|---|---|"]
     lines += [f"| {label} | {len(r['rmse'])} | {_within(r['rmse'])} | {_within(r['rmse_wc'])} |"
               for label, r in by.items()]
-    wc_rules = derive_measured_rule(rule_evaluations(results), metric="rmse_wc")
-    unsafe = [sum(min(w for _, w in r["ranking"]) > UNSAFE for r in table) for table in (rules, wc_rules)]
+    measures = {"rmse": "RMSE over all samples", "rmse_wc": "RMSE over the well-conditioned samples"}
+    other = "rmse_wc" if RULE_METRIC == "rmse" else "rmse"
+    tables = {RULE_METRIC: rules, other: derive_measured_rule(rule_evaluations(results), metric=other)}
+    unsafe = {m: sum(min(w for _, w in r["ranking"]) > UNSAFE for r in t) for m, t in tables.items()}
     lines += ["", f"Cells (sampler x convention x noise schedule x NFE) where no candidate is within {UNSAFE}x of the "
-              f"best on every rule bed: {unsafe[0]} of {len(rules)} by RMSE over all samples, {unsafe[1]} by RMSE "
-              "over the well-conditioned samples (the same candidates' rows, ranked by it)."]
+              f"best on every rule bed: {unsafe['rmse']} of {len(rules)} by RMSE over all samples, "
+              f"{unsafe['rmse_wc']} by RMSE over the well-conditioned samples (the same candidates' rows, ranked by "
+              "it)."]
     key = lambda r: (r["sampler"], r["convention"], r["noise"], r["nfe"])  # noqa: E731
-    wc_pick = {key(r): r["ranking"][0][0] for r in wc_rules}
-    moved = [r for r in rules if wc_pick[key(r)] != r["ranking"][0][0]]
-    scored = [[x for _, ev in results for x, _ in _default_ratios(ev, table, metric=m)]
-              for table in (rules, wc_rules) for m in ("rmse", "rmse_wc")]
-    lines += ["", f"Not adopted (a measurement only): the default's rule ranked by the well-conditioned RMSE would pick "
-              f"another candidate in {len(moved)} cells (" + ", ".join(
+    alt_pick = {key(r): r["ranking"][0][0] for r in tables[other]}
+    moved = [r for r in rules if alt_pick[key(r)] != r["ranking"][0][0]]
+    scored = {(t, m): _within([x for _, ev in results for x, _ in _default_ratios(ev, tables[t], metric=m)])
+              for t in tables for m in tables}
+    lines += ["", f"The default's rule ranks by {measures[RULE_METRIC]} (`hso.evaluation.report.RULE_METRIC`). "
+              f"Ranked by {measures[other]} instead (a measurement only), it would pick another candidate in "
+              f"{len(moved)} cells (" + ", ".join(
                   f"{r['sampler']} {r['convention']} {r['noise']} NFE {r['nfe']}: {r['ranking'][0][0]} -> "
-                  f"{wc_pick[key(r)]}" for r in moved) + "). Over every configuration and sampler (within 1.05x / within "
-              f"1.25x / worst), scored by RMSE: today's rule {_within(scored[0])}, that rule {_within(scored[2])}; "
-              f"scored by the well-conditioned RMSE: today's rule {_within(scored[1])}, that rule "
-              f"{_within(scored[3])}."]
+                  f"{alt_pick[key(r)]}" for r in moved) + "). Over every configuration and sampler (within 1.05x / "
+              "within 1.25x / worst): " + "; ".join(
+                  f"scored by {measures[m]}: this rule {scored[(RULE_METRIC, m)]}, that rule {scored[(other, m)]}"
+                  for m in ("rmse", "rmse_wc")) + "."]
     return lines
 
 
@@ -707,7 +711,7 @@ def rule_data(results: list[tuple[str, Evaluation]]) -> dict:
     return {"format": "hso-measured-rule", "format_version": 2,
             "command": "python -m benchmarks.quality.run --readme-only",
             "derived_from": [result_file(name) for name, ev in results if ev.meta["testbed"] in RULE_BEDS],
-            "metric": "rmse", "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
+            "metric": RULE_METRIC, "support_ratio": SUPPORT_RATIO, "tolerance": TOLERANCE,
             "rules": rules, "diffusers": derive_diffusers_convention(evs, rules),
             "blend_pairs": weighted_pairs(evs),
             "search_rule": [{"solver": k[0], "convention": k[1], "space": k[2], "setting": v}

@@ -17,7 +17,7 @@ from ..solvers import sampler_label, sampler_options
 
 __all__ = ["Evaluation", "markdown_table", "save", "plot_error_vs_nfe", "plot_schedules", "summary_markdown",
            "derive_auto_rule", "derive_measured_rule", "derive_blend_pairs", "derive_diffusers_convention", "noise_class", "valid_row", "sampler_of",
-           "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES", "SEARCH_RULE_MAX_NFE"]
+           "RULE_VARIANTS", "RULE_TOLERANCE", "BASELINE_NAMES", "SEARCH_RULE_MAX_NFE", "RULE_METRIC"]
 
 # the settings `method="hso"` chooses among, as evaluation methods (all relative to the paper's procedure)
 RULE_VARIANTS = VARIANTS
@@ -29,6 +29,10 @@ RULE_TOLERANCE = TOLERANCE
 SEARCH_RULE_MAX_NFE = 10
 # the schedules "the best baseline" ranges over
 BASELINE_NAMES = tuple(BASELINES)
+# the rows' field every derived rule ranks by (`derive_measured_rule`, `derive_blend_pairs`,
+# `derive_diffusers_convention`, and the blend-weight sweep): "rmse" over all samples, or "rmse_wc" over the
+# well-conditioned ones (`hso.evaluation.conditioning`; the report measures what that would change)
+RULE_METRIC = "rmse"
 
 METRIC_NAMES = {"rmse": "RMSE vs the reference sample", "rmse_end": "RMSE vs the reference at the same end point",
                 "rmse_wc": "RMSE vs the reference sample, well-conditioned samples only",
@@ -273,7 +277,7 @@ def derive_auto_rule(evs: list[Evaluation]) -> tuple[dict[tuple[str, str, str], 
 
 
 def _cell_ratios(evs: list[Evaluation], names: tuple[str, ...], sampler: Callable[[Evaluation, str], str],
-                 metric: str = "rmse") -> tuple[dict[tuple, list[dict[str, float]]], dict[str, float]]:
+                 metric: str = RULE_METRIC) -> tuple[dict[tuple, list[dict[str, float]]], dict[str, float]]:
     """Per (``sampler(ev, solver)``, convention, lambda space, measured noise schedule, NFE), one dict per
     evaluation of that cell: each of ``names`` measured there (valid rows only) -> its RMSE ratio to the best of
     them (``metric``: the rows' field to compare, ``"rmse_wc"`` for the well-conditioned samples only); cells
@@ -294,7 +298,7 @@ def _cell_ratios(evs: list[Evaluation], names: tuple[str, ...], sampler: Callabl
     return cells, tops
 
 
-def derive_measured_rule(evs: list[Evaluation], metric: str = "rmse") -> list[dict]:
+def derive_measured_rule(evs: list[Evaluation], metric: str = RULE_METRIC) -> list[dict]:
     """The table behind ``method="auto"`` (`hso.measured`), derived from results: per (solver, convention, measured
     noise schedule (`noise_class`), NFE), every candidate of `hso.measured.CANDIDATE_ORDER` measured in that cell of
     every evaluation on that noise schedule, ranked by its worst RMSE ratio to the cell's best schedule (the best of
@@ -302,7 +306,7 @@ def derive_measured_rule(evs: list[Evaluation], metric: str = "rmse") -> list[di
     the test beds. A candidate ranks
     above an earlier one in `CANDIDATE_ORDER` only when its worst ratio is lower by more than `RULE_TOLERANCE`
     (so hso's own search is kept where a baseline is not clearly better). ``metric``: the rows' field the ratios
-    compare (the default's rule uses ``"rmse"``; the report also ranks by ``"rmse_wc"``).
+    compare (`RULE_METRIC`; the report also ranks by ``"rmse_wc"``).
 
     Returns:
         ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "ranking": [[candidate, worst ratio],
@@ -335,7 +339,7 @@ def derive_measured_rule(evs: list[Evaluation], metric: str = "rmse") -> list[di
     return out
 
 
-def derive_blend_pairs(evs: list[Evaluation]) -> list[dict]:
+def derive_blend_pairs(evs: list[Evaluation], metric: str = RULE_METRIC) -> list[dict]:
     """The pair `hso.methods.BLEND` mixes, derived from results: per (solver, convention, measured noise schedule,
     NFE), over every evaluation of that cell (all of the solver's sampler variants together, so that one blend
     schedule serves them all), the two `BLEND_PARTNERS` whose geometric mean of RMSE ratios to the cell's best
@@ -348,7 +352,7 @@ def derive_blend_pairs(evs: list[Evaluation]) -> list[dict]:
         ``[{"solver", "convention", "space", "noise", "lambda_top", "nfe", "pair": [first, second], "proxy": worst
         sqrt(r_a r_b)}]``, sorted by key; the pair in `BLEND_PARTNERS` order.
     """
-    cells, tops = _cell_ratios(evs, BLEND_PARTNERS, lambda ev, solver: solver)
+    cells, tops = _cell_ratios(evs, BLEND_PARTNERS, lambda ev, solver: solver, metric)
     out = []
     for key in sorted(cells):
         per_bed = cells[key]
@@ -417,7 +421,8 @@ def noise_class(ev: Evaluation) -> tuple[str, float]:
     return sched.name, float(sched.lambda_(sched.t_max))
 
 
-def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None = None) -> list[dict]:
+def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None = None,
+                                metric: str = RULE_METRIC) -> list[dict]:
     """What `hso.diffusers.optimize_pipeline` installs by default, derived from results: per (solver, measured noise
     schedule (`noise_class`), NFE) measured in both conventions, the default's "jump" schedule (NFE evaluations,
     then diffusers' step to sigma 0) or its "stop" schedule (a regular step to its last point, near t_min, where
@@ -430,12 +435,13 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
         evs: the evaluations.
         rules: the measured table (`derive_measured_rule` of ``evs`` when None): its first-ranked candidate per cell
             is the default's schedule.
+        metric: the rows' field the ratios compare (`RULE_METRIC`).
 
     Returns:
         ``[{"solver", "sampler", "options", "space", "noise", "lambda_top", "nfe", "convention",
         "worst": {"jump": ratio, "stop": ratio}}]``, sorted by key.
     """
-    rules = derive_measured_rule(evs) if rules is None else rules
+    rules = derive_measured_rule(evs, metric) if rules is None else rules
     first = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"][0][0] for r in rules}
     tops = {r["noise"]: (r["space"], r["lambda_top"]) for r in rules}
     samplers = {r["sampler"]: (r["solver"], r["options"]) for r in rules}
@@ -446,7 +452,7 @@ def derive_diffusers_convention(evs: list[Evaluation], rules: list[dict] | None 
         labels = {solver: sampler_of(ev, solver)[0] for solver, _, _ in ev.cells()}
         for r in ev.rows:
             if r["method"] in CANDIDATE_ORDER and valid_row(r):  # schedule methods the model can run
-                by_cell.setdefault((labels[r["solver"]], r["convention"], r["nfe"]), {})[r["method"]] = r["rmse"]
+                by_cell.setdefault((labels[r["solver"]], r["convention"], r["nfe"]), {})[r["method"]] = r[metric]
         for (solver, conv, nfe), rows in by_cell.items():
             other = by_cell.get((solver, "jump" if conv == "stop" else "stop", nfe))
             pick = first.get((solver, conv, noise, nfe))
