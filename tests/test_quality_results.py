@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,3 +295,20 @@ def test_a_tie_up_to_rounding_counts_as_best_for_both():
     table = summary_markdown([Evaluation(rows, {}, [])], labels=["x"])
     assert "| x | 1 | a | 1 | 1 | 1.00x |" in table and "| x | 1 | b | 1 | 1 | 1.00x |" in table
     assert "| x | 1 | c | 0 | 0 | 2.00x |" in table
+
+
+def test_remake_runs_every_configuration_once_per_row_stage_and_the_float32_networks_alone(capsys):
+    from benchmarks.quality import remake
+    a, b, alone = remake.groups()
+    every = [name for name, *_ in run.runs()]
+    assert sorted(a + b + alone) == sorted(every) and len(set(a + b + alone)) == len(every)
+    assert alone and all(name.split("_")[0] in remake.ALONE for name in alone)
+    assert not any(name.split("_")[0] in remake.ALONE for name in a + b)
+    # the order the results depend on: weights before the blend's rows, those before the default's (which read
+    # the rule the blend's rows give), the library and calibration after the default
+    names = [name for name, _ in remake.stages(Path("/tmp"))]
+    assert names == ["weights", "blend", "default", "library", "perturbation", "calibrate", "selection"]
+    assert remake.main(["--dry-run", "--from", "default", "--to", "library"]) == 0
+    out = capsys.readouterr().out
+    assert "== default" in out and "== library" in out and "== blend" not in out and "hso.library.build" in out
+    assert out.count("--methods hso") == 3  # two groups side by side, then the float32 networks
