@@ -47,10 +47,11 @@ def stages(tmp: Path) -> list[tuple[str, list[list[list[str]]]]]:
     py = sys.executable
     readme = [[[py, "-m", "benchmarks.quality.run", "--readme-only"]]]
     part = [tmp / "weights_a.json", tmp / "weights_b.json"]
+    weights = [py, "-m", "benchmarks.quality.blend_weights"]
     return [
-        ("weights", [[[py, "-m", "benchmarks.quality.blend_weights", "--noises", "sd21,flow", "--partial", str(part[0])],
-                      [py, "-m", "benchmarks.quality.blend_weights", "--noises", "ddpm,edm", "--partial", str(part[1])]],
-                     [[py, "-m", "benchmarks.quality.blend_weights", "--combine", f"{part[0]},{part[1]}"]]] + readme),
+        ("weights", [[weights + ["--noises", "sd21,flow", "--partial", str(part[0])],
+                      weights + ["--noises", "ddpm,edm", "--partial", str(part[1])]],
+                     [weights + ["--combine", f"{part[0]},{part[1]}"]]] + readme),
         ("blend", _rows("--methods", "blend") + _rows("--variants", "--methods", "blend") + readme),
         ("default", _rows("--methods", "hso") + readme),
         ("library", [[[py, "-m", "hso.library.build"]]]),

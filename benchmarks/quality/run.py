@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from hso.evaluation import DEFAULT_METHODS, DEFAULT_NFES, DEFAULT_SOLVERS, Evaluation, evaluate
-from hso.evaluation.report import (RULE_METRIC, RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule, derive_blend_pairs,
-                                   derive_diffusers_convention, noise_class,
-                                   derive_measured_rule, sampler_of, summary_markdown, valid_row)
+from hso.evaluation.report import (RULE_METRIC, RULE_TOLERANCE, RULE_VARIANTS, derive_auto_rule,
+                                   derive_blend_pairs, derive_diffusers_convention, derive_measured_rule, noise_class,
+                                   sampler_of, summary_markdown, valid_row)
 from hso.evaluation.reference import AMPLIFICATION_STEP, ILL_CONDITIONED
 from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE
 from hso.methods import BLEND

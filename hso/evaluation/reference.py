@@ -172,7 +172,7 @@ class Conditioning:
 
 def conditioning(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: NoiseSchedule, z: np.ndarray, *,
                  step: float = AMPLIFICATION_STEP, factor: float = ILL_CONDITIONED, seed: int = 1,
-                 rtol: float = 1e-9, cache_dir: Any = None) -> Conditioning:
+                 rtol: float = 1e-9, cache_dir: Any = None, base: np.ndarray | None = None) -> Conditioning:
     """Per sample, how much the converged solution moves when its noise moves: the probability-flow ODE solved
     (`reference_solution`) from ``z`` and from ``z + step * u`` (``u`` standard normal, seeded), and the RMS change
     of each clean sample divided by the RMS of its perturbation.
@@ -181,7 +181,8 @@ def conditioning(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: No
     one or the other after a tiny change, so any sampler's error is amplified there; its error measures where the
     boundary lies more than the schedule. Such a sample has an amplification many times the batch's median, and
     it is the same for every schedule and sampler: it depends on the denoiser, the noise schedule and the noise
-    only. ``well`` leaves out the samples above `factor` times the median.
+    only. ``well`` leaves out the samples above `factor` times the median. ``base``: the clean samples of the
+    solve from ``z`` itself when the caller has them (`Reference.clean` at the same ``rtol``), else solved here.
 
     Raises:
         ValueError: a non-positive step or a factor below 1.
@@ -192,7 +193,8 @@ def conditioning(denoiser: Callable[[np.ndarray, Any], np.ndarray], schedule: No
         raise ValueError(f"the ill-conditioning factor must be at least 1, got {factor!r}")
     z = np.asarray(z, dtype=np.float64)
     u = step * np.random.default_rng(seed).standard_normal(z.shape)
-    base = reference_solution(denoiser, schedule, z, cache_dir=cache_dir, rtol=rtol).clean
+    if base is None:
+        base = reference_solution(denoiser, schedule, z, cache_dir=cache_dir, rtol=rtol).clean
     moved = reference_solution(denoiser, schedule, z + u, cache_dir=cache_dir, rtol=rtol, check_rtol=None).clean
     amp = np.sqrt(np.mean((moved - base) ** 2, axis=1) / np.mean(u ** 2, axis=1))
     return Conditioning(amplification=amp, well=amp <= factor * np.median(amp), step=float(step),

@@ -152,7 +152,8 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
     say(f"reference solution for {n_samples} samples ({len(ends)} end points)")
     ref = reference_solution(den, sched, z, ends, cache_dir=reference_cache)
     teacher = sample_metrics(ref.clean)
-    cond = conditioning(den, sched, z, cache_dir=reference_cache) if well_conditioned else None
+    cond = conditioning(den, sched, z, cache_dir=reference_cache, rtol=ref.rtol, base=ref.clean) \
+        if well_conditioned else None
 
     def run(solver: str, conv: str, t: np.ndarray) -> tuple[np.ndarray, Any]:
         out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
