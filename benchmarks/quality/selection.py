@@ -33,7 +33,7 @@ import numpy as np
 
 from hso import testbeds
 from hso.calibration import candidate_schedules, EvaluationCounter, default_objectives, first_round, select, teacher_solution
-from hso.evaluation.reference import final_data, initial_state, reference_solution
+from hso.evaluation.reference import conditioning, final_data, initial_state, reference_solution
 from hso.evaluation.runner import default_prediction
 from hso.schedules import as_schedule
 from hso.solvers import SAMPLER_DEFAULTS, sample
@@ -48,7 +48,8 @@ WITHIN = 1.02
 
 
 def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = None) -> dict:
-    """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference, teacher cost.
+    """Per cell: candidate names, per-noise squared errors vs the teacher and vs the reference; the teacher's cost;
+    which noises are well-conditioned (`hso.evaluation.conditioning`, for ``--well-conditioned``).
     With ``cache`` (a folder), a recording of the same configuration, noises and seed is read from there, or written
     there (a pickle; rules can then be replayed without re-running the candidates). The key is only the
     configuration, noise count and seed: clear the folder when the candidates or the engine change."""
@@ -61,7 +62,8 @@ def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = 
     pred = default_prediction(sched)
     model = testbeds.as_model(den, sched, pred)
     z = np.random.default_rng(seed).standard_normal((n_noise, getattr(den, "dim", 64)))
-    ref = reference_solution(den, sched, z, [], cache_dir=REFERENCE_CACHE).clean
+    reference = reference_solution(den, sched, z, [], cache_dir=REFERENCE_CACHE)
+    ref = reference.clean
     counter = EvaluationCounter(model)
     teacher = teacher_solution(counter, sched, z, pred, TEACHER_STEPS)
     teach_cost = counter.spent // n_noise
@@ -79,7 +81,8 @@ def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = 
                     e_teacher.append(np.mean((y - teacher) ** 2, axis=1))
                     e_ref.append(np.mean((y - ref) ** 2, axis=1))
                 cells[(solver, conv, nfe)] = (names, np.array(e_teacher), np.array(e_ref))
-    out = {"cells": cells, "teach_cost": teach_cost}
+    well = conditioning(den, sched, z, cache_dir=REFERENCE_CACHE, rtol=reference.rtol, base=ref).well
+    out = {"cells": cells, "teach_cost": teach_cost, "well": well}
     if key is not None:
         key.parent.mkdir(parents=True, exist_ok=True)
         with key.open("wb") as fh:
@@ -111,9 +114,11 @@ def replay(e_teacher: np.ndarray, nfe: int, budget: int, teach_cost: int, rng: n
     return sel.winner, order[:used]
 
 
-def score(data: dict, draws: int, seed: int) -> dict:
+def score(data: dict, draws: int, seed: int, well_conditioned: bool = False) -> dict:
     """Per rule and budget: share of (cell, draw) picks within 2% of the best candidate on the unused noises, the
-    number of cells where that share is at least one half, and the mean / worst-cell mean ratio to the best."""
+    number of cells where that share is at least one half, and the mean / worst-cell mean ratio to the best.
+    ``well_conditioned``: score on the unused noises that `hso.evaluation.conditioning` does not flag (the
+    selection itself still sees every noise it draws, as `hso.calibrate` would)."""
     out = {}
     rules = [(r, b) for b in BUDGETS for r in ("calibrate", "lowest error")] + [("default only", 0), ("ceiling", None)]
     for rule, budget in rules:
@@ -130,7 +135,7 @@ def score(data: dict, draws: int, seed: int) -> dict:
                     pick, used = 0, np.array([], dtype=int)
                 else:
                     pick, used = replay(e_t, nfe, budget, data["teach_cost"], rng, rule)
-                mask = np.ones(e_r.shape[1], dtype=bool)
+                mask = np.array(data["well"]) if well_conditioned else np.ones(e_r.shape[1], dtype=bool)
                 mask[used] = False
                 held = np.sqrt(e_r[:, mask].mean(axis=1))
                 ratios.append(held[pick] / held.min())
@@ -222,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noises", type=int, default=512)
     ap.add_argument("--draws", type=int, default=60)
     ap.add_argument("--seed", type=int, default=123)
+    ap.add_argument("--well-conditioned", action="store_true",
+                    help="a measurement only: score the picks on the well-conditioned held-out noises too and print "
+                         "both per configuration (the committed files are not written)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep (or reuse) each configuration's recorded errors in this folder (clear it when the "
                          "candidates or the engine change)")
@@ -235,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         data = record(bed, preset, args.noises, args.seed, args.cache)
         res = score(data, args.draws, args.seed)
+        if args.well_conditioned:
+            wc = score(data, args.draws, args.seed, well_conditioned=True)
+            print(f"{name}: ill-conditioned noises {int(np.sum(~np.asarray(data['well'])))} of {args.noises}; mean "
+                  "ratio to the best candidate, all held-out noises / well-conditioned ones: " + ", ".join(
+                      f"{k} {res[k]['mean_ratio']:.3f} / {wc[k]['mean_ratio']:.3f}" for k in res), flush=True)
+            continue
         meta = {"noises": args.noises, "seed": args.seed, "draws": args.draws, "teach_cost": data["teach_cost"],
                 "wall_time_s": round(time.perf_counter() - t0, 1), "tails": tails(data)}
         (HERE / name / "selection.json").write_text(json.dumps({"meta": meta, "rules": res}, indent=1) + "\n")
