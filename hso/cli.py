@@ -356,14 +356,19 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _measured(r: Any) -> dict[str, Any]:
+    """A result's ``settings["measured"]`` (empty where it has none)."""
+    return (getattr(r, "settings", None) or {}).get("measured") or {}
+
+
 def _blend_pair(r: Any) -> list[str] | None:
     """The pair a blend result mixes (`hso.optimize.blend_points`); None for any other result."""
-    return ((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend")
+    return _measured(r).get("blend")
 
 
 def _blend_where(r: Any) -> str:
     """Where a blend result's points lie between its pair (`hso.optimize.blend_weight_words`)."""
-    return blend_weight_words(((getattr(r, "settings", None) or {}).get("measured") or {}).get("blend_weight", 0.5))
+    return blend_weight_words(_measured(r).get("blend_weight", 0.5))
 
 
 def _result_label(r: Any) -> str:

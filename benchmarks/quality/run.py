@@ -573,9 +573,15 @@ def _within(r: list[float]) -> str:
 def _conditioning_section(results: list[tuple[str, Evaluation]], rules: list[dict]) -> list[str]:
     """The default scored on the well-conditioned samples only (``rmse_wc``, `hso.evaluation.conditioning`),
     beside the RMSE over all samples: per configuration, per sampler, and the cells where no candidate is within
-    `UNSAFE` on every rule bed by either measure. Empty until every result carries ``rmse_wc`` (``--annotate``)."""
+    `UNSAFE` on every rule bed by either measure; and what the rule ranked by the other measure would pick. Empty
+    until every result carries ``rmse_wc`` (``--annotate``)."""
     if not results or not all("conditioning" in ev.meta for _, ev in results):
         return []
+    measures = {"rmse": "RMSE over all samples", "rmse_wc": "RMSE over the well-conditioned samples"}
+    other = "rmse_wc" if RULE_METRIC == "rmse" else "rmse"
+    tables = {RULE_METRIC: rules, other: derive_measured_rule(rule_evaluations(results), metric=other)}
+    # (rule, scored by) -> every cell's ratio of that rule's default to the best schedule; per sampler for this rule
+    ratios: dict[tuple[str, str], list[float]] = {(t, m): [] for t in tables for m in measures}
     by: dict[str, dict[str, list[float]]] = {}
     lines = ["", "**Ill-conditioned samples** (`hso.evaluation.conditioning`; `python -m benchmarks.quality.run "
              "--annotate` adds `rmse_wc` to every committed row by re-sampling its schedule). A sample that starts "
@@ -584,28 +590,30 @@ def _conditioning_section(results: list[tuple[str, Evaluation]], rules: list[dic
              "decide which schedule is best. A sample is ill-conditioned when its converged solution moves more than "
              f"{ILL_CONDITIONED:g}x the median per unit change of its noise (a perturbation of "
              f"{AMPLIFICATION_STEP:g} per coordinate): the same samples for every schedule and sampler, as they "
-             "depend on the denoiser, the noise schedule and the noise only. The default (chosen by RMSE over all "
-             "samples) against the best schedule, by RMSE over all samples and over the well-conditioned samples "
-             "(within 1.05x / within 1.25x / worst ratio):", "",
+             f"depend on the denoiser, the noise schedule and the noise only. The default (chosen by "
+             f"{measures[RULE_METRIC]}) against the best schedule, by RMSE over all samples and over the "
+             "well-conditioned samples (within 1.05x / within 1.25x / worst ratio):", "",
              "| results | ill-conditioned samples | largest amplification (median) | all samples | "
              "well-conditioned samples |", "|---|---:|---:|---|---|"]
     for name, ev in results:
-        c = ev.meta["conditioning"]
-        both = [_default_ratios(ev, rules, metric=m) for m in ("rmse", "rmse_wc")]
-        for m, r in zip(("rmse", "rmse_wc"), both):
-            for x, cell in r:
-                by.setdefault(sampler_of(ev, cell[0])[0], {}).setdefault(m, []).append(x)
+        mine = {}
+        for t in tables:
+            for m in measures:
+                r = _default_ratios(ev, tables[t], metric=m)
+                ratios[(t, m)] += [x for x, _ in r]
+                if t == RULE_METRIC:
+                    mine[m] = [x for x, _ in r]
+                    for x, cell in r:
+                        by.setdefault(sampler_of(ev, cell[0])[0], {}).setdefault(m, []).append(x)
         if not is_variant(ev):
+            c = ev.meta["conditioning"]
             lines.append(f"| {name} | {len(c['ill_conditioned'])} of {ev.meta['n_samples']} | "
                          f"{c['max_amplification']:.3g} ({c['median_amplification']:.2f}) | "
-                         f"{_within([x for x, _ in both[0]])} | {_within([x for x, _ in both[1]])} |")
+                         f"{_within(mine['rmse'])} | {_within(mine['rmse_wc'])} |")
     lines += ["", "Per sampler, over every configuration:", "",
               "| sampler | cells | all samples | well-conditioned samples |", "|---|---:|---|---|"]
     lines += [f"| {label} | {len(r['rmse'])} | {_within(r['rmse'])} | {_within(r['rmse_wc'])} |"
               for label, r in by.items()]
-    measures = {"rmse": "RMSE over all samples", "rmse_wc": "RMSE over the well-conditioned samples"}
-    other = "rmse_wc" if RULE_METRIC == "rmse" else "rmse"
-    tables = {RULE_METRIC: rules, other: derive_measured_rule(rule_evaluations(results), metric=other)}
     unsafe = {m: sum(min(w for _, w in r["ranking"]) > UNSAFE for r in t) for m, t in tables.items()}
     lines += ["", f"Cells (sampler x convention x noise schedule x NFE) where no candidate is within {UNSAFE}x of the "
               f"best on every rule bed: {unsafe['rmse']} of {len(rules)} by RMSE over all samples, "
@@ -614,16 +622,14 @@ def _conditioning_section(results: list[tuple[str, Evaluation]], rules: list[dic
     key = lambda r: (r["sampler"], r["convention"], r["noise"], r["nfe"])  # noqa: E731
     alt_pick = {key(r): r["ranking"][0][0] for r in tables[other]}
     moved = [r for r in rules if alt_pick[key(r)] != r["ranking"][0][0]]
-    scored = {(t, m): _within([x for _, ev in results for x, _ in _default_ratios(ev, tables[t], metric=m)])
-              for t in tables for m in tables}
     lines += ["", f"The default's rule ranks by {measures[RULE_METRIC]} (`hso.evaluation.report.RULE_METRIC`). "
               f"Ranked by {measures[other]} instead (a measurement only), it would pick another candidate in "
               f"{len(moved)} cells (" + ", ".join(
                   f"{r['sampler']} {r['convention']} {r['noise']} NFE {r['nfe']}: {r['ranking'][0][0]} -> "
                   f"{alt_pick[key(r)]}" for r in moved) + "). Over every configuration and sampler (within 1.05x / "
               "within 1.25x / worst): " + "; ".join(
-                  f"scored by {measures[m]}: this rule {scored[(RULE_METRIC, m)]}, that rule {scored[(other, m)]}"
-                  for m in ("rmse", "rmse_wc")) + "."]
+                  f"scored by {measures[m]}: this rule {_within(ratios[(RULE_METRIC, m)])}, that rule "
+                  f"{_within(ratios[(other, m)])}" for m in measures) + "."]
     return lines
 
 
