@@ -4,15 +4,15 @@
 # It builds hso._C with CUDA in place (no pip), runs the backend agreement tests with the Triton kernels compiled
 # for the GPU (TRITON_INTERPRET=0: among them N = 1 and B = 1, which Triton specialises, the DM-NonUniform lower
 # level against the C++ kernel, the sm_90 compile check that scans the IR for float32 and 3-D scans, and
-# lower_solve_many's one-launch CUDA kernel against its per-problem calls), then the GPU throughput benchmark, then
-# many searches in one pass (the library's grid under method "hso", preset by preset, cuda then cpp). Each stage has
-# its own time limit, so a slow stage still leaves the others their time: with the default limits the whole script
-# ends within 8.7 minutes.
+# lower_solve_many's one-launch CUDA kernel and per-configuration Triton launches against their per-problem calls),
+# then the GPU throughput benchmark, then many searches in one pass (the library's grid under method "hso", preset
+# by preset on cuda, triton and cpp). Each stage has its own time limit, so a slow stage still leaves the others
+# their time: with the default limits the whole script ends within 8.9 minutes.
 #
 #   bash benchmarks/gpu_check.sh [OUT]      # OUT defaults to $OUT, else /tmp/hso-gpu
 #
-# Stage limits in seconds (environment): HSO_GPU_BUILD_S=150, HSO_GPU_TESTS_S=210, HSO_GPU_BENCH_S=100,
-# HSO_GPU_MANY_S=60; a limit of 0 skips that stage. Writes to OUT: gpu_env.txt, gpu_build.log, gpu_tests.log (the
+# Stage limits in seconds (environment): HSO_GPU_BUILD_S=130, HSO_GPU_TESTS_S=210, HSO_GPU_BENCH_S=100,
+# HSO_GPU_MANY_S=90; a limit of 0 skips that stage. Writes to OUT: gpu_env.txt, gpu_build.log, gpu_tests.log (the
 # pytest log, its summary at the end), gpu_bench.log, gpu_throughput.md, gpu_throughput.jsonl, auto_rule.json /
 # auto_rule.md (the batch rule of backend="auto" the table gives), many_searches.md / .jsonl and gpu_many.log.
 # Copy gpu_throughput.md, many_searches.md and the tests' summary into benchmarks/results/gpu/ with the device
@@ -22,10 +22,10 @@ cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/hso-gpu}}
 mkdir -p "$out"
 py=${PYTHON:-python3}
-build_s=${HSO_GPU_BUILD_S:-150}
+build_s=${HSO_GPU_BUILD_S:-130}
 tests_s=${HSO_GPU_TESTS_S:-210}
 bench_s=${HSO_GPU_BENCH_S:-100}
-many_s=${HSO_GPU_MANY_S:-60}
+many_s=${HSO_GPU_MANY_S:-90}
 # a fresh Triton cache: every kernel is compiled by this run, for this Triton
 export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" \
   TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$(mktemp -d /tmp/hso-triton-cache.XXXXXX)}"
@@ -92,13 +92,16 @@ if [ -s "$out/gpu_throughput.md" ]; then
   tail -25 "$out/auto_rule.md" 2>/dev/null
 fi
 # 5. many searches in one pass: one optimize_many per preset over the library's grid with method "hso" (every round
-#    one lower_solve_many launch), on cuda for every preset, then cpp on this machine's cores for the same presets
-#    while time is left; each finished preset appends a row to many_searches.md
+#    one lower_solve_many launch on cuda, one per kernel configuration on triton), preset by preset on cuda, triton
+#    (made twice, the second timed: the first compiles) and cpp on this machine's cores, while time is left; each
+#    finished run appends a row to many_searches.md
 if [ "$many_s" -gt 0 ]; then
   stage many "$many_s"
-  timeout -s INT -k 5 "$many_s" bash -c 'for b in cuda cpp; do
-    for p in sd21 sd15 ddpm vp_linear vp_cosine edm flow sdxl; do
-      "$1" -m benchmarks.many_searches --backend "$b" --presets "$p" --out "$2" || echo "many_searches failed: $b $p"
+  timeout -s INT -k 5 "$many_s" bash -c 'for p in sd21 edm flow sd15 ddpm vp_linear vp_cosine sdxl; do
+    for b in cuda triton cpp; do
+      runs=1; [ "$b" = triton ] && runs=2
+      "$1" -m benchmarks.many_searches --backend "$b" --runs "$runs" --presets "$p" --out "$2" \
+        || echo "many_searches failed: $b $p"
     done; done' _ "$py" "$out" \
     >"$out/gpu_many.log" 2>&1
   echo "many searches exit status $? (${SECONDS}s since start)" >>"$out/gpu_many.log"

@@ -58,6 +58,63 @@ def test_each_candidate_equals_lower_solve_on_its_problem(backend):
             assert np.array_equal(getattr(many, field)[at], getattr(alone, field)), field
 
 
+# the Triton kernels under the interpreter: every start family, a shared SD 2.1 table, both objectives (the slow
+# DM-NonUniform problems left out), N from 1 to 19
+TRITON_PROBLEMS = [PROBLEMS[k] for k in (0, 1, 3, 5, 6, 7, 8)]
+
+
+class _CountedKernel:
+    """A Triton kernel whose launches are recorded (name, programs, constexprs) and then run."""
+
+    def __init__(self, kernel, launches):
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.launches.append((self.kernel.__name__, grid[0], {k: v for k, v in kwargs.items() if k.isupper()}))
+            return self.kernel[grid](*args, **kwargs)
+        return run
+
+
+@pytest.mark.parametrize("compiled_config", [False, True], ids=["interpreter", "compiled-config"])
+def test_triton_launches_once_per_kernel_configuration_and_each_candidate_equals_its_problem_alone(
+        monkeypatch, compiled_config):
+    """The Triton backend's lower_solve_many: one launch per objective, schedule family, lambda kind and padded
+    width NP, whatever the problems' N, gaps, start families and tables; each candidate byte-identical to
+    `lower_solve` on its own problem (the same kernels, one problem per call), rows of a smaller N padded with NaN.
+    With the compiled path's launch configuration (small blocks, several programs per problem, the last partly
+    masked, the DM-NonUniform line search in turn) too."""
+    if "triton" not in fast.available_backends():
+        pytest.skip(f"triton: {fast.BACKENDS['triton'].probe()}")
+    import triton
+
+    from hso.fast.triton import common, launch
+    if compiled_config:
+        monkeypatch.setattr(common, "INTERPRETED", False)
+    launches = []
+    for name in ("lower_solve_kernel", "lower_dmn_kernel"):
+        monkeypatch.setattr(launch, name, _CountedKernel(getattr(launch, name), launches))
+    rng = np.random.default_rng(11)
+    counts = [5, 3, 5, 19, 5, 5, 4]  # 19 of N = 19: three compiled-size programs, the last partly masked
+    rows = rng.permutation(np.repeat(np.arange(len(TRITON_PROBLEMS)), counts))
+    psi = _psi_for(TRITON_PROBLEMS, rows, rng)
+    many = fast.lower_solve_many(psi, rows, TRITON_PROBLEMS, backend="triton")
+    configs = {(low.objective, s.family, s.kind, triton.next_power_of_2(low.n_intervals + 1))
+               for s, low, _ in TRITON_PROBLEMS}
+    assert len(launches) == len(configs) < len(TRITON_PROBLEMS)  # sd21 N = 5 and sd15 N = 4 share one
+    assert sum(programs for _, programs, _ in launches) >= len(TRITON_PROBLEMS)
+    if compiled_config:
+        assert any(programs > 2 for _, programs, _ in launches)
+    for k, (s, low, obj) in enumerate(TRITON_PROBLEMS):
+        at = np.flatnonzero(rows == k)
+        alone = fast.lower_solve(psi[at], s, low, obj, backend="triton")
+        w = low.n_intervals + 1
+        assert np.array_equal(many.t[at, :w], alone.t) and np.array_equal(many.lambdas[at, :w], alone.lambdas)
+        assert np.all(np.isnan(many.t[at, w:])) and np.all(np.isnan(many.lambdas[at, w:]))
+        for field in ("objective", "penalty", "fitness", "iters", "feasible"):
+            assert np.array_equal(getattr(many, field)[at], getattr(alone, field)), field
+
+
 def test_a_problem_without_candidates_still_sets_the_width_and_no_candidates_is_empty():
     rows = np.zeros(3, dtype=np.int64)
     psi = _psi_for(PROBLEMS, rows, np.random.default_rng(0))

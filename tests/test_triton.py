@@ -416,7 +416,8 @@ def emulate(fn, args, kwargs):
             sig[p.name] = "constexpr"
             consts[(i,)] = v
         elif isinstance(v, torch.Tensor):
-            sig[p.name] = "*" + {torch.float64: "fp64", torch.int64: "i64", torch.int8: "i8"}[v.dtype]
+            sig[p.name] = "*" + {torch.float64: "fp64", torch.int64: "i64", torch.int32: "i32",
+                                 torch.int8: "i8"}[v.dtype]
             attrs[(i,)] = [["tt.divisibility", 16]]  # CUDA allocations are 256-byte aligned
         else:
             assert isinstance(v, int) and -2**31 <= v < 2**31, (p.name, v)

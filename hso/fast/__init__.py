@@ -2,7 +2,8 @@
 
 * `objective_and_grad(lambdas, spec)` - objective value and gradient for a batch of schedules ``[B, N+1]``.
 * `lower_solve(psi, schedule, spec)` - the HSO lower level for a batch of candidates ``psi  # [B, 3]``.
-* `lower_solve_many(psi, rows, problems)` - the same for candidates of many problems at once (one launch).
+* `lower_solve_many(psi, rows, problems)` - the same for candidates of many problems at once (one launch on cpp
+  and cuda; on triton one per objective, schedule family, lambda kind and padded width).
 * `search(...)` - the bi-level search (differential evolution over psi, lower level per generation).
 
 Inputs are validated, converted to contiguous float64 and outputs allocated here, once, not in each backend.
@@ -232,8 +233,8 @@ def _repair(lower: LowerSpec, spec: SearchSpec) -> Callable[[np.ndarray], np.nda
 def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, SearchSpec]], *, backend: str = "auto",
                 progress: Callable[[int, int], None] | None = None) -> list[SearchOutcome]:
     """Many bi-level searches in lockstep: every round, the populations of all pending searches go to the lower
-    level in one `lower_solve_many` call (one kernel launch per engine on cpp and cuda), whatever their schedules,
-    N and objectives. Each result equals `search`'s with the backend it reports: ``backend="auto"`` picks once per
+    level in one `lower_solve_many` call (one kernel launch per engine on cpp and cuda, one per objective, schedule
+    family, lambda kind and padded width on triton), whatever their schedules, N and objectives. Each result equals `search`'s with the backend it reports: ``backend="auto"`` picks once per
     group of searches that share a schedule and a lower-level spec (`resolve_backend` at the group's N), with the
     first round's candidates of the group's objective, all groups together, as the batch: a sweep large enough for
     a GPU backend runs there, where `search` alone would run one generation on the CPU.
@@ -256,7 +257,8 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
     repairs = [_repair(low, de) for _, low, _, de in jobs]
     for key in members_of:  # the objective spec must fit its schedule and lower spec (raises before any search)
         _check_objective(*jobs[members_of[key][0]][:3])
-    # every round is one lower_solve_many call over all pending searches: one launch per engine
+    # every round is one lower_solve_many call over all pending searches: one launch per engine (per kernel
+    # configuration on triton)
     problem_of = {key: k for k, key in enumerate(members_of)}
     problems = [jobs[ms[0]][:3] for ms in members_of.values()]
     engines = [engine_of[key] for key in members_of]

@@ -241,6 +241,11 @@ def _triton_lower() -> Callable[..., Any]:
     return lower_solve
 
 
+def _triton_lower_many() -> Callable[..., Any]:
+    from .triton import lower_solve_many  # deferred: it imports triton (optional)
+    return lower_solve_many
+
+
 # auto prefers cpp: the optimiser's inputs live on the host and a generation is tens of candidates, where copying
 # to a GPU costs more than solving. A batch large enough that a GPU backend was measured faster goes to it
 # (`resolve_backend`, the measured rule in auto_rule.json).
@@ -251,7 +256,7 @@ BACKENDS: dict[str, Backend] = {
     "cuda": Backend("cuda", ("cuda",), 5, _probe_cuda, _cuda_mep, _compiled_lower("lower_solve_cuda"),
                     ("mep", "dmn"), _compiled_dmn("dmn_and_grad_cuda"), _compiled_lower_many("lower_solve_many_cuda")),
     "triton": Backend("triton", ("cuda", "cpu"), 3, _probe_triton, _triton_mep, _triton_lower, ("mep", "dmn"),
-                      _triton_dmn),
+                      _triton_dmn, _triton_lower_many),
     # autograd twin of the objectives (hso.fast.reference_torch): a cross-check and a benchmark baseline, never
     # picked by auto (numpy's reference is faster on the CPU, and the lower level runs the numpy driver)
     "torch": Backend("torch", ("cpu", "cuda"), -1, _probe_torch, _torch_mep, None, (), _torch_dmn),

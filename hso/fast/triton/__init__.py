@@ -23,6 +23,12 @@ contract documented in the reference (the math is written there, not here):
   lane as a [BLOCK_B, NP, NP] tile, its positive-definite copy (Cholesky test, Jacobi eigenvalues when it fails) and
   the reduced working-set system solved by Cholesky.
 
+Both lower levels take many problems per launch (`hso.fast.reference_lower.lower_solve_many`, as the C++
+`LowerBatch`): each program holds candidates of one problem and loads that problem's row of numbers (N, gap, d_min,
+gamma, p, start family, iteration cap, truncNum, the offset of its table; `lower_row.program_problem`), so the
+problems that share the constexprs (schedule family, lambda kind, padded width NP) share a launch; `launch`
+sorts the candidates by problem and writes rows of the widest problem's width, padded with NaN.
+
 Numerics. Triton's core language has exp, log, sqrt, sin and cos only (libdevice is unavailable to the interpreter),
 so sinh/cosh/tanh/expm1/log1p/acos are built from them with the classic accurate forms (Kahan's expm1, Higham's
 log1p, Newton on sin for asin): each is within a few ulps of numpy's, which keeps the kernels at rounding distance
@@ -37,6 +43,6 @@ differently). tests/test_triton.py compiles every kernel for sm_90 as the launch
 """
 from __future__ import annotations
 
-from .launch import dmn_and_grad, lower_solve, mep_and_grad
+from .launch import dmn_and_grad, lower_solve, lower_solve_many, mep_and_grad
 
-__all__ = ["mep_and_grad", "dmn_and_grad", "lower_solve"]
+__all__ = ["mep_and_grad", "dmn_and_grad", "lower_solve", "lower_solve_many"]

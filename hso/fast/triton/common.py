@@ -49,11 +49,13 @@ def kernel(*int_args: str):
     Compiled, Triton specialises an integer argument equal to 1 into a Python constant (``N.to(tl.float64)`` then
     fails: an int has no ``to``) and one divisible by 16 into an argument with a divisibility hint: a separate
     compilation for each case (some 15 s for the DM-NonUniform lower level), each a code path of its own that the
-    common values never exercise. These kernels use their integers as loop bounds and masks, never as pointer
-    strides that alignment would help, so ``do_not_specialize`` keeps them plain int32 at run time: one compilation
-    per constexpr set serves every N and B, N = 1 included. (The alternative, writing every use as
-    ``tl.full([], N, tl.int32)``, would have to be repeated in each helper and remembered in each new one.)
-    tests/test_triton.py compiles every kernel as the launcher specialises it, N and B = 1, 16 and generic values.
+    common values never exercise. These kernels use their integers as loop bounds, masks and an output row stride,
+    where alignment hints buy nothing worth a compilation, so ``do_not_specialize`` keeps them plain int32 at run
+    time: one compilation per constexpr set serves every N and B, N = 1 included. (The alternative, writing every
+    use as ``tl.full([], N, tl.int32)``, would have to be repeated in each helper and remembered in each new one.
+    The lower levels load their problems' integers from a buffer, which is never specialised either:
+    `lower_row.program_problem`.) tests/test_triton.py compiles every kernel as the launcher specialises it, every
+    int argument at 1, 16 and generic values.
     """
     return triton.jit(do_not_specialize=int_args)
 

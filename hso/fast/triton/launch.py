@@ -18,7 +18,8 @@ from .lower_bfgs import lower_dmn_kernel
 from .lower_row import lower_solve_kernel
 from .mep_row import mep_fwd_kernel
 
-__all__ = ["device", "dmn_and_grad", "dmn_block", "lower_block", "lower_solve", "mep_and_grad", "mep_block"]
+__all__ = ["device", "dmn_and_grad", "dmn_block", "lower_block", "lower_solve", "lower_solve_many", "mep_and_grad",
+           "mep_block"]
 
 
 def device() -> str:
@@ -116,41 +117,78 @@ def dmn_and_grad(lambdas: np.ndarray, kind: int, p: float = 2.0, trunc_num: int 
 
 def lower_solve(psi: np.ndarray, schedule: NoiseSchedule, spec: LowerSpec) -> LowerResult:
     """The fused lower level (MEP or DM-NonUniform) for ``psi  # [B, 3]``; the contract of
-    `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`)."""
-    if spec.init not in INIT_CODES:
-        raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")
-    if spec.objective not in ("mep", "dmn"):
-        raise ValueError(f"unknown objective {spec.objective!r}; the Triton lower level takes 'mep' and 'dmn'")
-    fam, fa, fb, table = schedule_code(schedule)
-    if fam == 0:  # the discrete table's end values, which interpolation clamps to
-        fa, fb = float(table[0]), float(table[-1])
-    n_int = int(spec.n_intervals)
-    p = np.require(psi, dtype=np.float64, requirements=["C", "W"])
+    `hso.fast.reference_lower.lower_solve` (validated by `hso.fast.lower_solve`): `lower_solve_many` with one
+    problem."""
+    return lower_solve_many(psi, np.zeros(np.shape(psi)[0], dtype=np.int64), [(schedule, spec)])
+
+
+def lower_solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[tuple[NoiseSchedule, LowerSpec]]
+                     ) -> LowerResult:
+    """The fused lower level for candidates of several problems, ``rows  # [B]`` naming each candidate's problem in
+    ``problems  # [(schedule, lower spec)]``; the contract of `hso.fast.reference_lower.lower_solve_many` (validated
+    by `hso.fast.lower_solve_many`). One launch per kernel configuration, i.e. per objective, schedule family,
+    lambda kind and padded width NP = next power of two of N + 1: the problems' N, gaps, d_min, gamma, p, start
+    families, iteration caps and tables are per-problem rows the kernels load (`lower_row.program_problem`), and the
+    candidates are sorted by problem so that each program holds one problem's."""
+    p = np.require(psi, dtype=np.float64, requirements=["C"])
+    r = np.asarray(rows, dtype=np.int64)
     bsz = p.shape[0]
+    ints = np.zeros((len(problems), 8), dtype=np.int32)
+    prm = np.zeros((len(problems), 8), dtype=np.float64)
+    tables, offset_of, at, groups = [np.zeros(1)], {}, 1, {}
+    for k, (schedule, spec) in enumerate(problems):
+        if spec.init not in INIT_CODES:
+            raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")
+        if spec.objective not in ("mep", "dmn"):
+            raise ValueError(f"unknown objective {spec.objective!r}; the Triton lower level takes 'mep' and 'dmn'")
+        fam, fa, fb, table = schedule_code(schedule)
+        off, n_tab = 0, 1  # no table: a one-entry dummy, never read
+        if fam == 0:  # the discrete table's end values, which interpolation clamps to; each distinct table once
+            fa, fb, n_tab = float(table[0]), float(table[-1]), int(table.size)
+            if schedule.content_key() not in offset_of:
+                offset_of[schedule.content_key()] = at
+                tables.append(np.asarray(table, dtype=np.float64))
+                at += n_tab
+            off = offset_of[schedule.content_key()]
+        n_int = int(spec.n_intervals)
+        tau = resolve_trunc_num(n_int, spec.trunc_num) if spec.objective == "dmn" else 0
+        ints[k] = (n_int, n_tab, n_tab.bit_length(), int(spec.maxiter), tau, off, INIT_CODES[spec.init], 0)
+        prm[k] = (fa, fb, spec.gap, spec.d_min, spec.gamma, spec.p, spec.xtol, 0.0)
+        key = (spec.objective, int(fam), int(schedule.kind), triton.next_power_of_2(n_int + 1))
+        groups.setdefault(key, []).append(k)
+    width = max(int(spec.n_intervals) for _, spec in problems) + 1
+    order = np.argsort(r, kind="stable")  # each problem's candidates together, in their order
+    first = np.searchsorted(r[order], np.arange(len(problems) + 1))
+    ints[:, 7] = first[1:]  # the end of each problem's candidates
     dev = device()
-    tab = np.array(table, dtype=np.float64) if fam == 0 else np.zeros(1)  # a writable copy for torch
-    prm = np.array([fa, fb, spec.gap, spec.d_min, spec.gamma, spec.p, spec.xtol], dtype=np.float64)
-    t = torch.empty((bsz, n_int + 1), dtype=torch.float64, device=dev)
-    lam = torch.empty_like(t)
+    t = torch.full((bsz, width), float("nan"), dtype=torch.float64, device=dev)
+    lam = torch.full_like(t, float("nan"))
     obj = torch.empty(bsz, dtype=torch.float64, device=dev)
     pen = torch.empty_like(obj)
     iters = torch.empty(bsz, dtype=torch.int64, device=dev)
     feas = torch.empty(bsz, dtype=torch.int8, device=dev)
     if bsz > 0:
-        np_ = triton.next_power_of_2(n_int + 1)
-        dense = spec.objective == "dmn"
-        block = lower_block(bsz, np_, dense)
-        args = (torch.from_numpy(p).to(dev), torch.from_numpy(prm).to(dev), torch.from_numpy(tab).to(dev),
-                t, lam, obj, pen, iters, feas, bsz, n_int, tab.size, int(tab.size).bit_length(), int(spec.maxiter))
-        meta = dict(FAMILY=int(fam), KIND=int(schedule.kind), INIT=INIT_CODES[spec.init], BLOCK_B=block, NP=np_,
-                    num_warps=4)
-        grid = (triton.cdiv(bsz, block),)
-        if dense:
-            # the batched line search saves the interpreter most of its calls; compiled, its 32 trial rows per
-            # candidate would spill to local memory, and halving in turn accepts the same step
-            lower_dmn_kernel[grid](*args, resolve_trunc_num(n_int, spec.trunc_num), BATCH=common.INTERPRETED, **meta)
-        else:
-            lower_solve_kernel[grid](*args, **meta)
-    obj_np, pen_np = obj.cpu().numpy(), pen.cpu().numpy()
-    return LowerResult(t=t.cpu().numpy(), lambdas=lam.cpu().numpy(), objective=obj_np, penalty=pen_np,
-                       fitness=obj_np + pen_np, iters=iters.cpu().numpy(), feasible=feas.cpu().numpy() != 0)
+        def put(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+        psi_d, ints_d, prm_d, tab_d = put(p[order]), put(ints), put(prm), put(np.concatenate(tables))
+        for (objective, fam, kind, np_), mine in groups.items():
+            counts = first[1:][mine] - first[:-1][mine]
+            if counts.max() == 0:
+                continue
+            dense = objective == "dmn"
+            block = lower_block(int(counts.max()), np_, dense)
+            # one program per BLOCK_B candidates of one problem
+            prog = np.array([(k, s) for k in mine for s in range(first[k], first[k + 1], block)], dtype=np.int32)
+            args = (psi_d, put(prog), ints_d, prm_d, tab_d, t, lam, obj, pen, iters, feas, width)
+            meta = dict(FAMILY=fam, KIND=kind, BLOCK_B=block, NP=np_, num_warps=4)
+            if dense:
+                # the batched line search saves the interpreter most of its calls; compiled, its 32 trial rows per
+                # candidate would spill to local memory, and halving in turn accepts the same step
+                lower_dmn_kernel[(len(prog),)](*args, BATCH=common.INTERPRETED, **meta)
+            else:
+                lower_solve_kernel[(len(prog),)](*args, **meta)
+    back = np.empty(bsz, dtype=np.int64)
+    back[order] = np.arange(bsz)  # sorted position of each candidate
+    obj_np, pen_np = obj.cpu().numpy()[back], pen.cpu().numpy()[back]
+    return LowerResult(t=t.cpu().numpy()[back], lambdas=lam.cpu().numpy()[back], objective=obj_np, penalty=pen_np,
+                       fitness=obj_np + pen_np, iters=iters.cpu().numpy()[back], feasible=feas.cpu().numpy()[back] != 0)

@@ -7,7 +7,7 @@ import triton.language as tl
 
 from .common import device_fn, kernel, rmax, rmin, rsum
 from .dmn_row import colsum, dmn_tile, sign_of
-from .lower_row import active_set_update, blocks, column, lower_scalars, lower_start, store_lower
+from .lower_row import active_set_update, blocks, column, lower_start, program_problem, store_lower
 from .schedule_map import lambda_derivs
 
 __all__ = ["cholesky", "cholesky_solve", "jacobi_extreme", "lower_dmn_kernel", "reduced_dense", "rowdot"]
@@ -149,19 +149,18 @@ def reduced_dense(Hp, v, free, start, bid, C, N, R3, K3, inner, BLOCK_B: tl.cons
     return tl.where(both, R, tl.where(inner & (R3 == K3), 1.0, tl.zeros_like(R))), rhs
 
 
-@kernel("B", "N", "n_tab", "n_bits", "maxiter", "TAU")
-def lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as lower_solve_kernel's
-                      t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr,
-                      B, N, n_tab, n_bits, maxiter, TAU,  # TAU: DM-NonUniform truncNum
-                      FAMILY: tl.constexpr, KIND: tl.constexpr, INIT: tl.constexpr,
-                      BLOCK_B: tl.constexpr, NP: tl.constexpr, BATCH: tl.constexpr):
+@kernel("W")
+def lower_dmn_kernel(psi_ptr, prog_ptr, ints_ptr, prm_ptr, tab_ptr,  # as lower_solve_kernel's
+                      t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, W,
+                      FAMILY: tl.constexpr, KIND: tl.constexpr, BLOCK_B: tl.constexpr, NP: tl.constexpr,
+                      BATCH: tl.constexpr):
     # lower_bfgs.h lower_row_bfgs: the MEP kernel's start, blocks, multipliers, ratio test, line search and
     # outputs, with the DM-NonUniform objective (`dmn_tile`) and its BFGS matrix in t. That matrix is dense: it
     # lives as a [BLOCK_B, NP, NP] tile (rows and columns = points, zero outside the interior), and the working-set
     # step is the dense reduced system over the free blocks solved by Cholesky; the loops over its columns are the
     # only sequential parts.
-    lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    lane_ok = lanes < B
+    lanes, lane_ok, N, n_tab, n_bits, maxiter, TAU, init, tab_ptr, fa, fb, d, d_min, gamma, c, xtol = \
+        program_problem(prog_ptr, ints_ptr, prm_ptr, tab_ptr, BLOCK_B)  # TAU: DM-NonUniform truncNum
     C = tl.arange(0, NP)[None, :]
     R3 = tl.arange(0, NP)[None, :, None]
     K3 = tl.arange(0, NP)[None, None, :]
@@ -171,8 +170,7 @@ def lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as lower_solve_kernel's
     interior = (C >= 1) & (C < N)
     inner = (R3 >= 1) & (R3 < N) & (K3 >= 1) & (K3 < N)
     diag = inner & (R3 == K3)
-    fa, fb, d, d_min, gamma, c, xtol = lower_scalars(prm_ptr)
-    t, feasible = lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, FAMILY, INIT)
+    t, feasible = lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, init, FAMILY)
     t_start = t
 
     active = lane_ok & feasible & (N > 1)
@@ -236,4 +234,4 @@ def lower_dmn_kernel(psi_ptr, prm_ptr, tab_ptr,  # as lower_solve_kernel's
         it += 1
     iters = tl.where(active, maxiter, iters)
     store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab_ptr, n_tab, d_min, gamma,
-                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, NP, FAMILY, KIND, 1)
+                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, W, NP, FAMILY, KIND, 1)

@@ -10,7 +10,8 @@ from .dmn_row import colcumsum, dmn_tile
 from .schedule_map import lambda_derivs, t_of_lambda
 
 __all__ = ["active_set_update", "armijo", "blocks", "column", "lower_scalars", "lower_solve_kernel", "lower_start",
-           "mep_tile", "pow2m", "reduced_forward", "shift_of", "store_lower", "sturm_step", "value_of_t"]
+           "mep_tile", "pow2m", "program_problem", "reduced_forward", "shift_of", "store_lower", "sturm_step",
+           "value_of_t"]
 
 
 @device_fn
@@ -166,10 +167,38 @@ def lower_scalars(prm_ptr):
 
 
 @device_fn
-def lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt,
-           FAMILY: tl.constexpr, INIT: tl.constexpr):
+def program_problem(prog_ptr, ints_ptr, prm_ptr, tab_ptr, BLOCK_B: tl.constexpr):
+    # The problem this program's candidates solve (lower_bfgs.h LowerBatch: one row of numbers per problem).
+    # prog_ptr [programs, 2] int32: (problem k, its first candidate here); ints_ptr [P, 8] int32: N, n_tab, n_bits,
+    # maxiter, TAU (DM-NonUniform truncNum), offset of its table in tab_ptr, start family, end of its candidates;
+    # prm_ptr [P, 8] float64: lower_scalars'. The integers are loaded, not arguments: never specialised on their
+    # values (N = 1 included), one compilation per constexpr set serves every problem. Lanes past the problem's
+    # last candidate are masked.
+    pid = tl.program_id(0)
+    k = tl.load(prog_ptr + 2 * pid)
+    first = tl.load(prog_ptr + 2 * pid + 1)
+    row = ints_ptr + 8 * k
+    N = tl.load(row)
+    n_tab = tl.load(row + 1)
+    n_bits = tl.load(row + 2)
+    maxiter = tl.load(row + 3)
+    tau = tl.load(row + 4)
+    tab = tab_ptr + tl.load(row + 5)
+    init = tl.load(row + 6)
+    lanes = first + tl.arange(0, BLOCK_B)
+    lane_ok = lanes < tl.load(row + 7)
+    fa, fb, d, d_min, gamma, c, xtol = lower_scalars(prm_ptr + 8 * k)
+    return lanes, lane_ok, N, n_tab, n_bits, maxiter, tau, init, tab, fa, fb, d, d_min, gamma, c, xtol
+
+
+@device_fn
+def lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, init,
+           FAMILY: tl.constexpr):
     # lower_row.h init_row and feasible_start: the init family's schedule between the candidate's end points, blended
     # with the uniform schedule until every gap is >= d. Returns the start t and whether the candidate is feasible.
+    # The family (init, a code of hso.fast.codes.INIT_CODES) is the problem's, loaded at run time: every family's
+    # formula is formed and the problem's selected (one t_of_lambda, on the selected lambdas), so that problems of
+    # different start families share a launch; the selected values are the ones the family's own branch computed.
     N_f = N.to(tl.float64)
     # lanes past B get a harmless candidate (never iterated, never stored)
     rho = tl.load(psi_ptr + lanes * 3, mask=lane_ok, other=7.0)
@@ -177,25 +206,22 @@ def lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N
     t_max = tl.load(psi_ptr + lanes * 3 + 2, mask=lane_ok, other=0.6)
     # start schedule of the init family (hso/inits.py; u = linspace(0, 1, N + 1))
     u = tl.where(C >= N, 1.0, C.to(tl.float64) * (1.0 / N_f))  # padding columns clamped to the end
-    if (INIT == EDM_RHO) or (INIT == LOGSNR):  # between the end points' lambdas
-        lam_hi, _a, _b = lambda_derivs(t_max, fa, fb, tab_ptr, n_tab, FAMILY, False)
-        lam_lo, _a, _b = lambda_derivs(t_eps, fa, fb, tab_ptr, n_tab, FAMILY, False)
-        if INIT == EDM_RHO:  # in log space
-            rh = rho[:, None]
-            la = -lam_hi[:, None] / rh
-            lb = -lam_lo[:, None] / rh
-            mx = tl.maximum(la, lb)
-            log_sig = rh * (mx + tl.log((1.0 - u) * tl.exp(la - mx) + u * tl.exp(lb - mx)))
-            t = t_of_lambda(-log_sig, fa, fb, tab_ptr, n_tab, n_bits, FAMILY)
-        else:  # logSNR
-            t = t_of_lambda(lam_hi[:, None] + u * (lam_lo - lam_hi)[:, None], fa, fb, tab_ptr, n_tab, n_bits,
-                             FAMILY)
-    elif INIT == TIME_UNIFORM:
-        t = t_max[:, None] + u * (t_eps - t_max)[:, None]
-    else:  # time_quadratic
-        sa = tl.sqrt(t_max)[:, None]
-        sb = tl.sqrt(t_eps)[:, None]
-        t = (sa + u * (sb - sa)) * (sa + u * (sb - sa))
+    # edm_rho and logSNR: between the end points' lambdas (edm_rho in log space)
+    lam_hi, _a, _b = lambda_derivs(t_max, fa, fb, tab_ptr, n_tab, FAMILY, False)
+    lam_lo, _a, _b = lambda_derivs(t_eps, fa, fb, tab_ptr, n_tab, FAMILY, False)
+    rh = rho[:, None]
+    la = -lam_hi[:, None] / rh
+    lb = -lam_lo[:, None] / rh
+    mx = tl.maximum(la, lb)
+    log_sig = rh * (mx + tl.log((1.0 - u) * tl.exp(la - mx) + u * tl.exp(lb - mx)))
+    lam_start = tl.where(init == EDM_RHO, -log_sig, lam_hi[:, None] + u * (lam_lo - lam_hi)[:, None])
+    t_lam = t_of_lambda(lam_start, fa, fb, tab_ptr, n_tab, n_bits, FAMILY)
+    # time_uniform, time_quadratic
+    t_uni = t_max[:, None] + u * (t_eps - t_max)[:, None]
+    sa = tl.sqrt(t_max)[:, None]
+    sb = tl.sqrt(t_eps)[:, None]
+    t_quad = (sa + u * (sb - sa)) * (sa + u * (sb - sa))
+    t = tl.where((init == EDM_RHO) | (init == LOGSNR), t_lam, tl.where(init == TIME_UNIFORM, t_uni, t_quad))
     t = tl.where(C == 0, t_max[:, None], tl.where(C >= N, t_eps[:, None], t))  # exact ends; padding = t_eps
 
     # feasible start: blend with the uniform schedule until every gap is >= d
@@ -331,9 +357,10 @@ def active_set_update(t, f, g, dt, r, slack, wk, bid, eid, gmax, active, iters, 
 
 @device_fn
 def store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab_ptr, n_tab, d_min, gamma,
-                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr,
+                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, W,
                  NP: tl.constexpr, FAMILY: tl.constexpr, KIND: tl.constexpr, OBJ: tl.constexpr):
-    # value at the result; a failed optimisation keeps the start (spec section 5); SPF penalty; the outputs
+    # value at the result; a failed optimisation keeps the start (spec section 5); SPF penalty; the outputs (t and
+    # lambdas rows of stride W: points 0..N written, the rest left as the host filled them)
     valid = C <= N
     value, lam = value_of_t(t, c, TAU, fa, fb, tab_ptr, n_tab, C, N, NP, FAMILY, KIND, OBJ)
     t_ok = ((t == t) & (tl.abs(t) < float("inf"))) | ~valid
@@ -347,7 +374,7 @@ def store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab
     sh = tl.maximum(0.0, d_min - tl.abs(t - tl.gather(t, nxt, 1)))
     penalty = gamma * rsum(tl.where(C < N, sh * sh, 0.0), 1)
 
-    out = lanes.to(tl.int64)[:, None] * (N + 1) + C
+    out = lanes.to(tl.int64)[:, None] * W + C
     keep = lane_ok[:, None] & valid
     tl.store(t_ptr + out, t, mask=keep)
     tl.store(lam_ptr + out, lam, mask=keep)
@@ -358,20 +385,21 @@ def store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, TAU, fa, fb, tab
 
 
 # ------------------------------------------------------------------------------------------ lower level: kernels
-@kernel("B", "N", "n_tab", "n_bits", "maxiter")
-def lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
-                        prm_ptr,    # [7] fa, fb, gap d, d_min, gamma, p, xtol (fa, fb: schedule_code's a, b;
+@kernel("W")
+def lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max), each problem's candidates together
+                        prog_ptr,   # [programs, 2] int32: problem, first candidate (program_problem)
+                        ints_ptr,   # [P, 8] int32: N, n_tab, n_bits, maxiter, TAU, table offset, init, end
+                        prm_ptr,    # [P, 8] fa, fb, gap d, d_min, gamma, p, xtol, - (fa, fb: schedule_code's a, b;
                                     #     for FAMILY 0 the table's first and last entries)
-                        tab_ptr,    # [n_tab] 0.5 log(alphas_cumprod) (FAMILY 0), else a dummy [1]
-                        t_ptr,      # [B, N+1] out, descending
-                        lam_ptr,    # [B, N+1] out
+                        tab_ptr,    # the problems' 0.5 log(alphas_cumprod) tables back to back (FAMILY 0), or [1]
+                        t_ptr,      # [B, W] out, descending (points 0..N of each candidate's problem)
+                        lam_ptr,    # [B, W] out
                         obj_ptr,    # [B] out
                         pen_ptr,    # [B] out
                         iters_ptr,  # [B] int64 out
                         feas_ptr,   # [B] int8 out
-                        B, N, n_tab, n_bits, maxiter,
-                        FAMILY: tl.constexpr, KIND: tl.constexpr, INIT: tl.constexpr,
-                        BLOCK_B: tl.constexpr, NP: tl.constexpr):
+                        W,          # the widest problem's N + 1
+                        FAMILY: tl.constexpr, KIND: tl.constexpr, BLOCK_B: tl.constexpr, NP: tl.constexpr):
     # State layout: every per-candidate row lives in registers as a [BLOCK_B, NP] tile (lane = candidate, column =
     # point, NP >= N + 1). No global scratch: N is at most a few dozen here, so a row fits in registers, and the
     # elementwise work (schedule map, MEP and its derivatives, trial points of the line search) runs on whole tiles.
@@ -380,15 +408,14 @@ def lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
     # differences of row prefix sums gathered at the block ends, equal to lower_row.h's running sums up to
     # rounding. Only the genuinely sequential recurrences (Sturm count, Thomas sweeps) walk the columns, one
     # column per step.
-    lanes = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    lane_ok = lanes < B
+    lanes, lane_ok, N, n_tab, n_bits, maxiter, _tau, init, tab_ptr, fa, fb, d, d_min, gamma, c, xtol = \
+        program_problem(prog_ptr, ints_ptr, prm_ptr, tab_ptr, BLOCK_B)
     C = tl.arange(0, NP)[None, :]
     nxt = tl.broadcast_to(tl.minimum(C + 1, NP - 1), [BLOCK_B, NP])
     prv = tl.broadcast_to(tl.maximum(C - 1, 0), [BLOCK_B, NP])
     Cb = tl.broadcast_to(C, [BLOCK_B, NP])
     interior = (C >= 1) & (C < N)
-    fa, fb, d, d_min, gamma, c, xtol = lower_scalars(prm_ptr)
-    t, feasible = lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, FAMILY, INIT)
+    t, feasible = lower_start(psi_ptr, lanes, lane_ok, fa, fb, d, tab_ptr, n_tab, n_bits, C, N, nxt, init, FAMILY)
     t_start = t
 
     # ---- active-set Newton in t
@@ -451,4 +478,4 @@ def lower_solve_kernel(psi_ptr,    # [B, 3] (rho, t_eps, T_max)
         it += 1
     iters = tl.where(active, maxiter, iters)
     store_lower(t, t_start, iters, feasible, lanes, lane_ok, c, 0, fa, fb, tab_ptr, n_tab, d_min, gamma,
-                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, NP, FAMILY, KIND, 0)
+                 C, N, nxt, t_ptr, lam_ptr, obj_ptr, pen_ptr, iters_ptr, feas_ptr, W, NP, FAMILY, KIND, 0)
