@@ -67,7 +67,8 @@ def _stock_name(sched: Any) -> str:
         if klass.__name__ in SUPPORTED and not getattr(klass, "_hso_adapted", False):
             return klass.__name__
     raise ValueError(f"{type(sched).__name__} cannot take a custom schedule through hso; supported: "
-                     f"{', '.join(SUPPORTED)}")
+                     f"{', '.join(SUPPORTED)}. Swap the scheduler first, keeping the model's noise schedule: "
+                     "pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)")
 
 
 def solver_for(target: Any) -> str:

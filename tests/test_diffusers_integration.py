@@ -285,8 +285,15 @@ def test_bad_combinations_raise():
     res = hso.optimize("sd15", 5, "unipc", convention="jump")
     with pytest.raises(ValueError, match="another noise schedule"):
         hd.apply(diffusers.UniPCMultistepScheduler(beta_schedule="linear"), res)
-    with pytest.raises(ValueError, match="cannot take a custom schedule"):
-        hd.apply(diffusers.PNDMScheduler(**SD), res)
+    pndm = diffusers.PNDMScheduler(**SD)  # SD 1.x pipelines' default scheduler
+    with pytest.raises(ValueError, match="cannot take a custom schedule") as refused:
+        hd.apply(pndm, res)
+    # the swap the message advises keeps the noise schedule and takes the schedule
+    assert "UniPCMultistepScheduler.from_config(pipe.scheduler.config)" in str(refused.value)
+    with pytest.warns(UserWarning, match="solver_options"):  # res was made for UniPC bh1 order 3, not diffusers' bh2
+        swapped = hd.apply(diffusers.UniPCMultistepScheduler.from_config(pndm.config), res)
+    swapped.set_timesteps(num_inference_steps=5)
+    assert np.allclose(np.asarray(swapped.alphas_cumprod), np.asarray(pndm.alphas_cumprod))
     with pytest.raises(ValueError, match="always ends with a step to sigma 0"):
         pass_stop = hso.optimize("sd15", 6, "heun", convention="stop")
         hd.apply(_make("HeunDiscreteScheduler"), pass_stop)
