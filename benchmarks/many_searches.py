@@ -13,9 +13,10 @@ per objective, schedule family, lambda kind and padded width).
 
 What is timed: the whole `optimize_many` call (planning, the searches with their polish, the results), wall clock.
 With ``--runs K`` the call is made K times and the last is the row's time (the first is recorded too: on triton it
-includes compiling the kernels). Reported with it: the number of searches and of lower-level candidates solved (the sum of the searches'
-``nfev``), and candidates per second. The polish (L-BFGS-B and a compass search per search) is batched the same way,
-one `lower_solve_many` call per round of all searches' polish (`hso.fast.batching.Rendezvous`).
+includes compiling the kernels). Reported with it: the number of searches and of lower-level candidates solved (the
+sum of the searches' ``nfev``), and candidates per second. The polish (L-BFGS-B and a compass search per search)
+is batched the same way, one `lower_solve_many` call per round of all searches' polish
+(`hso.fast.batching.Rendezvous`).
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def run(presets: list[str], backend: str, runs: int = 1) -> dict:
     solves = sum(int(r.nfev) for r in results)
     engines = sorted({r.backend for r in results})
     return {"presets": ",".join(presets), "backend": backend, "ran_on": ",".join(engines), "searches": len(cfgs),
-            "solves": solves, "wall_s": wall, "runs": runs, "first_wall_s": walls[0], "solves_per_s": solves / wall if wall > 0 else float("nan"),
+            "solves": solves, "wall_s": wall, "runs": runs, "first_wall_s": walls[0],
+            "solves_per_s": solves / wall if wall > 0 else float("nan"),
             "threads": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count())), "machine": platform.node() or "?",
             "date": time.strftime("%Y-%m-%d")}
 

@@ -234,10 +234,11 @@ def search_many(jobs: list[tuple[NoiseSchedule, LowerSpec, ObjectiveSpec, Search
                 progress: Callable[[int, int], None] | None = None) -> list[SearchOutcome]:
     """Many bi-level searches in lockstep: every round, the populations of all pending searches go to the lower
     level in one `lower_solve_many` call (one kernel launch per engine on cpp and cuda, one per objective, schedule
-    family, lambda kind and padded width on triton), whatever their schedules, N and objectives. Each result equals `search`'s with the backend it reports: ``backend="auto"`` picks once per
-    group of searches that share a schedule and a lower-level spec (`resolve_backend` at the group's N), with the
-    first round's candidates of the group's objective, all groups together, as the batch: a sweep large enough for
-    a GPU backend runs there, where `search` alone would run one generation on the CPU.
+    family, lambda kind and padded width on triton), whatever their schedules, N and objectives. Each result equals
+    `search`'s with the backend it reports: ``backend="auto"`` picks once per group of searches that share a
+    schedule and a lower-level spec (`resolve_backend` at the group's N), with the first round's candidates of the
+    group's objective, all groups together, as the batch: a sweep large enough for a GPU backend runs there, where
+    `search` alone would run one generation on the CPU.
 
     ``progress(done, total)`` is called whenever a search finishes its generations.
     """
