@@ -76,7 +76,7 @@ class _CountedKernel:
         return run
 
 
-@pytest.mark.parametrize("compiled_config", [False, True], ids=["interpreter", "compiled-config"])
+@pytest.mark.parametrize("compiled_config", [False, True], ids=["as-launched", "compiled-config"])
 def test_triton_launches_once_per_kernel_configuration_and_each_candidate_equals_its_problem_alone(
         monkeypatch, compiled_config):
     """The Triton backend's lower_solve_many: one launch per objective, schedule family, lambda kind and padded
