@@ -1,8 +1,9 @@
 """lower_solve_many: candidates of many lower-level problems (schedules, N, gaps, objectives, starts) in one call.
 
 Each candidate's result must be byte-identical to `lower_solve` on its own problem with the same backend, rows of a
-smaller N padded with NaN; the fused cpp kernel (one OpenMP loop over every candidate) and the twin's per-problem
-calls (backends without a fused kernel) are both checked, and so are searches that go through it (`search_many`).
+smaller N padded with NaN; the fused cpp kernel (one OpenMP loop over every candidate), Triton's kernels (one launch
+per kernel configuration, under the interpreter) and the twin's per-problem calls (backends without a fused kernel)
+are checked, and so are searches that go through it (`search_many`).
 """
 import numpy as np
 import pytest
