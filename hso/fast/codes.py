@@ -13,7 +13,8 @@ import numpy as np
 
 from ..schedules import KIND_FLOW, KIND_VE, KIND_VP
 
-__all__ = ["FAMILY_CODES", "INIT_CODES", "OBJECTIVE_CODES", "KIND_CODES", "ALL_CODES", "schedule_code"]
+__all__ = ["FAMILY_CODES", "INIT_CODES", "OBJECTIVE_CODES", "KIND_CODES", "ALL_CODES", "schedule_code",
+           "schedule_tables"]
 
 # noise-schedule families (csrc/common/schedule_map.h FAMILY_*): how the kernels map t to lambda
 FAMILY_CODES = {"vp_discrete": 0, "vp_linear": 1, "vp_cosine": 2, "edm": 3, "flow": 4}
@@ -36,3 +37,19 @@ def schedule_code(schedule: Any) -> tuple[int, float, float, Any]:
             "flow": (prm.get("shift"), 0.0)}[fam]
     table = schedule.log_alpha_table if fam == "vp_discrete" else np.zeros(0)
     return FAMILY_CODES[fam], float(a), float(b), table
+
+
+def schedule_tables(schedules: Any) -> tuple[list[tuple[int, float, float, int, int]], np.ndarray]:
+    """How the batched kernels take many problems' noise schedules: each one's (family code, a, b, table offset,
+    table size), and the vp tables back to back, each distinct table (by the schedule's content) once. A schedule
+    without a table has offset and size 0."""
+    rows, tables, at, offset_of = [], [], 0, {}
+    for schedule in schedules:
+        fam, a, b, tab = schedule_code(schedule)
+        n_tab = int(tab.shape[0]) if fam == FAMILY_CODES["vp_discrete"] else 0
+        if n_tab and schedule.content_key() not in offset_of:
+            offset_of[schedule.content_key()] = at
+            tables.append(np.asarray(tab, dtype=np.float64))
+            at += n_tab
+        rows.append((fam, a, b, offset_of[schedule.content_key()] if n_tab else 0, n_tab))
+    return rows, np.concatenate(tables) if tables else np.zeros(0)

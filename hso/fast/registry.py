@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import reference
-from .codes import FAMILY_CODES, INIT_CODES, OBJECTIVE_CODES, schedule_code
+from .codes import INIT_CODES, OBJECTIVE_CODES, schedule_code, schedule_tables
 from .reference_dmn import resolve_trunc_num
 from .reference_lower import LowerResult
 
@@ -162,20 +162,13 @@ def _compiled_lower_many(entry: str) -> Callable[[], Callable[..., Any]]:
 
         def lower_many(psi, rows, problems):
             # one row of numbers per problem; the vp tables back to back, each distinct schedule's once
-            table, tables, at, offset_of = np.zeros((len(problems), 16)), [], 0, {}
-            for k, (schedule, spec) in enumerate(problems):
-                fam, a, b, tab = schedule_code(schedule)
-                n_tab = tab.shape[0] if fam == FAMILY_CODES["vp_discrete"] else 0
-                if n_tab and schedule.content_key() not in offset_of:
-                    offset_of[schedule.content_key()] = at
-                    tables.append(tab)
-                    at += n_tab
-                table[k] = (fam, a, b, offset_of.get(schedule.content_key(), 0) if n_tab else 0, n_tab,
-                            spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
+            sched_rows, tables = schedule_tables([schedule for schedule, _ in problems])
+            table = np.zeros((len(problems), 16))
+            for k, ((schedule, spec), sched_row) in enumerate(zip(problems, sched_rows)):
+                table[k] = (*sched_row, spec.n_intervals, spec.gap, spec.d_min, spec.gamma, schedule.kind, spec.p,
                             INIT_CODES[spec.init], spec.maxiter, spec.xtol, OBJECTIVE_CODES[spec.objective],
                             resolve_trunc_num(spec.n_intervals, spec.trunc_num))
-            t, lam, obj, pen, iters, feas = kernel(psi, rows, table,
-                                                   np.concatenate(tables) if tables else np.zeros(0))
+            t, lam, obj, pen, iters, feas = kernel(psi, rows, table, tables)
             return LowerResult(t=t, lambdas=lam, objective=obj, penalty=pen, fitness=obj + pen, iters=iters,
                                feasible=feas)
         return lower_many

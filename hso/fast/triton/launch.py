@@ -8,7 +8,7 @@ import torch
 import triton
 
 from ...schedules import NoiseSchedule
-from ..codes import INIT_CODES, schedule_code
+from ..codes import INIT_CODES, schedule_tables
 from ..reference_dmn import resolve_trunc_num
 from ..reference_lower import LowerResult, LowerSpec
 from . import common
@@ -135,21 +135,15 @@ def lower_solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[tuple[Noi
     bsz = p.shape[0]
     ints = np.zeros((len(problems), 8), dtype=np.int32)
     prm = np.zeros((len(problems), 8), dtype=np.float64)
-    tables, offset_of, at, groups = [np.zeros(1)], {}, 1, {}
-    for k, (schedule, spec) in enumerate(problems):
+    groups: dict[tuple, list[int]] = {}
+    sched_rows, tables = schedule_tables([schedule for schedule, _ in problems])  # each distinct vp table once
+    for k, ((schedule, spec), (fam, fa, fb, off, n_tab)) in enumerate(zip(problems, sched_rows)):
         if spec.init not in INIT_CODES:
             raise ValueError(f"unknown init family {spec.init!r}; known: {', '.join(INIT_CODES)}")
         if spec.objective not in ("mep", "dmn"):
             raise ValueError(f"unknown objective {spec.objective!r}; the Triton lower level takes 'mep' and 'dmn'")
-        fam, fa, fb, table = schedule_code(schedule)
-        off, n_tab = 0, 1  # no table: a one-entry dummy, never read
-        if fam == 0:  # the discrete table's end values, which interpolation clamps to; each distinct table once
-            fa, fb, n_tab = float(table[0]), float(table[-1]), int(table.size)
-            if schedule.content_key() not in offset_of:
-                offset_of[schedule.content_key()] = at
-                tables.append(np.asarray(table, dtype=np.float64))
-                at += n_tab
-            off = offset_of[schedule.content_key()]
+        if n_tab:  # the discrete table's end values, which interpolation clamps to (a table is never read without)
+            fa, fb = float(tables[off]), float(tables[off + n_tab - 1])
         n_int = int(spec.n_intervals)
         tau = resolve_trunc_num(n_int, spec.trunc_num) if spec.objective == "dmn" else 0
         ints[k] = (n_int, n_tab, n_tab.bit_length(), int(spec.maxiter), tau, off, INIT_CODES[spec.init], 0)
@@ -170,7 +164,7 @@ def lower_solve_many(psi: np.ndarray, rows: np.ndarray, problems: list[tuple[Noi
     if bsz > 0:
         def put(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
-        psi_d, ints_d, prm_d, tab_d = put(p[order]), put(ints), put(prm), put(np.concatenate(tables))
+        psi_d, ints_d, prm_d, tab_d = put(p[order]), put(ints), put(prm), put(np.append(tables, 0.0))  # never empty
         for (objective, fam, kind, np_), mine in groups.items():
             counts = first[1:][mine] - first[:-1][mine]
             if counts.max() == 0:
