@@ -312,3 +312,52 @@ def test_remake_runs_every_configuration_once_per_row_stage_and_the_float32_netw
     out = capsys.readouterr().out
     assert "== default" in out and "== library" in out and "== blend" not in out and "hso.library.build" in out
     assert out.count("--methods hso") == 3  # two groups side by side, then the float32 networks
+
+
+def test_minimax_report_is_generated_from_its_committed_rows():
+    """benchmarks/quality/minimax.md is what its json says; the json covers exactly the unsafe cells of the committed
+    results (the same starts), and every optimised schedule keeps its start's end points, descends strictly and
+    has a finite ratio on every bed."""
+    mm = pytest.importorskip("benchmarks.quality.minimax")
+    data = json.loads(mm.OUT_JSON.read_text())
+    assert mm.OUT_MD.read_text() == mm.markdown(data["rows"], data["meta"])
+    cells = {(c["solver"], c["convention"], c["noise"], c["nfe"]): c for c in mm.unsafe_cells()}
+    rows = {(r["solver"], r["convention"], r["noise"], r["nfe"]): r for r in data["rows"]}
+    assert rows.keys() == cells.keys()
+    for key, r in rows.items():
+        c = cells[key]
+        assert (r["start"], r["beds"]) == (c["start"], c["beds"])
+        assert r["start_worst"] == pytest.approx(c["start_worst"], rel=1e-12)
+        assert r["candidate_loo"].keys() == set(r["beds"])
+        for b, v in r["candidate_loo"].items():
+            assert v["pick"] == c["candidate_loo"][b]["pick"]
+            assert v["ratio"] == pytest.approx(c["candidate_loo"][b]["ratio"], rel=1e-12)
+            assert v["ratio"] >= 1.0 - 1e-12  # a ratio to the best candidate on that bed
+        fits = [r["all"]] + list(r.get("leave_one_out", {}).values())
+        start = np.asarray(c["candidates"][c["start"]])
+        for fit in fits:
+            t = np.asarray(fit["t"])
+            assert t.shape == start.shape and np.all(np.diff(t) < 0), key
+            assert t[[0, -1]] == pytest.approx(start[[0, -1]], rel=1e-12, abs=1e-15), key
+            for half in ("fit", "held"):
+                assert set(fit["ratios"][half]) == set(r["beds"])
+                assert all(np.isfinite(v) and v > 0 for v in fit["ratios"][half].values()), key
+
+
+def test_minimax_warp_starts_at_its_start_and_keeps_every_schedule_ordered():
+    """`benchmarks.quality.minimax.Warp`: x = 0 is the start schedule (to rounding); any x, free gaps or the smooth
+    warp, gives a strictly descending schedule with the start's end points."""
+    mm = pytest.importorskip("benchmarks.quality.minimax")
+    from hso.schedules import as_schedule
+
+    rng = np.random.default_rng(3)
+    for noise, n in (("ddpm", 5), ("edm", 11), ("flow", 31), ("sd21", 51)):
+        sched = as_schedule(noise)
+        t0 = np.sort(rng.uniform(sched.t_min, sched.t_max, n + 1))[::-1]
+        t0[0], t0[-1] = sched.t_max, sched.t_min
+        warp = mm.Warp(sched, t0)
+        assert warp.dim == (n if n <= mm.FREE_MAX else mm.SMOOTH_TERMS)
+        assert warp.t(np.zeros(warp.dim)) == pytest.approx(t0, rel=1e-9, abs=1e-12)
+        for _ in range(20):
+            t = warp.t(rng.normal(scale=2.0, size=warp.dim))
+            assert np.all(np.diff(t) < 0) and t[[0, -1]] == pytest.approx(t0[[0, -1]], rel=1e-12)
