@@ -107,14 +107,14 @@ class Bed:
     """One rule bed under one noise schedule: its denoiser as the sampler's model, the committed noises and their
     converged reference (from the harness's cache), and the RMSE of a schedule on a subset of the noises."""
 
-    def __init__(self, bed: str, noise: str, n_samples: int):
+    def __init__(self, bed: str, noise: str, n_samples: int, cache_dir: Path | None = REFERENCE_CACHE):
         self.name = bed
         self.sched = as_schedule(noise)
         den = testbeds.load(bed)
         self.prediction = default_prediction(self.sched)
         self.model = testbeds.as_model(den, self.sched, self.prediction)
         self.z = np.random.default_rng(0).standard_normal((n_samples, getattr(den, "dim", 64)))
-        self.clean = reference_solution(den, self.sched, self.z, (), cache_dir=REFERENCE_CACHE).clean
+        self.clean = reference_solution(den, self.sched, self.z, (), cache_dir=cache_dir).clean
 
     def rmse(self, t: np.ndarray, solver: str, conv: str, rows: slice) -> float:
         out = sample(self.model, initial_state(self.sched, float(t[0]), self.z[rows]), self.sched, t, solver,
