@@ -237,7 +237,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "be?): *fitted*: per bed, the schedule fitted on the other beds, scored on that bed (held-out noises); "
              "*candidates*: per bed, the committed candidate with the lowest worst ratio over the other beds, scored "
              "on that bed (all the committed noises). Each column is the worst over the beds left out; '-': not run "
-             f"(`--leave-one-out`). {meta['wall_time_s']} s.", "",
+             f"(`--leave-one-out`). {meta['wall_time_s']} s of computation, summed over the processes.", "",
              "| solver | convention | noise | NFE | start | start, worst (held out) | optimised, worst (fit) | "
              "optimised, worst (held out) | per bed (held out) | leave one out: fitted | leave one out: "
              "candidates |",
@@ -290,8 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--share", default="0/1", help="k/n: the k-th of n interleaved shares of the cells")
     ap.add_argument("--combine", help="comma-separated partial files to combine into the results")
     args = ap.parse_args(argv)
+    try:
+        k, n = (int(x) for x in args.share.split("/"))
+        if not 0 <= k < n:
+            raise ValueError
+    except ValueError:
+        ap.error(f"--share must be k/n with 0 <= k < n, got {args.share!r}")
     if args.combine:
-        parts = [json.loads(Path(p).read_text()) for p in args.combine.split(",")]
+        try:
+            parts = [json.loads(Path(p).read_text()) for p in args.combine.split(",")]
+        except (OSError, ValueError) as e:
+            ap.error(f"--combine: cannot read a partial file: {e}")
         rows = sorted((r for p in parts for r in p["rows"]),
                       key=lambda r: (r["solver"], r["convention"], r["noise"], r["nfe"]))
         cells = {(c["solver"], c["convention"], c["noise"], c["nfe"]): c for c in unsafe_cells()}
@@ -302,7 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         cells = [c for c in unsafe_cells() if (args.grid is None or c["grid"] == args.grid)
                  and (args.nfe_max is None or c["nfe"] <= args.nfe_max)]
-        k, n = (int(x) for x in args.share.split("/"))
         cells = cells[k::n]
         rows = run(cells, args.leave_one_out, progress=True)
         meta = {"wall_time_s": round(time.perf_counter() - t0, 1)}
