@@ -307,7 +307,7 @@ def test_remake_runs_every_configuration_once_per_row_stage_and_the_float32_netw
     # the order the results depend on: weights before the blend's rows, those before the default's (which read
     # the rule the blend's rows give), the library and calibration after the default
     names = [name for name, _ in remake.stages(Path("/tmp"))]
-    assert names == ["weights", "blend", "default", "library", "perturbation", "calibrate", "selection"]
+    assert names == ["weights", "blend", "default", "library", "perturbation", "calibrate", "selection", "minimax"]
     assert remake.main(["--dry-run", "--from", "default", "--to", "library"]) == 0
     out = capsys.readouterr().out
     assert "== default" in out and "== library" in out and "== blend" not in out and "hso.library.build" in out

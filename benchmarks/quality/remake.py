@@ -1,7 +1,8 @@
 """Re-make, in order, everything the committed quality results feed once a candidate's rows change (a candidate, the
 blend's pairs or weights, or `hso.evaluation.report.RULE_METRIC`): the blend-weight sweep, the blend's rows, the
 default's rows, the library, the perturbation study, the calibration rows and the selection replay, with the
-README's generated sections regenerated between them (each stage reads the rule the previous ones wrote).
+README's generated sections regenerated between them (each stage reads the rule the previous ones wrote); last, the
+schedules fitted to the beds where no candidate is safe (`minimax`, about 1.5 hours as two processes).
 
     python -m benchmarks.quality.remake --dry-run             # the stages and their commands, nothing run
     python -m benchmarks.quality.remake                       # all of it (hours on 2 cores)
@@ -48,6 +49,7 @@ def stages(tmp: Path) -> list[tuple[str, list[list[list[str]]]]]:
     readme = [[[py, "-m", "benchmarks.quality.run", "--readme-only"]]]
     part = [tmp / "weights_a.json", tmp / "weights_b.json"]
     weights = [py, "-m", "benchmarks.quality.blend_weights"]
+    minimax = [py, "-m", "benchmarks.quality.minimax", "--leave-one-out"]
     return [
         ("weights", [[weights + ["--noises", "sd21,flow", "--partial", str(part[0])],
                       weights + ["--noises", "ddpm,edm", "--partial", str(part[1])]],
@@ -58,6 +60,9 @@ def stages(tmp: Path) -> list[tuple[str, list[list[list[str]]]]]:
         ("perturbation", [[[py, "-m", "benchmarks.perturbation"]]]),
         ("calibrate", _rows("--methods", "calibrate,calibrate_1000") + readme),
         ("selection", [[[py, "-m", "benchmarks.quality.selection"]]] + readme),
+        # a measurement on the candidates' rows that the rule does not use (its test holds it to those rows)
+        ("minimax", [[minimax + ["--share", f"{k}/2", "--partial", str(tmp / f"minimax_{k}.json")] for k in (0, 1)],
+                     [minimax + ["--combine", f"{tmp / 'minimax_0.json'},{tmp / 'minimax_1.json'}"]]]),
     ]
 
 
