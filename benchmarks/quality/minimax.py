@@ -38,11 +38,10 @@ from scipy.optimize import minimize
 
 from hso import testbeds
 from hso.evaluation.metrics import rmse
-from hso.evaluation.reference import final_data, initial_state, reference_solution
+from hso.evaluation.reference import reference_solution
 from hso.evaluation.report import valid_row
-from hso.evaluation.runner import default_prediction
-from hso.schedules import as_schedule
-from hso.solvers import SAMPLER_DEFAULTS, sample
+from hso.evaluation.runner import BedSampler
+from hso.solvers import SAMPLER_DEFAULTS
 
 from .run import GRIDS, REFERENCE_CACHE, RULE_BEDS, UNSAFE, load_results
 
@@ -103,23 +102,16 @@ def _candidate_loo(beds: dict[str, dict[str, float]], best: dict[str, float], co
     return out
 
 
-class Bed:
-    """One rule bed under one noise schedule: its denoiser as the sampler's model, the committed noises and their
-    converged reference (from the harness's cache), and the RMSE of a schedule on a subset of the noises."""
+class Bed(BedSampler):
+    """One rule bed under one noise schedule, sampled from the committed noises (seed 0), with their converged
+    reference (from the harness's cache): the RMSE of a schedule on a subset of the noises."""
 
     def __init__(self, bed: str, noise: str, n_samples: int, cache_dir: Path | None = REFERENCE_CACHE):
-        self.name = bed
-        self.sched = as_schedule(noise)
-        den = testbeds.load(bed)
-        self.prediction = default_prediction(self.sched)
-        self.model = testbeds.as_model(den, self.sched, self.prediction)
-        self.z = np.random.default_rng(0).standard_normal((n_samples, getattr(den, "dim", 64)))
-        self.clean = reference_solution(den, self.sched, self.z, (), cache_dir=cache_dir).clean
+        super().__init__(testbeds.load(bed), noise, n_samples)
+        self.clean = reference_solution(self.denoiser, self.schedule, self.z, (), cache_dir=cache_dir).clean
 
     def rmse(self, t: np.ndarray, solver: str, conv: str, rows: slice) -> float:
-        out = sample(self.model, initial_state(self.sched, float(t[0]), self.z[rows]), self.sched, t, solver,
-                     prediction=self.prediction, convention=conv, **SAMPLER_DEFAULTS.get(solver, {}))
-        return rmse(final_data(self.sched, out, float(t[-1]), conv), self.clean[rows])
+        return rmse(self.run(t, solver, conv, SAMPLER_DEFAULTS.get(solver, {}), rows)[0], self.clean[rows])
 
 
 class Warp:
@@ -147,24 +139,39 @@ class Warp:
         return t
 
 
-def optimise(cell: dict, beds: dict[str, Bed], fit: list[str], maxfev: int) -> dict:
-    """Minimise the worst ratio over the beds ``fit`` on the first half of the noises; score every bed's ratio on
-    both halves. Ratios are to the best committed candidate of the cell on that bed and those noises."""
-    solver, conv = cell["solver"], cell["convention"]
+def halves(beds: dict[str, Bed]) -> dict[str, slice]:
+    """The noises a fit is made on ("fit": the first half) and scored on ("held": the second)."""
     n = next(iter(beds.values())).z.shape[0]
-    halves = {"fit": slice(0, n // 2), "held": slice(n // 2, n)}
-    best = {}
-    for b, bed in beds.items():
-        for h, rows in halves.items():
-            best[b, h] = min(bed.rmse(np.asarray(t), solver, conv, rows) for t in cell["candidates"].values())
+    return {"fit": slice(0, n // 2), "held": slice(n // 2, n)}
+
+
+def baselines(cell: dict, beds: dict[str, Bed]) -> tuple[dict[tuple[str, str], float], dict[str, dict[str, float]]]:
+    """What every fit of a cell is measured against, sampled once per cell: the best committed candidate's RMSE
+    per (bed, half), and the start's ratios to it."""
+    solver, conv = cell["solver"], cell["convention"]
+    best = {(b, h): min(bed.rmse(np.asarray(t), solver, conv, rows) for t in cell["candidates"].values())
+            for b, bed in beds.items() for h, rows in halves(beds).items()}
     start_t = np.asarray(cell["candidates"][cell["start"]], dtype=np.float64)
-    warp = Warp(beds[fit[0]].sched, start_t)
+    start = {h: {b: beds[b].rmse(start_t, solver, conv, rows) / best[b, h] for b in beds}
+             for h, rows in halves(beds).items()}
+    return best, start
+
+
+def optimise(cell: dict, beds: dict[str, Bed], fit: list[str], maxfev: int,
+             best: dict[tuple[str, str], float], start: dict[str, dict[str, float]]) -> dict:
+    """Minimise the worst ratio over the beds ``fit`` on the first half of the noises; score every bed's ratio on
+    both halves. Ratios are to the best committed candidate of the cell on that bed and those noises (``best``,
+    ``start``: `baselines`)."""
+    solver, conv = cell["solver"], cell["convention"]
+    parts = halves(beds)
+    start_t = np.asarray(cell["candidates"][cell["start"]], dtype=np.float64)
+    warp = Warp(beds[fit[0]].schedule, start_t)
 
     def worst(x: np.ndarray) -> float:
         t = warp.t(x)
         if not np.all(np.isfinite(t)) or np.any(np.diff(t) >= 0):
             return np.inf
-        return max(beds[b].rmse(t, solver, conv, halves["fit"]) / best[b, "fit"] for b in fit)
+        return max(beds[b].rmse(t, solver, conv, parts["fit"]) / best[b, "fit"] for b in fit)
 
     x0 = np.zeros(warp.dim)
     simplex = np.vstack([x0, x0 + STEP * np.eye(warp.dim)])
@@ -172,9 +179,7 @@ def optimise(cell: dict, beds: dict[str, Bed], fit: list[str], maxfev: int) -> d
                    options={"maxfev": maxfev, "initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-4,
                             "adaptive": True})
     t = warp.t(res.x)
-    ratios = {h: {b: beds[b].rmse(t, solver, conv, rows) / best[b, h] for b in beds} for h, rows in halves.items()}
-    start = {h: {b: beds[b].rmse(start_t, solver, conv, rows) / best[b, h] for b in beds}
-             for h, rows in halves.items()}
+    ratios = {h: {b: beds[b].rmse(t, solver, conv, rows) / best[b, h] for b in beds} for h, rows in parts.items()}
     return {"fit_beds": fit, "nfev": int(res.nfev), "t": t.tolist(), "ratios": ratios, "start_ratios": start}
 
 
@@ -191,10 +196,11 @@ def run(cells: list[dict], leave_one_out: bool, progress: bool) -> list[dict]:
                 cache[key] = Bed(b, cell["noise"], n_samples)
             beds[b] = cache[key]
         row = {k: cell[k] for k in DERIVED}
-        row["all"] = optimise(cell, beds, list(cell["beds"]), MAXFEV[cell["grid"]])
+        base = baselines(cell, beds)
+        row["all"] = optimise(cell, beds, list(cell["beds"]), MAXFEV[cell["grid"]], *base)
         if leave_one_out:
-            row["leave_one_out"] = {b: optimise(cell, beds, [x for x in cell["beds"] if x != b], MAXFEV[cell["grid"]])
-                                    for b in cell["beds"]}
+            row["leave_one_out"] = {b: optimise(cell, beds, [x for x in cell["beds"] if x != b],
+                                                MAXFEV[cell["grid"]], *base) for b in cell["beds"]}
         row["wall_s"] = round(time.perf_counter() - t0, 1)
         out.append(row)
         if progress:

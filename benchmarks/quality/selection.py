@@ -33,10 +33,9 @@ import numpy as np
 
 from hso import testbeds
 from hso.calibration import candidate_schedules, EvaluationCounter, default_objectives, first_round, select, teacher_solution
-from hso.evaluation.reference import conditioning, final_data, initial_state, reference_solution
-from hso.evaluation.runner import default_prediction
-from hso.schedules import as_schedule
-from hso.solvers import SAMPLER_DEFAULTS, sample
+from hso.evaluation.reference import conditioning, reference_solution
+from hso.evaluation.runner import BedSampler
+from hso.solvers import SAMPLER_DEFAULTS
 
 from .run import CONFIGS, REFERENCE_CACHE
 
@@ -57,11 +56,9 @@ def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = 
     if key is not None and key.exists():
         with key.open("rb") as fh:
             return pickle.load(fh)
-    sched = as_schedule(preset)
     den = testbeds.load(bed)
-    pred = default_prediction(sched)
-    model = testbeds.as_model(den, sched, pred)
-    z = np.random.default_rng(seed).standard_normal((n_noise, getattr(den, "dim", 64)))
+    sampler = BedSampler(den, preset, n_noise, seed)
+    sched, pred, model, z = sampler.schedule, sampler.prediction, sampler.model, sampler.z
     reference = reference_solution(den, sched, z, [], cache_dir=REFERENCE_CACHE)
     ref = reference.clean
     counter = EvaluationCounter(model)
@@ -74,9 +71,7 @@ def record(bed: str, preset: str, n_noise: int, seed: int, cache: Path | None = 
             for nfe in (4, 5, 6, 8, 10):
                 names, e_teacher, e_ref = [], [], []
                 for name, t in candidate_schedules(sched, solver, nfe, conv, objectives, 3):
-                    x = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=pred,
-                               convention=conv, **SAMPLER_DEFAULTS[solver])
-                    y = final_data(sched, x, float(t[-1]), conv)
+                    y = sampler.run(t, solver, conv, SAMPLER_DEFAULTS[solver])[0]
                     names.append(name)
                     e_teacher.append(np.mean((y - teacher) ** 2, axis=1))
                     e_ref.append(np.mean((y - ref) ** 2, axis=1))

@@ -18,7 +18,8 @@ from .metrics import rmse, sample_metrics
 from .reference import conditioning, final_data, initial_state, reference_solution
 from .report import Evaluation
 
-__all__ = ["evaluate", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS", "default_prediction"]
+__all__ = ["evaluate", "BedSampler", "Evaluation", "DEFAULT_SOLVERS", "DEFAULT_NFES", "QUICK", "MODEL_METHODS",
+           "default_prediction"]
 
 # methods that need the model: `hso.calibrate` at a budget of network evaluations (307 = 2% of GITS's 15360;
 # 1000 = `hso.calibration.DEFAULT_BUDGET`, the default)
@@ -36,6 +37,30 @@ def default_prediction(schedule: NoiseSchedule) -> str:
     if schedule.prediction_type:
         return schedule.prediction_type
     return "flow" if schedule.kind == KIND_FLOW else "epsilon"
+
+
+class BedSampler:
+    """A test bed under a noise schedule as the samplers see it: the denoiser ``D(y, s)`` as a model of the
+    schedule's prediction type (`default_prediction`), and ``n_samples`` unit noises drawn from ``seed``. `run`
+    samples a schedule from those noises (or the rows ``rows`` of them) and returns the clean data it ends at, with
+    the sampler's output. `evaluate`, the calibration replay (`benchmarks/quality/selection.py`) and the fitted
+    schedules (`benchmarks/quality/minimax.py`) sample through it."""
+
+    def __init__(self, denoiser: Callable[..., np.ndarray], schedule: NoiseSchedule | str, n_samples: int,
+                 seed: int = 0):
+        self.denoiser = denoiser
+        self.schedule = as_schedule(schedule)
+        self.prediction = default_prediction(self.schedule)
+        self.model = testbeds.as_model(denoiser, self.schedule, self.prediction)
+        self.z = np.random.default_rng(seed).standard_normal((n_samples, getattr(denoiser, "dim", 64)))
+
+    def run(self, t: np.ndarray, solver: str, convention: str, options: dict[str, Any] | None = None,
+            rows: slice = slice(None)) -> tuple[np.ndarray, Any]:
+        """Sample ``t`` (descending) with ``solver`` in ``convention``: (clean data  # [samples, dim], the
+        sampler's `SampleOutput`)."""
+        out = sample(self.model, initial_state(self.schedule, float(t[0]), self.z[rows]), self.schedule, t, solver,
+                     prediction=self.prediction, convention=convention, return_trajectory=True, **(options or {}))
+        return final_data(self.schedule, out.x, float(t[-1]), convention), out
 
 
 def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSchedule | str = "sd21", *,
@@ -115,10 +140,9 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
             for nfe in nfes:
                 spec.n_intervals(int(nfe), conv)  # raises for an NFE this solver cannot spend
                 jobs.append((spec.name, conv, int(nfe)))
-    prediction = default_prediction(sched)
-    model = testbeds.as_model(den, sched, prediction)
-    dim = getattr(den, "dim", 64)
-    z = np.random.default_rng(seed).standard_normal((int(n_samples), dim))
+    bed = BedSampler(den, sched, int(n_samples), seed)
+    prediction, model, z = bed.prediction, bed.model, bed.z
+    dim = z.shape[1]
 
     def say(msg: str) -> None:
         if progress:
@@ -156,9 +180,7 @@ def evaluate(testbed: str | Callable[..., np.ndarray] = "gmm", schedule: NoiseSc
         if well_conditioned else None
 
     def run(solver: str, conv: str, t: np.ndarray) -> tuple[np.ndarray, Any]:
-        out = sample(model, initial_state(sched, float(t[0]), z), sched, t, solver, prediction=prediction,
-                     convention=conv, return_trajectory=True, **opts_all.get(solver, {}))
-        return final_data(sched, out.x, float(t[-1]), conv), out
+        return bed.run(t, solver, conv, opts_all.get(solver, {}))
 
     rows = []
     for k, (solver, conv, nfe, m, t) in enumerate(plans):
