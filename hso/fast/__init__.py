@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
-import scipy
 
 from ..schedules import NoiseSchedule
 from ..version import __version__
@@ -328,6 +327,8 @@ def repair_end_points(psi: np.ndarray, span: float, lo_eps: float, hi_max: float
 
 def show_config(file: Any = None) -> dict[str, Any]:
     """Print (and return) versions and which backends loaded, with the reason for each that did not."""
+    import scipy  # deferred: only searches and this report need scipy, so `import hso` does not load it
+
     info = {"hso": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
             "numpy": np.__version__, "backends": backend_status(), "auto": available_backends()[0],
             "auto_gpu_rule": {"measured_on": auto_rule()["device"], "crossover_batches": auto_rule()["rules"]},

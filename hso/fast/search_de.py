@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
 import numpy as np
-from scipy.optimize import minimize
 
 from .reference_lower import LowerResult
 
@@ -156,6 +155,8 @@ def finish_search(state: _DEState, evaluate: Callable[[np.ndarray], LowerResult]
             f = evaluate(lo + pts * (hi - lo)).fitness
             calls += pts.shape[0]
             return float(f[0]), (f[1:] - f[0]) / h
+
+        from scipy.optimize import minimize  # deferred: `import hso` stays light; only a polish needs scipy
 
         res = minimize(fun_and_grad, best_unit, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * lo.size)
         nfev += calls
