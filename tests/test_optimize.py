@@ -344,3 +344,26 @@ def test_rules_never_choose_dm_nonuniform_beyond_its_measured_size():
             for conv in ("stop", "jump"):
                 job = hso.plan(preset, 200, solver, convention=conv)
                 assert not (job.is_search and job.objective.name == "dmn"), (preset, solver, conv)
+
+
+def test_concurrent_requests_give_the_sequential_results():
+    # a server calls hso from many threads at once: library lookups, MEP and DM-NonUniform searches (the compiled
+    # lower level, its OpenMP team and the polish's threads) must not share state between calls
+    from concurrent.futures import ThreadPoolExecutor
+    reqs = [("sd21", 6, "unipc", "auto", "jump"), ("sd21", 5, "unipc", "paper", "stop"),
+            ("sd21", 5, "ddim", "hso", "jump"), ("edm", 5, "unipc", "hso", "stop"),
+            ("flow", 8, "euler", "hso", "jump"), ("sdxl", 12, "dpmsolver++", "auto", "stop"),
+            ("sd21", 5, "unipc", "hso", "stop"), ("ddpm", 10, "ddim", "paper", "jump")]
+
+    def run(r):
+        preset, nfe, solver, method, conv = r
+        res = hso.optimize(preset, nfe, solver, method=method, convention=conv)
+        return np.asarray(res.t), res.objective
+
+    alone = [run(r) for r in reqs]
+    assert any(obj == "dmn" for _, obj in alone)  # the heavy lower level is among them
+    with ThreadPoolExecutor(8) as ex:
+        together = list(ex.map(run, reqs * 2))
+    for i, (t, obj) in enumerate(together):
+        assert obj == alone[i % len(reqs)][1]
+        np.testing.assert_array_equal(t, alone[i % len(reqs)][0], err_msg=str(reqs[i % len(reqs)]))
