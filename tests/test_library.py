@@ -232,8 +232,9 @@ def test_missing_file_is_a_clear_error(monkeypatch):
 
 
 def test_a_default_lookup_loads_no_scipy_torch_or_triton():
-    # embedders pay for what they use: `import hso` and a default schedule from the library load only numpy and
-    # hso (scipy.optimize alone took 0.36 s of a 0.51 s import); a search then loads scipy for its polish
+    # embedders pay for what they use: `import hso` and a default schedule from the library load neither scipy
+    # (scipy.optimize alone took 0.36 s of a 0.51 s import) nor torch nor triton; a search then loads scipy for its
+    # polish
     code = ("import sys, hso; r = hso.optimize('sd21', 20, 'dpmsolver++'); "
             "assert r.source, r; "
             "heavy = sorted(m for m in ('scipy', 'torch', 'triton') if m in sys.modules); assert not heavy, heavy; "
