@@ -566,7 +566,10 @@ def _describe(res: Any) -> str:
         lines.append(f"# schedule: {res.schedule['name']}, {want}, NFE {res.nfe}, convention "
                      f"{res.convention}: {what}; its {res.objective} {res.mep:.4f})")
     if m is not None:
-        where = [f"NFE {m['nfe']}"] + ([f"{m['noise']}-like noise"] if m.get("noise") else [])
+        where = [f"NFE {m['nfe']}"] + ([] if not m.get("noise") else [f"{m['noise']}-like noise"]
+                                        if m.get("noise_measured", True) else
+                                        [f"taken from {m['noise']} noise, the nearest measured, as this noise "
+                                         "schedule was not"])
         if m.get("sampler") and m["sampler"] != want:
             where.append(f"measured with {m['sampler']}, the nearest measured variant of {want}")
         ratio = ("" if m.get("worst_ratio") is None

@@ -16,7 +16,10 @@ earlier one.
 
 A cell is *supported* when its pick's worst ratio is at most `SUPPORT_RATIO`: the claim the README makes for it.
 NFEs between or beyond the measured ones take the nearest measured NFE's ranking, and a sampler variant not measured
-at that NFE the nearest variant measured there (`_nearest_cell`; not supported: not measured).
+at that NFE the nearest variant measured there (`_nearest_cell`; not supported: not measured). So does a noise
+schedule that is not one of the measured ones (`same_noise`: another lambda(t) or time domain, such as the cosine
+VP schedule, which takes DDPM's ranking): its ranking is the nearest measured schedule's, and no cell is measured
+or supported for it.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from .methods import CANDIDATE_ORDER, PORTED, ported_applies
 from .methods import SEARCH_SETTINGS as VARIANTS
 from .schedules import as_schedule
@@ -34,13 +39,18 @@ from .solvers import SAMPLER_DEFAULTS, get_solver, sampler_label, sampler_option
 
 __all__ = ["VARIANTS", "PORTED", "CANDIDATE_ORDER", "SUPPORT_RATIO", "TOLERANCE", "Pick", "measured_pick",
            "rule_table", "RULE_FILE", "ported_applies", "diffusers_convention",
-           "nearest_noise", "nearest_sampler", "SearchRule", "blend_pair"]
+           "nearest_noise", "nearest_sampler", "same_noise", "SearchRule", "blend_pair"]
 
 SUPPORT_RATIO = 1.1
 TOLERANCE = 1.02
 RULE_FILE = "measured_rule.json"
 # solvers without their own measurements that take another's: Euler's step is DDIM's in other coordinates
 SAME_AS = {"euler": "ddim"}
+# `same_noise`: how far a model's half log-SNR may lie from a measured noise schedule's, at any time of its domain,
+# for it to count as that schedule: rounding, not another schedule (a diffusers scheduler with SD's or DDPM's betas
+# gives the presets' lambda exactly; the closest two distinct presets, DDPM's betas and the linear VP SDE, differ by
+# 0.047 on their common domain)
+SAME_NOISE_LAMBDA = 1e-3
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,13 @@ class Pick:
     Attributes:
         ranking: ``((candidate, worst ratio to the best schedule measured), ...)``, best first.
         nfe: the measured NFE the ranking comes from.
-        measured: True when that is the requested NFE itself.
+        measured: True when the request's own cell was measured: this NFE, this sampler variant and this noise
+            schedule.
         noise: the measured noise schedule the ranking comes from (`nearest_noise`).
         sampler: the measured sampler variant it comes from (`nearest_sampler`, e.g. ``"unipc-bh2-o2"``);
             ``measured`` is False when that is not the requested one.
+        noise_measured: whether the request's noise schedule is ``noise`` itself (`same_noise`); ``measured`` is
+            False when not.
     """
 
     ranking: tuple[tuple[str, float], ...]
@@ -61,6 +74,7 @@ class Pick:
     measured: bool
     noise: str = ""
     sampler: str = ""
+    noise_measured: bool = True
 
     def supported(self, name: str) -> bool:
         """True when ``name`` was measured at this NFE within `SUPPORT_RATIO` of the best schedule on every bed."""
@@ -125,6 +139,24 @@ def nearest_noise(rows: list[dict[str, Any]], schedule: Any) -> list[dict[str, A
     return rows
 
 
+@lru_cache(maxsize=16)
+def _measured_schedule(name: str) -> Any:
+    return as_schedule(name)
+
+
+def same_noise(schedule: Any, noise: str) -> bool:
+    """Whether a noise schedule is the measured preset ``noise``: the same family kind and time domain, and a half
+    log-SNR within `SAME_NOISE_LAMBDA` of it at 257 times across the domain (SD 1.x, SD 2.x and SDXL share SD's
+    betas; a diffusers scheduler built with a preset's betas is that preset)."""
+    ref = _measured_schedule(noise)
+    if schedule.kind_name != ref.kind_name or abs(schedule.t_min - ref.t_min) > 1e-9 \
+            or abs(schedule.t_max - ref.t_max) > 1e-9:
+        return False
+    t = np.linspace(schedule.t_min, schedule.t_max, 257)
+    a, b = schedule.lambda_(t), ref.lambda_(t)
+    return bool(np.all(np.isclose(a, b, rtol=0.0, atol=SAME_NOISE_LAMBDA)))
+
+
 def _nearest_nfe(rows: list[dict[str, Any]], nfe: int) -> dict[str, Any]:
     return min(rows, key=lambda r: (abs(r["nfe"] - nfe), -r["nfe"]))  # nearest measured NFE; ties: the larger
 
@@ -154,13 +186,14 @@ def _nearest_cell(rows: list[dict[str, Any]], solver: str, options: Any, schedul
     nearest measured noise schedule (`nearest_noise`), then the nearest NFE measured with any of its variants, then
     the nearest variant measured at that NFE (`nearest_sampler`). The NFE comes first: a schedule's regime changes
     more with the NFE than with the variant (a variant measured at NFE 4-10 only takes the default variant's ranking
-    at NFE 20, not its own NFE-10 one)."""
-    rows = nearest_noise([r for r in rows if r["solver"] == solver], as_schedule(schedule))
+    at NFE 20, not its own NFE-10 one). Its own cell: that NFE, that variant and that noise schedule (`same_noise`)."""
+    sched = as_schedule(schedule)
+    rows = nearest_noise([r for r in rows if r["solver"] == solver], sched)
     if not rows:
         return None, False
     at = _nearest_nfe(rows, nfe)["nfe"]
     rows, exact = nearest_sampler([r for r in rows if r["nfe"] == at], solver, options)
-    return rows[0], exact and at == nfe
+    return rows[0], exact and at == nfe and same_noise(sched, rows[0]["noise"])
 
 
 def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options: Any = None) -> Pick | None:
@@ -174,7 +207,7 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
     if row is None:
         return None
     return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), exact,
-                str(row["noise"]), str(row["sampler"]))
+                str(row["noise"]), str(row["sampler"]), same_noise(as_schedule(schedule), str(row["noise"])))
 
 
 def _blend_row(solver: str, convention: str, schedule: Any, nfe: int) -> dict[str, Any] | None:

@@ -89,7 +89,8 @@ def _setting_evidence(pick: Any, method: str, setting: tuple[str, str, float | N
                  if resolve_method("paper", "", "", v.get("objective"), v.get("spacing"), v.get("p"), space)
                  == setting), None)
     ratio = dict(pick.ranking).get(name) if name else None
-    return {"pick": name or f"method {method!r}", "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
+    return {"pick": name or f"method {method!r}", "nfe": pick.nfe, "noise": pick.noise,
+            "noise_measured": pick.noise_measured, "sampler": pick.sampler,
             "worst_ratio": ratio, "supported": ratio is not None and pick.supported(name)}
 
 
@@ -554,8 +555,8 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     blend = None  # (name, measured, passed over before it): a blend ranked above the first valid candidate
     chosen = None
     for name, ratio in pick.ranking if pick is not None and method == "auto" else ():
-        measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "sampler": pick.sampler,
-                    "worst_ratio": ratio, "supported": pick.supported(name)}
+        measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "noise_measured": pick.noise_measured,
+                    "sampler": pick.sampler, "worst_ratio": ratio, "supported": pick.supported(name)}
         try:
             row = SCHEDULE_METHODS[name]
             if row.kind == "search":  # one of hso's settings, relative to the paper's
@@ -738,8 +739,10 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     where = blend_weight_words(m.get("blend_weight", 0.5))
     what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} ({where} in lambda)" if "blend" in m
             else f"baseline {job.source!r}")
+    noise = (f"{m['noise']}-like" if m.get("noise_measured", True)
+             else f"{m['noise']}, the nearest measured noise schedule: this one was not measured")
     msg = (f"measured default: {what} ranked {rank} "
-           f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({m['noise']}-like) at NFE {m['nfe']} "
+           f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({noise}) at NFE {m['nfe']} "
            f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); "
            f"{'no search of its own' if 'blend' in m else 'no search ran'}"
            f"{_passed_over_note(job.settings)}")

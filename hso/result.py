@@ -39,8 +39,10 @@ class ScheduleResult:
             nfev = lower-level solves).
         convention: "stop" (the sampler stops at t_eps) or "jump" (evaluates at every point, then jumps to 0).
         settings: the resolved search settings; ``settings["measured"]`` says what ``method="auto"``'s measured
-            table picked (``pick``, the measured ``nfe`` it used, the pick's ``worst_ratio`` of RMSE to the best
-            schedule over the test beds, and whether the cell is ``supported``: measured at this NFE within 1.1x);
+            table picked (``pick``, the measured ``nfe`` it used, the measured ``noise`` schedule whose ranking it
+            took and whether that is the model's own (``noise_measured``: `hso.measured.same_noise`), the pick's
+            ``worst_ratio`` of RMSE to the best schedule over the test beds, and whether the cell is ``supported``:
+            measured at this NFE and noise schedule within 1.1x);
             for ``method="hso"``, where its own setting (``pick``: the `hso.methods` row it is, such as
             ``hso_p1``) stands in that table (``worst_ratio`` None where the cell did not rank it); None where the
             table was not consulted (``method="paper"``, explicit search arguments).

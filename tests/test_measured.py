@@ -8,7 +8,8 @@ import pytest
 import hso
 from hso.evaluation import Evaluation
 from hso.evaluation.report import derive_diffusers_convention, derive_measured_rule, noise_class
-from hso.measured import diffusers_convention, measured_pick, nearest_noise, rule_table
+from hso.measured import (SAME_NOISE_LAMBDA, diffusers_convention, measured_pick, nearest_noise, rule_table,
+                          same_noise)
 
 
 def _ev(bed: str, preset: str, rmse: dict[tuple[str, int, str], float]) -> Evaluation:
@@ -48,6 +49,48 @@ def test_a_request_takes_the_nearest_measured_noise_schedule(preset, want):
     # the choice is by lambda(t_max) among the measured schedules of the same lambda space
     rows = nearest_noise([r for r in rule_table()["rules"] if r["solver"] == "unipc"], sched)
     assert {r["noise"] for r in rows} == {want}
+
+
+@pytest.mark.parametrize("preset,measured", [("sd15", True), ("sdxl", True), ("sd21", True), ("ddpm", True),
+                                             ("edm", True), ("flow", True), ("vp_linear", False),
+                                             ("vp_cosine", False)])
+def test_only_a_measured_noise_schedule_has_measured_or_supported_cells(preset, measured):
+    """A noise schedule takes the nearest measured one's ranking, but its cells are measured (and can be supported)
+    only when it is that schedule (the same lambda(t) on the same domain): otherwise the claim would be borrowed."""
+    sched = hso.NoiseSchedule.preset(preset)
+    picks = [measured_pick(s, c, sched, n) for s in ("unipc", "dpmsolver++", "ddim") for c in ("stop", "jump")
+             for n in (4, 6, 10, 20, 50)]
+    assert all(p.noise_measured is measured and p.measured is measured for p in picks)
+    assert any(p.supported(p.ranking[0][0]) for p in picks) is measured
+    assert same_noise(sched, picks[0].noise) is measured
+    res = hso.optimize(sched, 6, "dpmsolver++")
+    m = res.settings["measured"]
+    assert m["noise_measured"] is measured and (m["supported"] is False or measured)
+    if not measured and res.source != "hso":  # a measured baseline or blend says so in its message
+        assert "this one was not measured" in res.message
+    # the diffusers default convention is measured only there too
+    assert diffusers_convention("dpmsolver++", sched, 6)[1] is measured
+
+
+def test_same_noise_is_the_same_half_log_snr_on_the_same_domain():
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    sd = hso.NoiseSchedule.from_diffusers(DPMSolverMultistepScheduler(beta_schedule="scaled_linear",
+                                                                      beta_start=0.00085, beta_end=0.012))
+    assert same_noise(sd, "sd21") and not same_noise(sd, "ddpm")
+    assert same_noise(hso.NoiseSchedule.from_diffusers(DDPMScheduler()), "ddpm")
+    cos = hso.NoiseSchedule.from_diffusers(DDPMScheduler(beta_schedule="squaredcos_cap_v2"))
+    assert not same_noise(cos, "ddpm") and not measured_pick("unipc", "stop", cos, 6).measured
+    # the linear VP SDE is DDPM's betas within 0.05 in lambda, but on another domain (t_min 1e-4): not the same;
+    # on DDPM's domain it would differ by more than the tolerance still
+    lin, ddpm = hso.NoiseSchedule.preset("vp_linear"), hso.NoiseSchedule.preset("ddpm")
+    t = np.linspace(ddpm.t_min, ddpm.t_max, 257)
+    assert 10 * SAME_NOISE_LAMBDA < np.abs(lin.lambda_(t) - ddpm.lambda_(t)).max() < 0.05
+    # a shift of the tolerance's size is still the schedule; ten times that is not
+    for shift, same in ((0.5 * SAME_NOISE_LAMBDA, True), (10 * SAME_NOISE_LAMBDA, False)):
+        moved = hso.NoiseSchedule.vp_discrete(alphas_cumprod=1 / (1 + np.exp(-2 * (ddpm.lambda_(
+            np.arange(1, 1001) / 1000) + shift))))
+        assert same_noise(moved, "ddpm") is same
 
 
 def test_zero_terminal_snr_takes_the_lowest_measured_alpha():

@@ -43,7 +43,7 @@ from hso.evaluation.report import valid_row
 from hso.evaluation.runner import BedSampler
 from hso.solvers import SAMPLER_DEFAULTS
 
-from .run import GRIDS, REFERENCE_CACHE, RULE_BEDS, UNSAFE, load_results
+from .run import GRIDS, REFERENCE_CACHE, UNSAFE, derives_rule, load_results
 
 HERE = Path(__file__).resolve().parent
 OUT_JSON = HERE / "minimax.json"
@@ -63,11 +63,11 @@ def unsafe_cells(results=None) -> list[dict]:
     results = load_results(variants=False) if results is None else results
     cells: dict[tuple, dict] = {}
     for name, ev in results:
-        bed = ev.meta["testbed"]
-        if bed not in RULE_BEDS:
+        if not derives_rule(ev):
             continue
+        bed = ev.meta["testbed"]
         config = name.split(" ")[0]
-        noise = config.split("_")[1]
+        noise = ev.meta["schedule"]["name"]
         grid = "high" if config.endswith("_nfe12-50") else "low"
         for r in ev.rows:
             if r["method"].startswith("calibrate") or not valid_row(r):
