@@ -81,6 +81,14 @@ def test_same_noise_is_the_same_half_log_snr_on_the_same_domain():
     assert same_noise(hso.NoiseSchedule.from_diffusers(DDPMScheduler()), "ddpm")
     cos = hso.NoiseSchedule.from_diffusers(DDPMScheduler(beta_schedule="squaredcos_cap_v2"))
     assert not same_noise(cos, "ddpm") and not measured_pick("unipc", "stop", cos, 6).measured
+    # flow matching: SD3's shift 3 is the measured schedule; Flux's dynamic shift (mu 1.15: shift 3.16, lambda 0.05
+    # lower everywhere) and shift 1 are others
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    assert same_noise(hso.NoiseSchedule.from_diffusers(FlowMatchEulerDiscreteScheduler(shift=3.0)), "flow")
+    flux = hso.NoiseSchedule.from_diffusers(FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), mu=1.15)
+    assert not same_noise(flux, "flow") and measured_pick("unipc", "stop", flux, 6).noise == "flow"
+    assert not same_noise(hso.NoiseSchedule.from_diffusers(FlowMatchEulerDiscreteScheduler(shift=1.0)), "flow")
     # the linear VP SDE is DDPM's betas within 0.05 in lambda, but on another domain (t_min 1e-4): not the same;
     # on DDPM's domain it would differ by more than the tolerance still
     lin, ddpm = hso.NoiseSchedule.preset("vp_linear"), hso.NoiseSchedule.preset("ddpm")
