@@ -144,10 +144,23 @@ def _measured_schedule(name: str) -> Any:
     return as_schedule(name)
 
 
+_SAME_NOISE: dict[tuple, bool] = {}  # `same_noise`'s answers by schedule content (every default request asks)
+
+
 def same_noise(schedule: Any, noise: str) -> bool:
     """Whether a noise schedule is the measured preset ``noise``: the same family kind and time domain, and a half
     log-SNR within `SAME_NOISE_LAMBDA` of it at 257 times across the domain (SD 1.x, SD 2.x and SDXL share SD's
     betas; a diffusers scheduler built with a preset's betas is that preset)."""
+    key = (schedule.content_key(), schedule.t_min, schedule.t_max, noise)
+    known = _SAME_NOISE.get(key)
+    if known is None:
+        if len(_SAME_NOISE) >= 256:
+            _SAME_NOISE.clear()
+        known = _SAME_NOISE[key] = _same_noise(schedule, noise)
+    return known
+
+
+def _same_noise(schedule: Any, noise: str) -> bool:
     ref = _measured_schedule(noise)
     if schedule.kind_name != ref.kind_name or abs(schedule.t_min - ref.t_min) > 1e-9 \
             or abs(schedule.t_max - ref.t_max) > 1e-9:
