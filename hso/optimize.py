@@ -16,7 +16,7 @@ from .baselines import MethodNotApplicable, baseline_schedule
 from .fast.registry import get_backend
 from .fast.search_de import PAPER_BOUNDS, SearchSpec
 from .inits import INIT_FAMILIES
-from .measured import SearchRule, blend_pair, blend_weight, measured_pick
+from .measured import UNMEASURED_FIRST, SearchRule, blend_pair, blend_weight, measured_pick
 from .methods import PORTED, SCHEDULE_METHODS, SEARCH_SETTINGS, ported_applies
 from .result import ScheduleResult, sampler_sigmas
 from .schedules import KIND_VE, NoiseSchedule, as_schedule
@@ -554,7 +554,7 @@ def plan(schedule: NoiseSchedule | str = "sd21", nfe: int = 5, solver: str = "un
     passed_over: list[str] = []
     blend = None  # (name, measured, passed over before it): a blend ranked above the first valid candidate
     chosen = None
-    for name, ratio in pick.ranking if pick is not None and method == "auto" else ():
+    for name, ratio in pick.order() if pick is not None and method == "auto" else ():
         measured = {"pick": name, "nfe": pick.nfe, "noise": pick.noise, "noise_measured": pick.noise_measured,
                     "sampler": pick.sampler, "worst_ratio": ratio, "supported": pick.supported(name)}
         try:
@@ -735,13 +735,15 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
     penalty = float(fast.spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
-    rank = "best of those valid here" if job.settings.get("passed_over") else "first"
+    rank = ("taken first, the hedge on a noise schedule that was not measured (hso.measured.UNMEASURED_FIRST),"
+            if not m.get("noise_measured", True) and job.source == UNMEASURED_FIRST
+            else "ranked best of those valid here" if job.settings.get("passed_over") else "ranked first")
     where = blend_weight_words(m.get("blend_weight", 0.5))
     what = (f"the blend of {m['blend'][0]!r} and {m['blend'][1]!r} ({where} in lambda)" if "blend" in m
             else f"baseline {job.source!r}")
     noise = (f"{m['noise']}-like" if m.get("noise_measured", True)
              else f"{m['noise']}, the nearest measured noise schedule: this one was not measured")
-    msg = (f"measured default: {what} ranked {rank} "
+    msg = (f"measured default: {what} {rank} "
            f"for {job.solver} / {job.convention} / {job.schedule.kind_name} ({noise}) at NFE {m['nfe']} "
            f"(worst RMSE ratio to the best schedule over the test beds {m['worst_ratio']:.3g}); "
            f"{'no search of its own' if 'blend' in m else 'no search ran'}"

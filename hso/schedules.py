@@ -704,6 +704,9 @@ PRESETS = {
                                               name="sdxl", prediction_type="epsilon"),
     "ddpm": lambda: NoiseSchedule.vp_discrete(beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
                                               name="ddpm", prediction_type="epsilon"),
+    # improved DDPM's cosine betas as diffusers makes them (squaredcos_cap_v2, betas capped at 0.999)
+    "iddpm": lambda: NoiseSchedule.vp_discrete(beta_schedule="squaredcos_cap_v2", name="iddpm",
+                                               prediction_type="epsilon"),
     "vp_linear": lambda: NoiseSchedule.vp_linear(0.1, 20.0),
     "vp_cosine": lambda: NoiseSchedule.vp_cosine(),
     "edm": lambda: NoiseSchedule.edm(0.002, 80.0),

@@ -8,8 +8,8 @@ import pytest
 import hso
 from hso.evaluation import Evaluation
 from hso.evaluation.report import derive_diffusers_convention, derive_measured_rule, noise_class
-from hso.measured import (SAME_NOISE_LAMBDA, diffusers_convention, measured_pick, nearest_noise, rule_table,
-                          same_noise)
+from hso.measured import (SAME_NOISE_LAMBDA, UNMEASURED_FIRST, diffusers_convention, measured_pick, nearest_noise,
+                          rule_table, same_noise)
 
 
 def _ev(bed: str, preset: str, rmse: dict[tuple[str, int, str], float]) -> Evaluation:
@@ -53,7 +53,7 @@ def test_a_request_takes_the_nearest_measured_noise_schedule(preset, want):
 
 @pytest.mark.parametrize("preset,measured", [("sd15", True), ("sdxl", True), ("sd21", True), ("ddpm", True),
                                              ("edm", True), ("flow", True), ("vp_linear", False),
-                                             ("vp_cosine", False)])
+                                             ("vp_cosine", False), ("iddpm", False)])
 def test_only_a_measured_noise_schedule_has_measured_or_supported_cells(preset, measured):
     """A noise schedule takes the nearest measured one's ranking, but its cells are measured (and can be supported)
     only when it is that schedule (the same lambda(t) on the same domain): otherwise the claim would be borrowed."""
@@ -70,6 +70,35 @@ def test_only_a_measured_noise_schedule_has_measured_or_supported_cells(preset, 
         assert "this one was not measured" in res.message
     # the diffusers default convention is measured only there too
     assert diffusers_convention("dpmsolver++", sched, 6)[1] is measured
+
+
+@pytest.mark.parametrize("preset", ["iddpm", "vp_cosine", "ddpm"])
+def test_on_an_unmeasured_noise_schedule_the_default_tries_the_blend_first(preset):
+    """Where the noise schedule was not measured the default hedges (`UNMEASURED_FIRST`, the measured blend) before
+    the nearest schedule's ranking; where it was, the ranking's order stands."""
+    measured = preset == "ddpm"
+    firsts = set()
+    for solver in ("unipc", "dpmsolver++", "ddim"):
+        for conv in ("stop", "jump"):
+            for nfe in (4, 8, 20, 50):
+                pick = measured_pick(solver, conv, preset, nfe)
+                order = pick.order()
+                assert sorted(order) == sorted(pick.ranking)
+                if measured or UNMEASURED_FIRST not in dict(pick.ranking):
+                    assert order == pick.ranking
+                    continue
+                assert order[0][0] == UNMEASURED_FIRST
+                assert [r for r in order if r[0] != UNMEASURED_FIRST] == \
+                    [r for r in pick.ranking if r[0] != UNMEASURED_FIRST]
+                res = hso.optimize(preset, nfe, solver, convention=conv)
+                # the blend unless it does not apply here (a partner such as "leading" on a continuous schedule):
+                # then the ranking's first valid candidate, as everywhere, with the blend named as passed over
+                if res.source == UNMEASURED_FIRST:
+                    assert "not measured" in res.message and res.settings["measured"]["pick"] == UNMEASURED_FIRST
+                else:
+                    assert res.settings["passed_over"][0].startswith(f"{UNMEASURED_FIRST}:")
+                firsts.add(res.source)
+    assert measured or UNMEASURED_FIRST in firsts
 
 
 def test_same_noise_is_the_same_half_log_snr_on_the_same_domain():

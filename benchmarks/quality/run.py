@@ -26,7 +26,7 @@ from hso.evaluation.report import (RULE_METRIC, RULE_TOLERANCE, RULE_VARIANTS, d
                                    derive_blend_pairs, derive_diffusers_convention, derive_measured_rule, noise_class,
                                    sampler_of, summary_markdown, valid_row)
 from hso.evaluation.reference import AMPLIFICATION_STEP, ILL_CONDITIONED
-from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE, nearest_noise
+from hso.measured import CANDIDATE_ORDER, RULE_FILE, SUPPORT_RATIO, TOLERANCE, default_order, nearest_noise, same_noise
 from hso.methods import BLEND
 from hso.schedules import as_schedule, kind_name_of_family
 from hso.solvers import sampler_label
@@ -45,9 +45,10 @@ CONFIGS = [("gmm", "sd21"), ("gmm", "edm"), ("gmm", "flow"), ("net", "sd21"), ("
            # on its own betas and on SD's (a VP-only bed); the v network on SD's betas (its training range)
            ("gmm", "ddpm"), ("net", "ddpm"), ("patches", "ddpm"), ("epsnet", "ddpm"), ("epsnet", "sd21"),
            ("vnet", "sd21"),
-           # noise schedules no pick is chosen on (a user's model whose schedule was not measured): the continuous
-           # VP SDEs of DPM-Solver, cosine and linear, on the exact denoisers
-           ("gmm", "vp_cosine"), ("patches", "vp_cosine"), ("gmm", "vp_linear"), ("patches", "vp_linear")]
+           # noise schedules no pick is chosen on (a user's model whose schedule was not measured), on the exact
+           # denoisers: the continuous VP SDEs of DPM-Solver, cosine and linear, and improved DDPM's cosine betas
+           ("gmm", "vp_cosine"), ("patches", "vp_cosine"), ("gmm", "vp_linear"), ("patches", "vp_linear"),
+           ("gmm", "iddpm"), ("patches", "iddpm")]
 # the test beds and noise schedules the defaults are derived from (any other is held out: scored, never used to
 # choose)
 RULE_BEDS = ("gmm", "net", "patches", "epsnet")
@@ -232,21 +233,29 @@ def _rule_ratios(ev: Evaluation, rule: dict) -> list[float]:
     return out
 
 
-def _rule_noise(ev: Evaluation, rules: list[dict]) -> str:
+def _rule_noise(ev: Evaluation, rules: list[dict]) -> tuple[str, bool]:
     """The measured noise schedule whose ranking the default takes for an evaluation: its own, or for a held-out
-    noise schedule the nearest measured one (`hso.measured.nearest_noise`)."""
-    return nearest_noise(rules, as_schedule(ev.meta["schedule"]["name"]))[0]["noise"]
+    noise schedule the nearest measured one (`hso.measured.nearest_noise`); and whether it is its own."""
+    sched = as_schedule(ev.meta["schedule"]["name"])
+    noise = nearest_noise(rules, sched)[0]["noise"]
+    return noise, same_noise(sched, noise)
+
+
+def _default_pick(ranking: list, noise_measured: bool, rows: dict) -> str:
+    """The candidate the default returns in a cell: the first in its order (`hso.measured.default_order`) with a
+    row there (the others do not apply to this noise schedule or solver)."""
+    return next(m for m, _ in default_order(ranking, noise_measured) if m in rows)
 
 
 def _measured_ratios(ev: Evaluation, rules: list[dict]) -> list[float]:
     """Per cell, the RMSE ratio to the best baseline of the first candidate a derived measured table ranks that has
     a row in this cell (what ``method="auto"`` returns)."""
-    noise = _rule_noise(ev, rules)
+    noise, own = _rule_noise(ev, rules)
     table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
         rows = {r["method"]: r["rmse"] for r in ev.rows if (r["solver"], r["convention"], r["nfe"]) == cell}
-        pick = next(m for m, _ in table[(sampler_of(ev, cell[0])[0], cell[1], noise, cell[2])] if m in rows)
+        pick = _default_pick(table[(sampler_of(ev, cell[0])[0], cell[1], noise, cell[2])], own, rows)
         out.append(rows[pick] / min(v for m, v in rows.items() if m in BASELINES))
     return out
 
@@ -512,7 +521,7 @@ def _default_ratios(ev: Evaluation, rules: list[dict], default_variant: bool = F
     a row there) to the best schedule measured in the cell; ``default_variant``: the ranking of the solver's default
     variant instead of the one the evaluation ran (what a request for the variant got before variants were
     measured); ``metric``: the rows' field compared (``"rmse_wc"``: the well-conditioned samples only)."""
-    noise = _rule_noise(ev, rules)
+    noise, own = _rule_noise(ev, rules)
     table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
@@ -520,7 +529,7 @@ def _default_ratios(ev: Evaluation, rules: list[dict], default_variant: bool = F
                 if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
         best = min(v for m, v in rows.items() if m in CANDIDATE_ORDER)
         sampler = cell[0] if default_variant else sampler_of(ev, cell[0])[0]
-        pick = next(m for m, _ in table[(sampler, cell[1], noise, cell[2])] if m in rows)
+        pick = _default_pick(table[(sampler, cell[1], noise, cell[2])], own, rows)
         out.append((rows[pick] / best, cell))
     return out
 
