@@ -18,8 +18,8 @@ A cell is *supported* when its pick's worst ratio is at most `SUPPORT_RATIO`: th
 NFEs between or beyond the measured ones take the nearest measured NFE's ranking, and a sampler variant not measured
 at that NFE the nearest variant measured there (`_nearest_cell`; not supported: not measured). So does a noise
 schedule that is not one of the measured ones (`same_noise`: another lambda(t) or time domain, such as the cosine
-VP schedule, which takes DDPM's ranking): its ranking is the nearest measured schedule's, and no cell is measured
-or supported for it.
+VP schedule, which takes DDPM's ranking): its ranking is the nearest measured schedule's, no cell is measured or
+supported for it, and the default tries that cell's blend first (`UNMEASURED_FIRST`, `default_order`).
 """
 from __future__ import annotations
 
