@@ -216,19 +216,21 @@ def nearest_sampler(rows: list[dict[str, Any]], solver: str, options: Any = None
 
 
 def _nearest_cell(rows: list[dict[str, Any]], solver: str, options: Any, schedule: Any, nfe: int
-                  ) -> tuple[dict[str, Any] | None, bool]:
+                  ) -> tuple[dict[str, Any] | None, bool, bool]:
     """The measured row nearest to a request, and whether it is the request's own cell: the solver's rows on the
     nearest measured noise schedule (`nearest_noise`), then the nearest NFE measured with any of its variants, then
     the nearest variant measured at that NFE (`nearest_sampler`). The NFE comes first: a schedule's regime changes
     more with the NFE than with the variant (a variant measured at NFE 4-10 only takes the default variant's ranking
-    at NFE 20, not its own NFE-10 one). Its own cell: that NFE, that variant and that noise schedule (`same_noise`)."""
+    at NFE 20, not its own NFE-10 one). Also whether it is the request's own cell (that NFE, that variant and that
+    noise schedule), and whether its noise schedule is the request's (`same_noise`)."""
     sched = as_schedule(schedule)
     rows = nearest_noise([r for r in rows if r["solver"] == solver], sched)
     if not rows:
-        return None, False
+        return None, False, False
     at = _nearest_nfe(rows, nfe)["nfe"]
     rows, exact = nearest_sampler([r for r in rows if r["nfe"] == at], solver, options)
-    return rows[0], exact and at == nfe and same_noise(sched, rows[0]["noise"])
+    own_noise = same_noise(sched, rows[0]["noise"])
+    return rows[0], exact and at == nfe and own_noise, own_noise
 
 
 def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options: Any = None) -> Pick | None:
@@ -237,12 +239,12 @@ def measured_pick(solver: str, convention: str, schedule: Any, nfe: int, options
     `nearest_noise`) and NFE; None where nothing was measured for that solver and convention in its lambda space.
     An unmeasured cell takes the nearest measured one's ranking (`_nearest_cell`; not ``measured``)."""
     solver = _measured_solver(solver)
-    row, exact = _nearest_cell([r for r in rule_table()["rules"] if r["convention"] == convention], solver, options,
-                               schedule, nfe)
+    row, exact, own_noise = _nearest_cell([r for r in rule_table()["rules"] if r["convention"] == convention], solver,
+                                          options, schedule, nfe)
     if row is None:
         return None
     return Pick(tuple((name, float(ratio)) for name, ratio in row["ranking"]), int(row["nfe"]), exact,
-                str(row["noise"]), str(row["sampler"]), same_noise(as_schedule(schedule), str(row["noise"])))
+                str(row["noise"]), str(row["sampler"]), own_noise)
 
 
 def _blend_row(solver: str, convention: str, schedule: Any, nfe: int) -> dict[str, Any] | None:
@@ -284,7 +286,8 @@ def diffusers_convention(solver: str, schedule: Any, nfe: int, options: Any = No
     better than "jump" on every test bed of the nearest measured noise schedule
     (`hso.evaluation.report.derive_diffusers_convention`); other NFEs and variants take the nearest measured one's
     choice (``measured`` False); unmeasured solvers keep diffusers' own "jump"."""
-    row, exact = _nearest_cell(rule_table().get("diffusers", []), _measured_solver(solver), options, schedule, nfe)
+    row, exact, _ = _nearest_cell(rule_table().get("diffusers", []), _measured_solver(solver), options, schedule,
+                                  nfe)
     if row is None:
         return "jump", False
     return str(row["convention"]), exact

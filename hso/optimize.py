@@ -735,7 +735,7 @@ def _baseline_result(job: Plan, wall_time: float) -> ScheduleResult:
     value = float(fast.objective_and_grad(lam[None, :], job.objective, backend=job.backend)[0][0])
     penalty = float(fast.spacing_penalty_and_grad(t[None, :], job.lower.d_min, job.lower.gamma)[0][0])
     m = job.settings["measured"]
-    rank = ("taken first, the hedge on a noise schedule that was not measured (hso.measured.UNMEASURED_FIRST),"
+    rank = ("taken first as the hedge for unmeasured noise schedules (hso.measured.UNMEASURED_FIRST)"
             if not m.get("noise_measured", True) and job.source == UNMEASURED_FIRST
             else "ranked best of those valid here" if job.settings.get("passed_over") else "ranked first")
     where = blend_weight_words(m.get("blend_weight", 0.5))
