@@ -55,9 +55,10 @@ SAME_NOISE_LAMBDA = 1e-3
 # the candidate the default tries first on a noise schedule that was not measured (`Pick.order`): the nearest
 # measured schedule's blend, two candidates' points mixed in lambda. A single pick is tuned to the measured schedule's
 # time parametrisation and end points and can be far off elsewhere (up to 20x the best schedule on the cosine VP SDE,
-# 123x on improved DDPM's cosine betas); the blend hedges between two. Chosen on the held-out rows of the continuous
-# VP SDEs (worst ratio 20.0x -> 3.9x for UniPC, 17.8x -> 4.8x for DPM-Solver++), then checked on the cosine betas
-# (123x -> 6.9x; `benchmarks/quality`'s held-out configurations)
+# 123x on improved DDPM's cosine betas, with exact denoisers); the blend hedges between two. Chosen on the exact
+# denoisers' held-out rows of the continuous VP SDEs (worst ratio 20.0x -> 3.9x for UniPC, 17.8x -> 4.8x for
+# DPM-Solver++), then checked on the cosine betas (123x -> 6.9x) and on the trained network (7.5e4x -> 5.9x there,
+# 10.7x -> 2.6x on the cosine VP SDE); `benchmarks/quality/README.md`, "On noise schedules that were not measured"
 UNMEASURED_FIRST = BLEND
 
 

@@ -14,8 +14,8 @@ draw did not use. Rules compared, at 307 and 1000 network evaluations:
 * ``ceiling``: the lowest error on half of the pool (256 noises by default, tens of times the budget's worth),
   scored on the other half, to show how much of the 2% criterion is noise in the scoring itself.
 
-    python -m benchmarks.quality.selection                      # every configuration of `run.CONFIGS` (21:
-                                                                # about 60 min on one core)
+    python -m benchmarks.quality.selection                      # every configuration of `run.CONFIGS` (24: their
+                                                                # recorded wall times sum to 24 min)
     python -m benchmarks.quality.selection --only gmm_sd21      # one
 
 Writes ``benchmarks/quality/<config>/selection.json`` per configuration and ``benchmarks/quality/selection.md``
