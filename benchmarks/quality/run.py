@@ -518,13 +518,16 @@ def _selection_table() -> list[str]:
     return lines
 
 
-def _default_ratios(ev: Evaluation, rules: list[dict], default_variant: bool = False, metric: str = "rmse"
-                    ) -> list[tuple[float, tuple[str, str, int]]]:
-    """Per cell of an evaluation, the RMSE ratio of the default's schedule (the derived table's first candidate with
-    a row there) to the best schedule measured in the cell; ``default_variant``: the ranking of the solver's default
-    variant instead of the one the evaluation ran (what a request for the variant got before variants were
-    measured); ``metric``: the rows' field compared (``"rmse_wc"``: the well-conditioned samples only)."""
+def _default_ratios(ev: Evaluation, rules: list[dict], default_variant: bool = False, metric: str = "rmse",
+                    as_measured: bool = False) -> list[tuple[float, tuple[str, str, int]]]:
+    """Per cell of an evaluation, the RMSE ratio of the default's schedule (the first candidate in its order,
+    `_default_pick`, with a row there) to the best schedule measured in the cell; ``default_variant``: the ranking of
+    the solver's default variant instead of the one the evaluation ran (what a request for the variant got before
+    variants were measured); ``metric``: the rows' field compared (``"rmse_wc"``: the well-conditioned samples
+    only); ``as_measured``: the ranking's own order even on a noise schedule that was not measured (what the default
+    was before `hso.measured.UNMEASURED_FIRST`)."""
     noise, own = _rule_noise(ev, rules)
+    own = own or as_measured
     table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
     out = []
     for cell in ev.cells():
@@ -677,20 +680,12 @@ def _hedge_table(results: list[tuple[str, Evaluation]], rules: list[dict]) -> li
     for name, ev in results:
         if ev.meta["schedule"]["name"] in RULE_NOISES:
             continue
-        noise, own = _rule_noise(ev, rules)
-        table = {(r["sampler"], r["convention"], r["noise"], r["nfe"]): r["ranking"] for r in rules}
         cols = []
-        for measured in (True, own):
-            x = []
-            for cell in ev.cells():
-                rows = {r["method"]: r["rmse"] for r in ev.rows
-                        if (r["solver"], r["convention"], r["nfe"]) == cell and valid_row(r)}
-                pick = _default_pick(table[(sampler_of(ev, cell[0])[0], cell[1], noise, cell[2])], measured, rows)
-                x.append(rows[pick] / min(v for m, v in rows.items() if m in CANDIDATE_ORDER))
-            x = np.asarray(x)
+        for as_measured in (True, False):
+            x = np.asarray([r for r, _ in _default_ratios(ev, rules, as_measured=as_measured)])
             cols.append(f"{int(np.sum(x <= 1.05))} / {int(np.sum(x <= 1.25))} / {x.size}, {x.max():.2f}x, "
                         f"{np.exp(np.mean(np.log(x))):.3f}")
-        lines.append(f"| {name} | {noise} | {cols[0]} | {cols[1]} |")
+        lines.append(f"| {name} | {_rule_noise(ev, rules)[0]} | {cols[0]} | {cols[1]} |")
     if not lines:
         return []
     return ["", "**On noise schedules that were not measured** (held out): the default takes the nearest measured "
